@@ -1,0 +1,194 @@
+"""Image output nodes (SaveImage, PreviewImage) and the numbered-file naming that every saver shares.
+
+Files are named like ComfyUI's: ``{prefix}_{counter:05}_.{ext}``, the counter one past the highest already in the
+folder. ``filename_prefix`` may name a subfolder (``renders/shot1``) but never a place outside the base folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from graph.context import current_context
+from nodes.folders import FOLDERS_SERVICE
+
+
+@dataclass(frozen=True)
+class SaveTarget:
+    """Where numbered files for one prefix go: the folder, its path below the base folder, the base name."""
+
+    folder: Path
+    subfolder: str
+    filename: str
+    counter: int
+
+    def file_name(self, counter: int, extension: str) -> str:
+        """``{filename}_{counter:05}_.{extension}``."""
+        return f"{self.filename}_{counter:05}_.{extension}"
+
+
+def resolve_save_path(filename_prefix: str, base_dir: str | os.PathLike[str]) -> SaveTarget:
+    """Split ``filename_prefix`` into folder and base name below ``base_dir`` and find the next free counter.
+
+    Creates the folder. Raises ``ValueError`` when the prefix is empty, has no file name part, or would
+    leave ``base_dir`` (an absolute path, or ``..`` climbing above it).
+    """
+    if not filename_prefix or not filename_prefix.strip():
+        raise ValueError("filename_prefix is empty: give a file name such as 'ComfyUI' or 'renders/shot1'")
+    if os.path.isabs(filename_prefix) or os.path.splitdrive(filename_prefix)[0]:
+        raise ValueError(
+            f"filename_prefix {filename_prefix!r} is an absolute path: it must be relative to the output folder"
+        )
+    base = os.path.abspath(base_dir)
+    full = os.path.normpath(os.path.join(base, filename_prefix))
+    if os.path.commonpath([base, full]) != base:
+        raise ValueError(
+            f"filename_prefix {filename_prefix!r} points outside the output folder: '..' may not climb above it"
+        )
+    folder, filename = os.path.split(full)
+    if full == base or filename_prefix.endswith(("/", os.sep)):
+        raise ValueError(f"filename_prefix {filename_prefix!r} names a folder but no file name after it")
+    os.makedirs(folder, exist_ok=True)
+    subfolder = os.path.relpath(folder, base)
+    subfolder = "" if subfolder == os.curdir else subfolder.replace(os.sep, "/")
+    return SaveTarget(
+        folder=Path(folder), subfolder=subfolder, filename=filename, counter=_next_counter(folder, filename)
+    )
+
+
+def _next_counter(folder: str, filename: str) -> int:
+    """1 + the highest counter among ``{filename}_NNNNN...`` files in ``folder``."""
+    pattern = re.compile(re.escape(filename) + r"_(\d+)(?:_|\.|$)")
+    highest = 0
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            match = pattern.match(entry.name)
+            if match:
+                highest = max(highest, int(match.group(1)))
+    return highest + 1
+
+
+def claim_numbered_file(target: SaveTarget, counter: int, extension: str) -> tuple[Path, int]:
+    """Create an empty file for ``counter`` (or the next free one) atomically; returns its path and counter.
+
+    Exclusive creation means two saves running at once never write the same name.
+    """
+    while True:
+        path = target.folder / target.file_name(counter, extension)
+        try:
+            with open(path, "xb"):
+                return path, counter
+        except FileExistsError:
+            counter += 1
+
+
+def tensor_to_pil(image: torch.Tensor) -> Image.Image:
+    """One ``[H, W, C]`` frame in 0..1 as an 8-bit Pillow image (rounded, clamped; C = 1, 3 or 4)."""
+    array = torch.nan_to_num(image.detach().float(), nan=0.0).clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
+    pixels = np.ascontiguousarray(array.cpu().numpy())
+    if pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
+    elif pixels.shape[-1] not in (3, 4):
+        raise ValueError(f"images have {pixels.shape[-1]} channels; saving needs 1, 3 or 4")
+    return Image.fromarray(pixels)
+
+
+def png_metadata(prompt: dict[str, Any] | None, extra_pnginfo: dict[str, Any] | None) -> PngInfo:
+    """tEXt chunks: ``prompt`` (the API prompt) and one per ``extra_pnginfo`` key (``workflow``), as JSON."""
+    info = PngInfo()
+    if prompt is not None:
+        info.add_text("prompt", json.dumps(prompt))
+    for key, value in (extra_pnginfo or {}).items():
+        info.add_text(str(key), json.dumps(value))
+    return info
+
+
+class SaveImage:
+    """Writes each image of the batch as a numbered PNG in the output folder, with the workflow embedded."""
+
+    FUNCTION = "save_images"
+    CATEGORY = "image"
+    RETURN_TYPES = ()
+    OUTPUT_NODE = True
+    DESCRIPTION = "Saves the images as PNG files in the output folder, with the prompt and workflow embedded."
+
+    FOLDER_ATTRIBUTE = "output_dir"
+    FOLDER_TYPE = "output"
+    COMPRESS_LEVEL = 4
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "The images to save."}),
+                "filename_prefix": (
+                    "STRING",
+                    {
+                        "default": "ComfyUI",
+                        "tooltip": "The start of the file names; may include a subfolder, e.g. 'renders/shot1'.",
+                    },
+                ),
+            },
+            "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
+        }
+
+    def save_images(
+        self,
+        images: torch.Tensor,
+        filename_prefix: str = "ComfyUI",
+        prompt: dict[str, Any] | None = None,
+        extra_pnginfo: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        context = current_context()
+        base_dir = getattr(context.service(FOLDERS_SERVICE), self.FOLDER_ATTRIBUTE)
+        target = resolve_save_path(self.prefix(filename_prefix), base_dir)
+        metadata = png_metadata(prompt, extra_pnginfo)
+        counter = target.counter
+        saved: list[dict[str, str]] = []
+        for frame in images:
+            context.check_interrupt()
+            path, counter = claim_numbered_file(target, counter, "png")
+            tensor_to_pil(frame).save(path, format="PNG", pnginfo=metadata, compress_level=self.COMPRESS_LEVEL)
+            saved.append({"filename": path.name, "subfolder": target.subfolder, "type": self.FOLDER_TYPE})
+            counter += 1
+        return {"ui": {"images": saved}, "result": ()}
+
+    def prefix(self, filename_prefix: str) -> str:
+        """The prefix actually used for file names (PreviewImage makes its own)."""
+        return filename_prefix
+
+
+class PreviewImage(SaveImage):
+    """Like SaveImage, but into the temp folder under a random prefix, with fast compression."""
+
+    DESCRIPTION = "Shows the images in the editor; they are written to the temp folder, not kept as outputs."
+    FOLDER_ATTRIBUTE = "temp_dir"
+    FOLDER_TYPE = "temp"
+    COMPRESS_LEVEL = 1
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {"images": ("IMAGE", {"tooltip": "The images to preview."})},
+            "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
+        }
+
+    def prefix(self, filename_prefix: str) -> str:
+        suffix = "".join(random.choice(string.ascii_lowercase) for _ in range(5))
+        return f"ComfyUI_temp_{suffix}"
+
+
+NODE_CLASS_MAPPINGS = {"SaveImage": SaveImage, "PreviewImage": PreviewImage}
+
+NODE_DISPLAY_NAME_MAPPINGS = {"SaveImage": "Save Image", "PreviewImage": "Preview Image"}
