@@ -266,8 +266,10 @@ class Executor:
                 else:
                     self.sink.emit(events.Executing(run.prompt_id, node_id, context.display_node_id))
                     inputs = self._gather(run, node, spec)
-                    if spec.has_lazy_check and await self._ask_lazy(run, node, spec, inputs):
-                        return
+                    if spec.has_lazy_check:
+                        if await self._ask_lazy(run, node, spec, inputs):
+                            return
+                        inputs = self._gather(run, node, spec)  # lazy inputs served from the cache meanwhile
                     mapped = await map_node(spec, self._function(run, node, spec), inputs, context.check_interrupt)
                     if spec.output_node:
                         _raise_output_blockers(mapped)
