@@ -1,0 +1,54 @@
+"""Typed configuration, parsed once in ``main.py`` and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from nodes.folders import Folders
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """Output cache limits: a byte budget, the free RAM to keep, or no cache at all."""
+
+    max_bytes: int | None
+    min_free_bytes: int
+    disabled: bool = False
+    cache_all_outputs: bool = False
+
+    @classmethod
+    def default(cls, ram_budget_gb: float | None = None) -> CacheConfig:
+        """A quarter of the machine's RAM for cached outputs unless told otherwise; evict when under 10% is free."""
+        total = int(psutil.virtual_memory().total)
+        budget = int(ram_budget_gb * GIB) if ram_budget_gb is not None else total // 4
+        return cls(max_bytes=budget, min_free_bytes=total // 10)
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Everything the engine needs from the command line."""
+
+    folders: Folders
+    cache: CacheConfig
+
+    @classmethod
+    def from_dirs(
+        cls,
+        output_dir: Path | None = None,
+        input_dir: Path | None = None,
+        temp_dir: Path | None = None,
+        cache: CacheConfig | None = None,
+    ) -> AppConfig:
+        defaults = Folders.under(REPO_ROOT)
+        folders = Folders(
+            output_dir=(output_dir or defaults.output_dir).resolve(),
+            input_dir=(input_dir or defaults.input_dir).resolve(),
+            temp_dir=(temp_dir or defaults.temp_dir).resolve(),
+        )
+        return cls(folders=folders, cache=cache or CacheConfig.default())

@@ -1,0 +1,46 @@
+"""Assemble the engine (registry, cache, executor) from the configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.config import AppConfig
+from graph.cache import LRUOutputCache, NullOutputCache, OutputCache
+from graph.context import InterruptFlag
+from graph.events import EventSink
+from graph.executor import Executor
+from graph.registry import LoadReport, NodeRegistry
+from nodes import register_builtin_nodes
+from nodes.folders import FOLDERS_SERVICE
+
+
+@dataclass
+class Engine:
+    """The registry and the executor that runs prompts against it."""
+
+    registry: NodeRegistry
+    executor: Executor
+    load_report: LoadReport
+
+
+def build_cache(config: AppConfig) -> OutputCache:
+    if config.cache.disabled:
+        return NullOutputCache()
+    return LRUOutputCache(config.cache.max_bytes, config.cache.min_free_bytes)
+
+
+def build_engine(config: AppConfig, sink: EventSink | None = None, interrupt: InterruptFlag | None = None) -> Engine:
+    """Register the built-in nodes and create an executor whose nodes see the configured folders."""
+    registry = NodeRegistry()
+    report = register_builtin_nodes(registry)
+    for folder in (config.folders.output_dir, config.folders.input_dir, config.folders.temp_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    executor = Executor(
+        registry,
+        build_cache(config),
+        sink,
+        services={FOLDERS_SERVICE: config.folders},
+        interrupt=interrupt,
+        cache_all_outputs=config.cache.cache_all_outputs,
+    )
+    return Engine(registry=registry, executor=executor, load_report=report)

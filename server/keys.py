@@ -1,0 +1,12 @@
+"""Typed keys for the state the application holds (no singletons)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from app.engine import Engine
+
+ENGINE = web.AppKey("engine", Engine)
+WEB_ROOT = web.AppKey("web_root", Path)
