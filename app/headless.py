@@ -16,6 +16,7 @@ from app.config import AppConfig
 from app.engine import build_engine
 from app.overrides import OverrideError, apply_overrides, parse_override
 from graph import events
+from graph.api_to_ui import api_to_ui
 from graph.context import InterruptFlag
 from graph.errors import WorkflowFormatError
 from graph.prompt import Prompt
@@ -85,7 +86,8 @@ def run_workflow(
     sink = ProgressSink(total=_planned_nodes(validated), stream=err, enabled=show_progress)
     sink.label_nodes(validated.prompt)
     engine.executor.sink = sink
-    extra_data: dict[str, Any] = {"extra_pnginfo": {"workflow": loaded.ui}} if loaded.ui is not None else {}
+    workflow_ui = loaded.ui if loaded.ui is not None else api_to_ui(api, engine.registry)  # editable on drop
+    extra_data: dict[str, Any] = {"extra_pnginfo": {"workflow": workflow_ui}}
     with _interrupt_on_ctrl_c(interrupt):
         result = asyncio.run(engine.executor.execute(validated.prompt, validated.outputs, extra_data=extra_data))
     sink.close(result.status == "success")
