@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from graph.errors import GraphError
+from graph.node_call import call_with_known_arguments
 from graph.prompt import BadLink, DynamicPrompt, Link, PromptNode
 from graph.spec import NodeSpec
 
@@ -101,7 +102,7 @@ def _is_changed(spec: NodeSpec, node: PromptNode) -> Any:
     """Call the class's ``IS_CHANGED`` with the node's constant inputs (as ComfyUI does: links are not seen)."""
     constants = {k: v for k, v in node.inputs.items() if not isinstance(v, (Link, BadLink))}
     try:
-        verdict = spec.node_class.IS_CHANGED(**constants)
+        verdict = call_with_known_arguments(spec.node_class.IS_CHANGED, constants)
     except Exception as exc:  # a failing IS_CHANGED must not fail the run: treat the node as always changed
         raise _Uncacheable(f"IS_CHANGED raised {type(exc).__name__}: {exc}") from exc
     if isinstance(verdict, float) and math.isnan(verdict):

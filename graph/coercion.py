@@ -127,4 +127,8 @@ def types_match(received: str, expected: str) -> bool:
         return True
     if expected == COMBO_TYPE:
         return received in (COMBO_TYPE, "STRING")
-    return bool(set(received.split(",")) & set(expected.split(",")))
+    return bool(_type_names(received) & _type_names(expected))
+
+
+def _type_names(union: str) -> set[str]:
+    return {name.strip() for name in union.split(",")}

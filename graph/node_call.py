@@ -141,6 +141,25 @@ def merge_ui(parts: list[dict[str, Any]]) -> dict[str, Any] | None:
     return merged or None
 
 
+def call_with_known_arguments(function: Callable[..., Any], values: dict[str, Any]) -> Any:
+    """Call a pack's ``IS_CHANGED`` / ``VALIDATE_INPUTS`` with what it names: known values, None for the rest.
+
+    Those hooks see only constant inputs; one that names a linked input gets None rather than a TypeError.
+    """
+    parameters = inspect.signature(function).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return function(**values)
+    arguments: dict[str, Any] = {}
+    for parameter in parameters:
+        if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.POSITIONAL_ONLY):
+            continue
+        if parameter.name in values:
+            arguments[parameter.name] = values[parameter.name]
+        elif parameter.default is inspect.Parameter.empty:
+            arguments[parameter.name] = None
+    return function(**arguments)
+
+
 def describe_value(value: Any, limit: int = 200) -> str:
     """A short, JSON-safe description of an input value for error events (tensors by shape and dtype)."""
     shape = getattr(value, "shape", None)

@@ -142,10 +142,11 @@ def _build_spec(class_type: str, node_class: type, display_name: str | None, pyt
     if not isinstance(function, str) or not callable(getattr(node_class, function, None)):
         raise NodeDefinitionError(class_type, f"FUNCTION {function!r} does not name a method of the class")
     output_types = _parse_return_types(class_type, node_class)
-    output_names = tuple(getattr(node_class, "RETURN_NAMES", None) or output_types)
+    declared_names = _optional_sequence(class_type, node_class, "RETURN_NAMES")
+    output_names = tuple(declared_names or output_types)
     if len(output_names) != len(output_types):
         raise NodeDefinitionError(class_type, "RETURN_NAMES and RETURN_TYPES differ in length")
-    output_is_list = tuple(bool(flag) for flag in (getattr(node_class, "OUTPUT_IS_LIST", None) or ()))
+    output_is_list = tuple(bool(flag) for flag in (_optional_sequence(class_type, node_class, "OUTPUT_IS_LIST") or ()))
     if not output_is_list:
         output_is_list = (False,) * len(output_types)
     if len(output_is_list) != len(output_types):
@@ -174,6 +175,14 @@ def _build_spec(class_type: str, node_class: type, display_name: str | None, pyt
         experimental=bool(getattr(node_class, "EXPERIMENTAL", False)),
         cache_version=str(getattr(node_class, "CACHE_VERSION", "0")),
     )
+
+
+def _optional_sequence(class_type: str, node_class: type, attribute: str) -> tuple[Any, ...] | list[Any] | None:
+    """An optional tuple attribute such as ``RETURN_NAMES``; anything but a tuple or list is a bad declaration."""
+    value = getattr(node_class, attribute, None)
+    if value is None or isinstance(value, (tuple, list)):
+        return value
+    raise NodeDefinitionError(class_type, f"{attribute} must be a tuple, got {type(value).__name__}")
 
 
 def _parse_return_types(class_type: str, node_class: type) -> tuple[str, ...]:

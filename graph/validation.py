@@ -14,6 +14,7 @@ from typing import Any
 
 from graph.coercion import coerce_constant, types_match
 from graph.errors import NodeDefinitionError
+from graph.node_call import call_with_known_arguments
 from graph.prompt import BadLink, Link, Prompt, PromptNode
 from graph.registry import NodeRegistry
 from graph.spec import InputSpec, NodeSpec
@@ -84,7 +85,7 @@ class _NodeChecker:
             else:
                 inputs[input_spec.name] = coerced
         if spec.has_validate_inputs and not errors:
-            errors.extend(self._custom_validation(node, spec, inputs, custom_params, wants_types))
+            errors.extend(self._custom_validation(node, spec, inputs, wants_types))
         return inputs, errors
 
     def _check_link(self, input_spec: InputSpec, value: Link | BadLink, *, skip_type: bool) -> dict[str, Any] | None:
@@ -137,15 +138,13 @@ class _NodeChecker:
         node: PromptNode,
         spec: NodeSpec,
         inputs: dict[str, Any],
-        params: frozenset[str] | None,
         wants_types: bool,
     ) -> list[dict[str, Any]]:
-        constants = {k: v for k, v in inputs.items() if not isinstance(v, (Link, BadLink))}
-        arguments = constants if params is None else {k: v for k, v in constants.items() if k in params}
+        arguments = {k: v for k, v in inputs.items() if not isinstance(v, (Link, BadLink))}
         if wants_types:
             arguments["input_types"] = {name: self._received_type(link) for name, link in node.links()}
         try:
-            verdict = spec.node_class.VALIDATE_INPUTS(**arguments)
+            verdict = call_with_known_arguments(spec.node_class.VALIDATE_INPUTS, arguments)
         except Exception as exc:  # a pack's validator can fail in any way; report it on the node
             return [
                 _error("exception_during_validation", "Exception when validating node", f"{type(exc).__name__}: {exc}")
@@ -189,13 +188,13 @@ def _reachable(prompt: Prompt, roots: Iterable[str]) -> list[str]:
     return order
 
 
-def _cycle_members(prompt: Prompt, node_ids: list[str]) -> set[str]:
-    """Nodes that lie on a dependency cycle (iterative Tarjan over the reachable subgraph)."""
+def _cycle_members(prompt: Prompt, node_ids: list[str]) -> dict[str, list[str]]:
+    """Each node on a dependency cycle, with the nodes of its cycle (iterative Tarjan over the reachable subgraph)."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     on_stack: set[str] = set()
     stack: list[str] = []
-    members: set[str] = set()
+    members: dict[str, list[str]] = {}
     counter = 0
     for start in node_ids:
         if start in index:
@@ -233,7 +232,8 @@ def _cycle_members(prompt: Prompt, node_ids: list[str]) -> set[str]:
                         break
                 self_loop = any(link.source == node_id for _, link in prompt.nodes[node_id].links())
                 if len(component) > 1 or self_loop:
-                    members.update(component)
+                    ordered = sorted(component, key=lambda n: (len(n), n))
+                    members.update({member: ordered for member in component})
     return members
 
 
@@ -277,7 +277,7 @@ def validate_prompt(prompt: Prompt, registry: NodeRegistry, targets: Iterable[st
                 f"Node ID '#{node.id}'",
                 node_id=node.id,
                 class_type=node.class_type,
-                node_title=node.title,
+                node_title=node.title or node.class_type,
             )
             first_missing = first_missing or error
             node_errors[node.id] = {"errors": [error], "dependent_outputs": [], "class_type": node.class_type}
@@ -305,15 +305,19 @@ def validate_prompt(prompt: Prompt, registry: NodeRegistry, targets: Iterable[st
         inputs, errors = checker.check(node, spec)
         if errors:
             node_errors[node_id] = {"errors": errors, "dependent_outputs": [], "class_type": node.class_type}
-        elif inputs != node.inputs:
+        elif any(inputs[name] is not value for name, value in node.inputs.items()):
+            # compare by identity: 3.0 == 3 and True == 1, yet the coerced value must replace the submitted one
             coerced_nodes[node_id] = PromptNode(node.id, node.class_type, inputs, node.title)
-    for node_id in _cycle_members(prompt, reachable):
+    for node_id, cycle in _cycle_members(prompt, reachable).items():
         entry = node_errors.setdefault(
             node_id, {"errors": [], "dependent_outputs": [], "class_type": prompt.nodes[node_id].class_type}
         )
-        entry["errors"].append(
-            _error("dependency_cycle", "Dependency cycle detected", f"node {node_id} depends on itself")
+        details = (
+            f"node {node_id} feeds itself"
+            if cycle == [node_id]
+            else f"nodes {', '.join(cycle)} feed each other, so none of them can run first"
         )
+        entry["errors"].append(_error("dependency_cycle", "Dependency cycle detected", details))
 
     good_outputs: list[str] = []
     for output_id in outputs:
