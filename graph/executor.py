@@ -75,6 +75,7 @@ class _Run:
     active: set[str] = field(default_factory=set)
     consumers: dict[str, list[str]] | None = None
     current: str | None = None
+    held_events: list[events.Event] | None = field(default_factory=list)  # until execution_cached is sent
 
 
 class Executor:
@@ -123,6 +124,9 @@ class Executor:
             for output_id in outputs:
                 self._require(run, output_id)
             self.sink.emit(events.ExecutionCached(prompt_id, self._cached_in_prompt(run)))
+            for held in run.held_events or ():
+                self.sink.emit(held)
+            run.held_events = None
             await self._loop(run)
         except ExecutionInterrupted:
             await self._cancel_running(run)
@@ -198,7 +202,11 @@ class Executor:
         run.cached[node_id] = None
         if entry.ui is not None:
             run.ui[node_id] = entry.ui
-            self.sink.emit(events.Executed(run.prompt_id, node_id, run.dyn.display_id(node_id), entry.ui, cached=True))
+            replay = events.Executed(run.prompt_id, node_id, run.dyn.display_id(node_id), entry.ui, cached=True)
+            if run.held_events is not None:
+                run.held_events.append(replay)  # ComfyUI clients expect these after execution_cached
+            else:
+                self.sink.emit(replay)
         return True
 
     def _node(self, run: _Run, node_id: str) -> PromptNode:

@@ -308,6 +308,8 @@ def test_identical_rerun_executes_nothing_and_replays_ui(harness: Harness) -> No
     cached_event = harness.sink.of_type(events.ExecutionCached)[0]
     assert {"show", "show_c"} <= set(cached_event.nodes)
     assert {e.node_id for e in harness.sink.of_type(events.Executed)} == {"show", "show_c"}
+    kinds = [e.TYPE for e in harness.sink.events]
+    assert kinds.index("execution_cached") < kinds.index("executed")
 
 
 def test_changed_widget_reruns_exactly_its_downstream(harness: Harness) -> None:
