@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
-
-# Large tensors (video frames) are allocated on transparent huge pages: first-touch page faults drop ~2.5x.
-# PyTorch reads this once, at its first allocation, so it is set before anything imports torch.
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 from app.config import AppConfig, CacheConfig
 
