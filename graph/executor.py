@@ -286,9 +286,9 @@ class Executor:
                         return
                     outputs, ui = _merge_outputs(spec, mapped.calls)
             self._finish(run, node, spec, outputs, ui, time.perf_counter() - started)
-        except (ExecutionInterrupted, NodeExecutionError):
+        except (ExecutionInterrupted, NodeExecutionError, asyncio.CancelledError, KeyboardInterrupt):
             raise
-        except Exception as exc:  # any failure inside a node becomes that node's error event
+        except BaseException as exc:  # any failure inside a node, sys.exit() too, becomes that node's error event
             raise NodeExecutionError(node_id, node.class_type, exc, inputs) from exc
         finally:
             run.active.discard(node_id)

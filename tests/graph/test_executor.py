@@ -92,6 +92,18 @@ class Boom:
         raise ValueError(f"cannot handle {x}")
 
 
+class Quitter:
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"x": ("INT", {"forceInput": True})}}
+
+    def run(self, x: int) -> tuple[int]:
+        raise SystemExit(3)  # a careless pack must not take the server down
+
+
 class Switch:
     RETURN_TYPES = ("INT",)
     FUNCTION = "run"
@@ -232,7 +244,7 @@ class Dice:
 
 NODES = {
     cls.__name__: cls
-    for cls in (Num, Add, Double, Show, Boom, Switch, Range, Sum, Countdown, Gate, SlowAsync, Steps, Dice)
+    for cls in (Num, Add, Double, Show, Boom, Quitter, Switch, Range, Sum, Countdown, Gate, SlowAsync, Steps, Dice)
 }
 
 
@@ -511,3 +523,14 @@ def test_unreused_intermediates_are_not_kept_in_the_cache(registry: NodeRegistry
     everything = Executor(registry, LRUOutputCache(None), services={LOG: []}, cache_all_outputs=True)
     asyncio.run(everything.execute(validated.prompt, validated.outputs))
     assert len(everything.cache) == 7  # type: ignore[arg-type]
+
+
+def test_node_calling_sys_exit_is_an_error_not_an_exit(harness: Harness) -> None:
+    api = {
+        "x": num(1),
+        "quit": {"class_type": "Quitter", "inputs": {"x": link("x")}},
+        "show": {"class_type": "Show", "inputs": {"value": link("quit")}},
+    }
+    result = harness.run(api)
+    assert result.status == "error" and result.error is not None
+    assert (result.error.node_id, result.error.exception_type) == ("quit", "builtins.SystemExit")
