@@ -195,18 +195,3 @@ def side_by_side(path: Path, charts: Sequence[Image.Image]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
     return path
-
-
-def line_chart(
-    path: Path,
-    title: str,
-    x_label: str,
-    y_label: str,
-    series: Series,
-    log_x: bool = True,
-    log_y: bool = False,
-    styles: Mapping[str, Style] | None = None,
-) -> Path:
-    """Draw one line chart and save it as a PNG at ``path``."""
-    chart = draw_line_chart(title, x_label, y_label, series, log_x=log_x, log_y=log_y, styles=styles)
-    return side_by_side(path, [chart])
