@@ -49,8 +49,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> AppConfig:
-    if args.cache_ram is not None and args.cache_ram <= 0:
-        raise SystemExit("error: --cache-ram must be a positive number of GB")
     cache = CacheConfig.default(args.cache_ram)
     if args.cache_none or args.cache_all:
         cache = CacheConfig(cache.max_bytes, cache.min_free_bytes, args.cache_none, args.cache_all)
@@ -61,7 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv.insert(0, "serve")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.cache_ram is not None and args.cache_ram <= 0:
+        parser.error("--cache-ram must be a positive number of GB")
+    if args.cache_none and args.cache_all:
+        parser.error("--cache-none and --cache-all contradict each other")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

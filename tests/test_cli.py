@@ -163,3 +163,11 @@ def test_node_failure_exits_1_naming_the_node(tmp_path: Path, capsys: pytest.Cap
     assert code == 1
     assert '#4 SaveImage "Save" failed' in stderr and "filename_prefix" in stderr
     assert not (tmp_path / "outside_00001_.png").exists()
+
+
+@pytest.mark.parametrize("flags", [["--cache-ram", "0"], ["--cache-none", "--cache-all"], ["--cache-ram", "lots"]])
+def test_bad_arguments_exit_2(flags: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main.main(["run", str(API_WORKFLOW), *flags])
+    assert exited.value.code == 2
+    assert "--cache" in capsys.readouterr().err
