@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
+import weakref
 from typing import Any, ClassVar
 
 import pytest
@@ -534,3 +536,51 @@ def test_node_calling_sys_exit_is_an_error_not_an_exit(harness: Harness) -> None
     result = harness.run(api)
     assert result.status == "error" and result.error is not None
     assert (result.error.node_id, result.error.exception_type) == ("quit", "builtins.SystemExit")
+
+
+class Payload:
+    """A stand-in for a big tensor: the test watches it through a weak reference."""
+
+
+class Produce:
+    RETURN_TYPES = ("PAYLOAD",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {}, "optional": {"previous": ("PAYLOAD",)}}
+
+    def run(self, previous: Payload | None = None) -> tuple[Payload]:
+        payload = Payload()
+        current_context().service("refs").append(weakref.ref(payload))
+        return (payload,)
+
+
+class CountAlive:
+    RETURN_TYPES = ()
+    FUNCTION = "run"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"payload": ("PAYLOAD",)}}
+
+    def run(self, payload: Payload) -> dict[str, Any]:
+        gc.collect()
+        alive = sum(ref() is not None for ref in current_context().service("refs"))
+        return {"ui": {"alive": [alive]}}
+
+
+def test_intermediate_outputs_are_released_during_the_run() -> None:
+    registry = NodeRegistry()
+    registry.register_mappings({"Produce": Produce, "CountAlive": CountAlive})
+    refs: list[weakref.ref[Payload]] = []
+    executor = Executor(registry, LRUOutputCache(None), services={"refs": refs})
+    api: dict[str, Any] = {"p0": {"class_type": "Produce", "inputs": {}}}
+    for index in range(1, 20):
+        api[f"p{index}"] = {"class_type": "Produce", "inputs": {"previous": [f"p{index - 1}", 0]}}
+    api["count"] = {"class_type": "CountAlive", "inputs": {"payload": ["p19", 0]}}
+    validated = validate_prompt(Prompt.parse(api), registry)
+    result = asyncio.run(executor.execute(validated.prompt, validated.outputs))
+    assert len(refs) == 20
+    assert result.ui_outputs["count"] == {"alive": [1]}  # only the payload being counted is still held
