@@ -22,8 +22,16 @@ from graph import events
 from graph.cache import CacheEntry, OutputCache, estimate_nbytes
 from graph.cache_keys import CacheKeys
 from graph.context import InterruptFlag, NodeContext, node_context
-from graph.errors import BlockedOutputError, DependencyCycleError, ExecutionInterrupted, GraphError, NodeExecutionError
-from graph.node_call import CallResult, MappedResult, call_arguments, describe_value, map_node, merge_ui
+from graph.errors import DependencyCycleError, ExecutionInterrupted, GraphError, NodeExecutionError
+from graph.node_call import (
+    CallResult,
+    LinkedItems,
+    call_arguments,
+    describe_value,
+    map_node,
+    merge_outputs,
+    raise_output_blockers,
+)
 from graph.prompt import DynamicPrompt, Link, Prompt, PromptNode, parse_input_value
 from graph.registry import NodeRegistry
 from graph.spec import NodeSpec
@@ -280,11 +288,11 @@ class Executor:
                         inputs = self._gather(run, node, spec)  # lazy inputs served from the cache meanwhile
                     mapped = await map_node(spec, self._function(run, node, spec), inputs, context.check_interrupt)
                     if spec.output_node:
-                        _raise_output_blockers(mapped)
+                        raise_output_blockers(mapped)
                     if mapped.expands:
                         self._expand(run, node, spec, mapped.calls)
                         return
-                    outputs, ui = _merge_outputs(spec, mapped.calls)
+                    outputs, ui = merge_outputs(spec, mapped.calls)
             self._finish(run, node, spec, outputs, ui, time.perf_counter() - started)
         except (ExecutionInterrupted, NodeExecutionError, asyncio.CancelledError, KeyboardInterrupt):
             raise
@@ -420,10 +428,10 @@ class Executor:
                 resolved.append(call)
                 continue
             values = tuple(
-                _LinkedItems(run.values[v.source][v.slot]) if isinstance(v, Link) else v for v in (call.values or ())
+                LinkedItems(run.values[v.source][v.slot]) if isinstance(v, Link) else v for v in (call.values or ())
             )
             resolved.append(CallResult(values=values, ui=call.ui))
-        return _merge_outputs(spec, resolved)
+        return merge_outputs(spec, resolved)
 
     def _finish(
         self,
@@ -519,33 +527,6 @@ def _add_consumers(consumers: dict[str, list[str]] | None, node: PromptNode) -> 
         return
     for _, link in node.links():
         consumers.setdefault(link.source, []).append(node.id)
-
-
-class _LinkedItems(list):
-    """All items of an output a subgraph produced, standing for one expanded result value."""
-
-
-def _merge_outputs(spec: NodeSpec, calls: list[CallResult]) -> tuple[tuple[list[Any], ...], dict[str, Any] | None]:
-    """Concatenate the calls' values per output (``OUTPUT_IS_LIST`` outputs are flattened) and merge their UI."""
-    outputs: tuple[list[Any], ...] = tuple([] for _ in spec.output_types)
-    for call in calls:
-        if call.blocker is not None:
-            for items in outputs:
-                items.append(call.blocker)
-            continue
-        for index, value in enumerate(call.values or ()):
-            if isinstance(value, _LinkedItems) or (spec.output_is_list[index] and isinstance(value, (list, tuple))):
-                outputs[index].extend(value)
-            else:
-                outputs[index].append(value)
-    return outputs, merge_ui([call.ui for call in calls if call.ui])
-
-
-def _raise_output_blockers(mapped: MappedResult) -> None:
-    """Output nodes fed a blocker that carries a message fail with that message."""
-    for call in mapped.calls:
-        if call.blocker is not None and call.blocker.message is not None:
-            raise BlockedOutputError(call.blocker.message)
 
 
 def _is_async_lazy(spec: NodeSpec) -> bool:

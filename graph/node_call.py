@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from graph.errors import BlockedOutputError
 from graph.spec import NodeSpec
 
 
@@ -158,6 +159,33 @@ def call_with_known_arguments(function: Callable[..., Any], values: dict[str, An
         elif parameter.default is inspect.Parameter.empty:
             arguments[parameter.name] = None
     return function(**arguments)
+
+
+class LinkedItems(list):
+    """All items of an output a subgraph produced, standing for one expanded result value."""
+
+
+def merge_outputs(spec: NodeSpec, calls: list[CallResult]) -> tuple[tuple[list[Any], ...], dict[str, Any] | None]:
+    """Concatenate the calls' values per output (``OUTPUT_IS_LIST`` outputs are flattened) and merge their UI."""
+    outputs: tuple[list[Any], ...] = tuple([] for _ in spec.output_types)
+    for call in calls:
+        if call.blocker is not None:
+            for items in outputs:
+                items.append(call.blocker)
+            continue
+        for index, value in enumerate(call.values or ()):
+            if isinstance(value, LinkedItems) or (spec.output_is_list[index] and isinstance(value, (list, tuple))):
+                outputs[index].extend(value)
+            else:
+                outputs[index].append(value)
+    return outputs, merge_ui([call.ui for call in calls if call.ui])
+
+
+def raise_output_blockers(mapped: MappedResult) -> None:
+    """Output nodes fed a blocker that carries a message fail with that message."""
+    for call in mapped.calls:
+        if call.blocker is not None and call.blocker.message is not None:
+            raise BlockedOutputError(call.blocker.message)
 
 
 def describe_value(value: Any, limit: int = 200) -> str:
