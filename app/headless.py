@@ -83,7 +83,8 @@ def run_workflow(
         _print_validation(workflow, validated, err)
         if not validated.ok:
             return EXIT_INVALID
-    sink = ProgressSink(total=_planned_nodes(validated), stream=err, enabled=show_progress)
+    planned = len(validated.prompt.needed_by(validated.outputs))
+    sink = ProgressSink(total=planned, stream=err, enabled=show_progress)
     sink.label_nodes(validated.prompt)
     engine.executor.sink = sink
     workflow_ui = loaded.ui if loaded.ui is not None else api_to_ui(api, engine.registry)  # editable on drop
@@ -101,18 +102,6 @@ def run_workflow(
     if validated.node_errors:
         return EXIT_INVALID  # the valid outputs ran, but part of the workflow was dropped
     return EXIT_OK
-
-
-def _planned_nodes(validated: ValidationResult) -> int:
-    seen: set[str] = set()
-    stack = list(validated.outputs)
-    while stack:
-        node_id = stack.pop()
-        if node_id in seen:
-            continue
-        seen.add(node_id)
-        stack.extend(link.source for _, link in validated.prompt.nodes[node_id].links())
-    return len(seen)
 
 
 def _print_validation(workflow: Path, validated: ValidationResult, err: TextIO) -> None:

@@ -82,7 +82,7 @@ class CacheKeys:
         identity: list[Any] = [spec.class_type, spec.cache_version, inputs]
         if spec.not_idempotent:
             identity.append(["#run", self._nonce, node.id])
-        elif "UNIQUE_ID" in _hidden_kinds(spec):
+        elif any(hidden.type == "UNIQUE_ID" for hidden in spec.hidden_inputs):
             identity.append(["#id", node.id])
         try:
             if spec.has_is_changed:
@@ -92,10 +92,6 @@ class CacheKeys:
             logger.debug("node %s (%s) is not cacheable: %s", node.id, node.class_type, reason)
             text = json.dumps([spec.class_type, "#uncacheable", self._nonce, node.id])
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _hidden_kinds(spec: NodeSpec) -> set[str]:
-    return {s.type for s in spec.inputs.values() if s.section == "hidden"}
 
 
 def _is_changed(spec: NodeSpec, node: PromptNode) -> Any:

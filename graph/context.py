@@ -102,7 +102,11 @@ def node_context(context: NodeContext) -> Iterator[NodeContext]:
 
 
 class ProgressBar:
-    """ComfyUI-style progress helper: ``bar = ProgressBar(total); bar.update(1)``."""
+    """ComfyUI-style progress helper: ``bar = ProgressBar(total); bar.update(1)``.
+
+    ``node_id`` is accepted because packs pass it; progress always belongs to the node that is running.
+    Outside a run the bar only counts.
+    """
 
     def __init__(self, total: float, node_id: str | None = None) -> None:
         self.total = total

@@ -8,7 +8,6 @@ scheduled by the same loop; sync nodes run inline, async nodes run as tasks so t
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
 import traceback as traceback_module
@@ -126,7 +125,7 @@ class Executor:
         prompt_id = prompt_id or str(uuid.uuid4())
         self.interrupt.clear()
         dyn = DynamicPrompt(prompt)
-        run = _Run(prompt_id, dyn, CacheKeys(dyn, self._spec_of, run_nonce=prompt_id), extra_data or {})
+        run = _Run(prompt_id, dyn, CacheKeys(dyn, self.registry.get, run_nonce=prompt_id), extra_data or {})
         self.sink.emit(events.ExecutionStart(prompt_id))
         try:
             for output_id in outputs:
@@ -156,9 +155,6 @@ class Executor:
 
     # ----- planning -------------------------------------------------------------------------------------------
 
-    def _spec_of(self, class_type: str) -> NodeSpec | None:
-        return self.registry.get(class_type)
-
     def _cached_in_prompt(self, run: _Run) -> list[str]:
         return [node_id for node_id in run.cached if node_id in run.dyn.prompt.nodes]
 
@@ -175,15 +171,10 @@ class Executor:
             node = self._node(run, current)
             run.pending.add(current)
             run.blockers[current] = set()
-            spec = self._spec(node)
+            waiting_lazy = _unrequested_lazy(run, node, self._spec(node))
             for name, link in node.links():
-                if (
-                    spec.inputs.get(name) is not None
-                    and spec.inputs[name].lazy
-                    and name not in run.requested_lazy[current]
-                ):
-                    continue
-                self._link(run, current, link.source, stack)
+                if name not in waiting_lazy:
+                    self._link(run, current, link.source, stack)
             if not run.blockers[current]:
                 run.ready.append(current)
 
@@ -240,7 +231,7 @@ class Executor:
                 if node_id not in run.pending or node_id in run.active or run.blockers.get(node_id):
                     continue  # queued twice, or already being advanced
                 spec = self._spec(self._node(run, node_id))
-                if spec.is_async or (spec.has_lazy_check and _is_async_lazy(spec)):
+                if spec.runs_async:
                     run.active.add(node_id)
                     task = asyncio.ensure_future(self._step(run, node_id))
                     run.running[task] = node_id
@@ -342,9 +333,8 @@ class Executor:
                     inputs[name] = produced[value.slot]
             else:
                 inputs[name] = [value]
-        for input_spec in spec.inputs.values():
-            if input_spec.section == "hidden":
-                inputs[input_spec.name] = [self._hidden_value(run, node, input_spec.type)]
+        for input_spec in spec.hidden_inputs:
+            inputs[input_spec.name] = [self._hidden_value(run, node, input_spec.type)]
         return inputs
 
     def _hidden_value(self, run: _Run, node: PromptNode, kind: str) -> Any:
@@ -360,16 +350,13 @@ class Executor:
 
     async def _ask_lazy(self, run: _Run, node: PromptNode, spec: NodeSpec, inputs: dict[str, list[Any]]) -> bool:
         """Ask ``check_lazy_status`` which lazy inputs it needs; True if the node must wait for them."""
-        lazy_links = {
-            name: link
-            for name, link in node.links()
-            if name in spec.inputs and spec.inputs[name].lazy and name not in run.requested_lazy[node.id]
-        }
+        lazy_links = _unrequested_lazy(run, node, spec)
         if not lazy_links:
             return False
         check = self._function(run, node, spec).__self__.check_lazy_status
         wanted: set[str] = set()
-        arguments = {k: v for k, v in inputs.items() if spec.inputs[k].section != "hidden"}
+        hidden = {input_spec.name for input_spec in spec.hidden_inputs}
+        arguments = {k: v for k, v in inputs.items() if k not in hidden}
         for call in call_arguments(spec, arguments) or [{}]:
             names = check(**call)
             if asyncio.iscoroutine(names):
@@ -512,6 +499,16 @@ class Executor:
         )
 
 
+def _unrequested_lazy(run: _Run, node: PromptNode, spec: NodeSpec) -> dict[str, Link]:
+    """The node's linked lazy inputs that ``check_lazy_status`` has not asked for yet."""
+    requested = run.requested_lazy[node.id]
+    return {
+        name: link
+        for name, link in node.links()
+        if name in spec.inputs and spec.inputs[name].lazy and name not in requested
+    }
+
+
 def _consumers_of(dyn: DynamicPrompt) -> dict[str, list[str]]:
     """For every node, the nodes that link to it (submitted and ephemeral)."""
     consumers: dict[str, list[str]] = {}
@@ -527,7 +524,3 @@ def _add_consumers(consumers: dict[str, list[str]] | None, node: PromptNode) -> 
         return
     for _, link in node.links():
         consumers.setdefault(link.source, []).append(node.id)
-
-
-def _is_async_lazy(spec: NodeSpec) -> bool:
-    return inspect.iscoroutinefunction(spec.node_class.check_lazy_status)

@@ -6,7 +6,7 @@ A list value is a link; links are recognised here and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -95,6 +95,20 @@ class Prompt:
 
     def __contains__(self, node_id: object) -> bool:
         return node_id in self.nodes
+
+    def needed_by(self, roots: Iterable[str]) -> list[str]:
+        """Every node the roots depend on through links, roots included, each once (links to missing nodes skipped)."""
+        seen: set[str] = set()
+        stack = [root for root in roots if root in self.nodes]
+        order: list[str] = []
+        while stack:
+            node_id = stack.pop()
+            if node_id in seen:
+                continue
+            seen.add(node_id)
+            order.append(node_id)
+            stack.extend(link.source for _, link in self.nodes[node_id].links() if link.source in self.nodes)
+        return order
 
     def __getitem__(self, node_id: str) -> PromptNode:
         return self.nodes[node_id]

@@ -7,6 +7,7 @@ validation, the executor and ``object_info`` use.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from dataclasses import dataclass, field
@@ -55,10 +56,9 @@ class InputSpec:
         return bool(flag) if flag is not None else self.name in ("seed", "noise_seed")
 
     def raw(self) -> list[Any]:
-        """The ``object_info`` form: ``[TYPE_or_choices, options]``."""
-        head: Any = list(self.choices) if self.choices is not None and self.type == COMBO_TYPE else self.type
-        if self.choices is not None and "options" in self.options:
-            head = COMBO_TYPE
+        """The ``object_info`` form: ``[TYPE, options]``, with legacy combos as ``[[choices...], options]``."""
+        legacy_combo = self.choices is not None and "options" not in self.options
+        head: Any = list(self.choices or ()) if legacy_combo else self.type
         return [head, dict(self.options)] if self.options else [head]
 
 
@@ -81,10 +81,12 @@ class NodeSpec:
     description: str
     display_name: str
     python_module: str
-    is_async: bool
+    runs_async: bool
     has_is_changed: bool
     has_validate_inputs: bool
     has_lazy_check: bool
+    validate_inputs_names: frozenset[str]
+    validate_inputs_takes_all: bool
     deprecated: bool = False
     experimental: bool = False
     cache_version: str = "0"
@@ -99,6 +101,11 @@ class NodeSpec:
     def refreshed_inputs(self) -> tuple[dict[str, InputSpec], dict[str, tuple[str, ...]]]:
         """Re-read ``INPUT_TYPES()`` (choices such as file lists change while the app runs)."""
         return _parse_input_types(self.class_type, self.node_class)
+
+    @functools.cached_property
+    def hidden_inputs(self) -> tuple[InputSpec, ...]:
+        """Inputs the executor fills in itself (PROMPT, EXTRA_PNGINFO, UNIQUE_ID, ...)."""
+        return tuple(spec for spec in self.inputs.values() if spec.section == "hidden")
 
     @property
     def widget_inputs(self) -> list[InputSpec]:
@@ -167,14 +174,32 @@ def _build_spec(class_type: str, node_class: type, display_name: str | None, pyt
         description=str(getattr(node_class, "DESCRIPTION", "") or ""),
         display_name=display_name or class_type,
         python_module=python_module or getattr(node_class, "__module__", "") or "",
-        is_async=inspect.iscoroutinefunction(getattr(node_class, function)),
+        runs_async=any(
+            inspect.iscoroutinefunction(getattr(node_class, name, None)) for name in (function, "check_lazy_status")
+        ),
         has_is_changed=callable(getattr(node_class, "IS_CHANGED", None)),
         has_validate_inputs=callable(getattr(node_class, "VALIDATE_INPUTS", None)),
         has_lazy_check=callable(getattr(node_class, "check_lazy_status", None)),
+        validate_inputs_names=_parameter_names(getattr(node_class, "VALIDATE_INPUTS", None)),
+        validate_inputs_takes_all=_takes_keywords(getattr(node_class, "VALIDATE_INPUTS", None)),
         deprecated=bool(getattr(node_class, "DEPRECATED", False)),
         experimental=bool(getattr(node_class, "EXPERIMENTAL", False)),
         cache_version=str(getattr(node_class, "CACHE_VERSION", "0")),
     )
+
+
+def _parameter_names(function: Any) -> frozenset[str]:
+    """The names a hook such as ``VALIDATE_INPUTS`` declares (empty when the class has no such hook)."""
+    if not callable(function):
+        return frozenset()
+    return frozenset(inspect.signature(function).parameters)
+
+
+def _takes_keywords(function: Any) -> bool:
+    """Whether a hook takes ``**kwargs`` (and so every constant input)."""
+    if not callable(function):
+        return False
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(function).parameters.values())
 
 
 def _optional_sequence(class_type: str, node_class: type, attribute: str) -> tuple[Any, ...] | list[Any] | None:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from graph.coercion import types_match
 from graph.errors import WorkflowFormatError
 from graph.registry import NodeRegistry
 from graph.spec import ANY_TYPE, COMBO_TYPE, InputSpec
@@ -208,17 +209,10 @@ def _passthrough_link(node: _Node, link: _Link, links: Mapping[str, _Link]) -> _
         wanted = node.outputs[link.slot]["type"]
     candidates = sorted(linked, key=lambda pair: pair[0] != link.slot)  # same slot first, then in order
     for index, upstream in candidates:
-        if upstream is not None and _types_match(node.inputs[index].get("type"), wanted):
+        slot_type = node.inputs[index].get("type")
+        if upstream is not None and isinstance(slot_type, str) and types_match(wanted, slot_type):
             return upstream
     return None
-
-
-def _types_match(left: Any, right: Any) -> bool:
-    if not isinstance(left, str) or not isinstance(right, str):
-        return False
-    if ANY_TYPE in (left, right):
-        return True
-    return bool(set(left.split(",")) & set(right.split(",")))
 
 
 def _primitive_value(node: _Node) -> Any:

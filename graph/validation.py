@@ -7,7 +7,6 @@ the valid outputs still run.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,10 +47,10 @@ class _NodeChecker:
     def check(self, node: PromptNode, spec: NodeSpec) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         errors: list[dict[str, Any]] = []
         inputs = dict(node.inputs)
-        custom_params, wants_types = _validate_inputs_signature(spec)
+        wants_types = "input_types" in spec.validate_inputs_names
         for input_spec in spec.inputs.values():
             if input_spec.section == "hidden":
-                continue
+                continue  # the executor fills these in
             if input_spec.name not in inputs:
                 if input_spec.required:
                     errors.append(
@@ -69,7 +68,8 @@ class _NodeChecker:
                 if problem is not None:
                     errors.append(problem)
                 continue
-            check_options = custom_params is None or input_spec.name not in custom_params
+            # an input the node's own VALIDATE_INPUTS names is range- and choice-checked by it, not here
+            check_options = spec.validate_inputs_takes_all or input_spec.name not in spec.validate_inputs_names
             coerced, problem = coerce_constant(input_spec, value, check_options=check_options)
             if problem is not None:
                 errors.append(
@@ -159,33 +159,6 @@ class _NodeChecker:
         if spec is None or not 0 <= link.slot < len(spec.output_types):
             return "*"
         return spec.output_types[link.slot]
-
-
-def _validate_inputs_signature(spec: NodeSpec) -> tuple[frozenset[str] | None, bool]:
-    """Which inputs ``VALIDATE_INPUTS`` names (None: it takes ``**kwargs``) and whether it wants ``input_types``."""
-    if not spec.has_validate_inputs:
-        return frozenset(), False
-    signature = inspect.signature(spec.node_class.VALIDATE_INPUTS)
-    names = frozenset(signature.parameters)
-    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
-    return (None if takes_all else names), "input_types" in names
-
-
-def _reachable(prompt: Prompt, roots: Iterable[str]) -> list[str]:
-    """Every node the roots depend on (roots included), each once."""
-    seen: set[str] = set()
-    stack = [root for root in roots if root in prompt.nodes]
-    order: list[str] = []
-    while stack:
-        node_id = stack.pop()
-        if node_id in seen:
-            continue
-        seen.add(node_id)
-        order.append(node_id)
-        for _, link in prompt.nodes[node_id].links():
-            if link.source in prompt.nodes and link.source not in seen:
-                stack.append(link.source)
-    return order
 
 
 def _cycle_members(prompt: Prompt, node_ids: list[str]) -> dict[str, list[str]]:
@@ -294,7 +267,7 @@ def validate_prompt(prompt: Prompt, registry: NodeRegistry, targets: Iterable[st
             return ValidationResult(prompt, [], first_missing, node_errors)
         return ValidationResult(prompt, [], _error("prompt_no_outputs", "Prompt has no outputs"), node_errors)
 
-    reachable = _reachable(prompt, outputs)
+    reachable = prompt.needed_by(outputs)
     checker = _NodeChecker(prompt, specs)
     coerced_nodes = dict(prompt.nodes)
     for node_id in reachable:
@@ -321,7 +294,7 @@ def validate_prompt(prompt: Prompt, registry: NodeRegistry, targets: Iterable[st
 
     good_outputs: list[str] = []
     for output_id in outputs:
-        failing = [n for n in _reachable(prompt, [output_id]) if n in node_errors] if node_errors else []
+        failing = [n for n in prompt.needed_by([output_id]) if n in node_errors] if node_errors else []
         for node_id in failing:
             if node_id in node_errors:
                 node_errors[node_id]["dependent_outputs"].append(output_id)

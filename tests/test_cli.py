@@ -162,7 +162,8 @@ def test_node_failure_exits_1_naming_the_node(tmp_path: Path, capsys: pytest.Cap
     stderr = capsys.readouterr().err
     assert code == 1
     assert '#4 SaveImage "Save" failed' in stderr and "filename_prefix" in stderr
-    assert not (tmp_path / "outside_00001_.png").exists()
+    escaped = (tmp_path / "out" / "../../outside_00001_.png").resolve()
+    assert escaped.parent == tmp_path.parent and not escaped.exists()
 
 
 @pytest.mark.parametrize("flags", [["--cache-ram", "0"], ["--cache-none", "--cache-all"], ["--cache-ram", "lots"]])

@@ -14,7 +14,7 @@ import pytest
 from graph import events
 from graph.builder import GraphBuilder
 from graph.cache import LRUOutputCache
-from graph.context import current_context
+from graph.context import ProgressBar, current_context
 from graph.executor import Executor, RunResult
 from graph.node_call import ExecutionBlocker
 from graph.prompt import Prompt
@@ -229,6 +229,24 @@ class Steps:
         return (count,)
 
 
+class PackStyleSteps:
+    """Reports progress the way ComfyUI packs do, through ``ProgressBar``."""
+
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {}, "hidden": {"unique_id": "UNIQUE_ID"}}
+
+    def run(self, unique_id: str) -> tuple[int]:
+        bar = ProgressBar(4, node_id=unique_id)
+        bar.update(1)
+        bar.update_absolute(3, preview="frame")
+        bar.update(5)  # clamped to the total
+        return (bar.current,)
+
+
 class Dice:
     RETURN_TYPES = ("INT",)
     FUNCTION = "run"
@@ -246,7 +264,23 @@ class Dice:
 
 NODES = {
     cls.__name__: cls
-    for cls in (Num, Add, Double, Show, Boom, Quitter, Switch, Range, Sum, Countdown, Gate, SlowAsync, Steps, Dice)
+    for cls in (
+        Num,
+        Add,
+        Double,
+        Show,
+        Boom,
+        Quitter,
+        PackStyleSteps,
+        Switch,
+        Range,
+        Sum,
+        Countdown,
+        Gate,
+        SlowAsync,
+        Steps,
+        Dice,
+    )
 }
 
 
@@ -466,6 +500,21 @@ def test_progress_events_are_forwarded(harness: Harness) -> None:
     progress = harness.sink.of_type(events.Progress)
     assert [(p.node_id, p.value, p.max) for p in progress] == [("steps", 1, 3), ("steps", 2, 3), ("steps", 3, 3)]
     assert progress[0].message() == {"value": 1, "max": 3, "prompt_id": progress[0].prompt_id, "node": "steps"}
+
+
+def test_pack_style_progress_bar_reports_through_the_context(harness: Harness) -> None:
+    api = {
+        "bar": {"class_type": "PackStyleSteps", "inputs": {}},
+        "show": {"class_type": "Show", "inputs": {"value": ["bar", 0]}},
+    }
+    result = harness.run(api)
+    progress = harness.sink.of_type(events.Progress)
+    assert [(p.node_id, p.value, p.max, p.preview) for p in progress] == [
+        ("bar", 1, 4, None),
+        ("bar", 3, 4, "frame"),
+        ("bar", 4, 4, None),
+    ]
+    assert result.ui_outputs["show"] == {"values": [4]}
 
 
 def test_interrupt_stops_the_run_and_the_engine_stays_usable(harness: Harness) -> None:

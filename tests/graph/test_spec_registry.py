@@ -72,7 +72,7 @@ def test_good_class_builds_a_spec() -> None:
     assert [i.name for i in spec.widget_inputs] == ["value", "mode", "factor"]
     assert spec.display_name == "Good"
     assert spec.python_module == __name__
-    assert not spec.is_async and not spec.output_node and not spec.has_validate_inputs
+    assert not spec.runs_async and not spec.output_node and not spec.has_validate_inputs
 
 
 def _assert_rejected(node_class: Any, *words: str, class_type: str = "Bad") -> NodeDefinitionError:
@@ -192,7 +192,21 @@ def test_flags_are_read() -> None:
     spec = NodeSpec.from_class("Flags", Flags)
     assert spec.output_node and spec.not_idempotent and spec.input_is_list and spec.deprecated
     assert spec.output_is_list == (True, False)
-    assert spec.is_async and spec.has_is_changed and spec.has_validate_inputs and spec.has_lazy_check
+    assert spec.runs_async and spec.has_is_changed and spec.has_validate_inputs and spec.has_lazy_check
+    assert spec.validate_inputs_takes_all
+
+    class AsyncLazyCheck(Good):
+        async def check_lazy_status(self, **kwargs: Any) -> list[str]:
+            return []
+
+        @classmethod
+        def VALIDATE_INPUTS(cls, value: int, input_types: dict[str, str]) -> bool:
+            return True
+
+    lazy = NodeSpec.from_class("AsyncLazyCheck", AsyncLazyCheck)
+    assert lazy.runs_async  # an async check_lazy_status is awaited too, so the node runs as a task
+    assert lazy.validate_inputs_names == {"value", "input_types"} and not lazy.validate_inputs_takes_all
+    assert not NodeSpec.from_class("Good", Good).runs_async
 
 
 # --- registry -----------------------------------------------------------------------------------------------------
