@@ -7,15 +7,15 @@ import logging
 import sys
 from pathlib import Path
 
-from app.config import AppConfig, CacheConfig
-
-DEFAULT_PORT = 8188
+from app.config import REPO_ROOT, AppConfig, CacheConfig
+from server.config import DEFAULT_PORT, MIB, ServerConfig
 
 
 def _add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", type=Path, help="where outputs are saved (default: ./output)")
     parser.add_argument("--input-dir", type=Path, help="where inputs are read from (default: ./input)")
     parser.add_argument("--temp-dir", type=Path, help="where previews are written (default: ./temp)")
+    parser.add_argument("--models-dir", type=Path, help="the model folders' root (default: ./models)")
     parser.add_argument(
         "--cache-ram", type=float, metavar="GB", help="RAM budget for cached node outputs (default: a quarter of RAM)"
     )
@@ -33,6 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_options(serve)
     serve.add_argument("--listen", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})")
+    serve.add_argument(
+        "--data-dir", type=Path, help="where the queue, history and saved workflows live (default: ./data)"
+    )
+    serve.add_argument("--auth-token", help="require this token (Bearer header, or ?token= for WebSockets)")
+    serve.add_argument(
+        "--insecure-no-auth", action="store_true", help="allow --listen beyond loopback without a token (not advised)"
+    )
+    serve.add_argument("--max-upload-mb", type=float, default=100, help="largest accepted upload in MB (default: 100)")
     run = verbs.add_parser("run", help="run a saved workflow (UI or API format) without the server")
     _add_common_options(run)
     run.add_argument("workflow", type=Path, help="the workflow JSON file")
@@ -52,7 +60,27 @@ def _config(args: argparse.Namespace) -> AppConfig:
     cache = CacheConfig.default(args.cache_ram)
     if args.cache_none or args.cache_all:
         cache = CacheConfig(cache.max_bytes, cache.min_free_bytes, args.cache_none, args.cache_all)
-    return AppConfig.from_dirs(args.output_dir, args.input_dir, args.temp_dir, cache)
+    return AppConfig.from_dirs(args.output_dir, args.input_dir, args.temp_dir, cache, args.models_dir)
+
+
+def _server_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ServerConfig:
+    if not 0 < args.port < 65536:
+        parser.error(f"--port must be between 1 and 65535, got {args.port}")
+    if args.max_upload_mb <= 0:
+        parser.error("--max-upload-mb must be positive")
+    config = ServerConfig(
+        data_dir=(args.data_dir or REPO_ROOT / "data").resolve(),
+        host=args.listen,
+        port=args.port,
+        auth_token=args.auth_token,
+        insecure_no_auth=args.insecure_no_auth,
+        max_upload_bytes=int(args.max_upload_mb * MIB),
+    )
+    try:
+        config.check()
+    except ValueError as exc:
+        parser.error(str(exc))
+    return config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,9 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_workflow(
             config, args.workflow, args.overrides, show_progress=not args.no_progress, verbose=args.verbose
         )
+    server_config = _server_config(args, parser)
     from server.app import serve
 
-    return serve(config, host=args.listen, port=args.port)
+    return serve(config, server_config)
 
 
 if __name__ == "__main__":

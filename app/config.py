@@ -36,6 +36,7 @@ class AppConfig:
 
     folders: Folders
     cache: CacheConfig
+    models_dir: Path
 
     @classmethod
     def from_dirs(
@@ -44,6 +45,7 @@ class AppConfig:
         input_dir: Path | None = None,
         temp_dir: Path | None = None,
         cache: CacheConfig | None = None,
+        models_dir: Path | None = None,
     ) -> AppConfig:
         defaults = Folders.under(REPO_ROOT)
         folders = Folders(
@@ -51,4 +53,8 @@ class AppConfig:
             input_dir=(input_dir or defaults.input_dir).resolve(),
             temp_dir=(temp_dir or defaults.temp_dir).resolve(),
         )
-        return cls(folders=folders, cache=cache or CacheConfig.default())
+        return cls(
+            folders=folders,
+            cache=cache or CacheConfig.default(),
+            models_dir=(models_dir or REPO_ROOT / "models").resolve(),
+        )

@@ -21,6 +21,15 @@ class Engine:
     registry: NodeRegistry
     executor: Executor
     load_report: LoadReport
+    config: AppConfig
+
+    def free(self, unload_models: bool, free_memory: bool) -> None:
+        """Drop cached node outputs (``free_memory``); model unloading joins when the model manager lands.
+
+        Call it only from the thread that runs prompts: the cache is not shared across threads.
+        """
+        if free_memory or unload_models:
+            self.executor.cache.clear()
 
 
 def build_cache(config: AppConfig) -> OutputCache:
@@ -43,4 +52,4 @@ def build_engine(config: AppConfig, sink: EventSink | None = None, interrupt: In
         interrupt=interrupt,
         cache_all_outputs=config.cache.cache_all_outputs,
     )
-    return Engine(registry=registry, executor=executor, load_report=report)
+    return Engine(registry=registry, executor=executor, load_report=report, config=config)

@@ -1,8 +1,4 @@
-"""The aiohttp application factory and ``serve``.
-
-So far it serves the editor page and the node catalogue; the full ComfyUI-compatible API (prompt queue, history,
-WebSocket events, uploads) is the server issue's work.
-"""
+"""The aiohttp application factory and ``serve``: routes per area, guards, and the prompt worker's lifecycle."""
 
 from __future__ import annotations
 
@@ -13,37 +9,56 @@ from aiohttp import web
 
 from app.config import REPO_ROOT, AppConfig
 from app.engine import Engine, build_engine
-from server import node_routes
-from server.keys import ENGINE, WEB_ROOT
+from server import file_routes, node_routes, prompt_routes, system_routes, userdata_routes, ws_routes
+from server.config import ServerConfig
+from server.errors import ApiError
+from server.keys import ENGINE, SERVER_CONFIG, WEB_ROOT
+from server.safe_paths import UnsafePathError, resolve_inside
+from server.security import middlewares
 
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api"
+ROUTE_MODULES = (node_routes, prompt_routes, file_routes, system_routes, userdata_routes)
 
 
-async def _index(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(request.app[WEB_ROOT] / "index.html")
+async def _web_file(request: web.Request) -> web.FileResponse:
+    """A file of the editor (``web/``); unknown names and escapes are JSON 404s like every other error."""
+    name = request.match_info.get("path") or "index.html"
+    try:
+        path = resolve_inside(request.app[WEB_ROOT], name, what="file")
+    except UnsafePathError as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    if not path.is_file():
+        raise ApiError(404, "not_found", f"no route or file {request.path!r}")
+    return web.FileResponse(path)
 
 
-def create_app(engine: Engine, web_root: Path = REPO_ROOT / "web") -> web.Application:
+def create_app(engine: Engine, server_config: ServerConfig, web_root: Path = REPO_ROOT / "web") -> web.Application:
     """Build the application; every API route is served at ``/x`` and ``/api/x`` like ComfyUI."""
-    app = web.Application()
+    server_config.check()
+    app = web.Application(middlewares=middlewares(server_config), client_max_size=server_config.max_body_bytes)
     app[ENGINE] = engine
+    app[SERVER_CONFIG] = server_config
     app[WEB_ROOT] = web_root
-    app.router.add_get("/", _index)
-    for route in node_routes.routes:
+    for module in ROUTE_MODULES:
+        for route in module.routes:
+            assert isinstance(route, web.RouteDef)
+            app.router.add_route(route.method, route.path, route.handler)
+            app.router.add_route(route.method, API_PREFIX + route.path, route.handler)
+    for route in ws_routes.routes:
         assert isinstance(route, web.RouteDef)
         app.router.add_route(route.method, route.path, route.handler)
-        app.router.add_route(route.method, API_PREFIX + route.path, route.handler)
-    app.router.add_static("/", web_root, show_index=False, follow_symlinks=False)
+    app.router.add_get("/{path:.*}", _web_file)
     return app
 
 
-def serve(config: AppConfig, host: str, port: int) -> int:
+def serve(config: AppConfig, server_config: ServerConfig) -> int:
     """Run the server until Ctrl-C."""
     engine = build_engine(config)
-    app = create_app(engine)
+    app = create_app(engine, server_config)
+    host = server_config.host
     shown_host = f"[{host}]" if ":" in host else host
-    print(f"Reelgraph is running at http://{shown_host}:{port}/ (Ctrl-C to stop)", flush=True)
-    web.run_app(app, host=host, port=port, print=None, access_log=None)
+    print(f"Reelgraph is running at http://{shown_host}:{server_config.port}/ (Ctrl-C to stop)", flush=True)
+    web.run_app(app, host=host, port=server_config.port, print=None, access_log=None)
     return 0

@@ -7,6 +7,8 @@ from pathlib import Path
 from aiohttp import web
 
 from app.engine import Engine
+from server.config import ServerConfig
 
 ENGINE = web.AppKey("engine", Engine)
 WEB_ROOT = web.AppKey("web_root", Path)
+SERVER_CONFIG = web.AppKey("server_config", ServerConfig)
