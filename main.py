@@ -15,7 +15,9 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", type=Path, help="where outputs are saved (default: ./output)")
     parser.add_argument("--input-dir", type=Path, help="where inputs are read from (default: ./input)")
     parser.add_argument("--temp-dir", type=Path, help="where previews are written (default: ./temp)")
-    parser.add_argument("--models-dir", type=Path, help="the model folders' root (default: ./models)")
+    parser.add_argument(
+        "--models-dir", type=Path, help="the model folders' root: checkpoints/, vae/, loras/, ... (default: ./weights)"
+    )
     parser.add_argument(
         "--cache-ram", type=float, metavar="GB", help="RAM budget for cached node outputs (default: a quarter of RAM)"
     )

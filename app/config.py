@@ -56,5 +56,5 @@ class AppConfig:
         return cls(
             folders=folders,
             cache=cache or CacheConfig.default(),
-            models_dir=(models_dir or REPO_ROOT / "models").resolve(),
+            models_dir=(models_dir or REPO_ROOT / "weights").resolve(),
         )

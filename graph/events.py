@@ -34,7 +34,7 @@ class ExecutionCached:
 
 @dataclass(frozen=True)
 class Executing:
-    """A node starts; ``node_id`` None means the prompt is done."""
+    """A node starts. ``node_id`` None means the prompt is done: the host sends that one after recording the run."""
 
     prompt_id: str
     node_id: str | None

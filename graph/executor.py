@@ -149,7 +149,6 @@ class Executor:
             error = self._error_event(run, failure)
             self.sink.emit(error)
             return self._result(run, "error", error)
-        self.sink.emit(events.Executing(prompt_id, None, None))
         self.sink.emit(events.ExecutionSuccess(prompt_id))
         return self._result(run, "success")
 

@@ -12,7 +12,8 @@ from app.engine import Engine, build_engine
 from server import file_routes, node_routes, prompt_routes, system_routes, userdata_routes, ws_routes
 from server.config import ServerConfig
 from server.errors import ApiError
-from server.keys import ENGINE, SERVER_CONFIG, WEB_ROOT
+from server.keys import ENGINE, RUNTIME, SERVER_CONFIG, WEB_ROOT
+from server.runtime import ServerRuntime
 from server.safe_paths import UnsafePathError, resolve_inside
 from server.security import middlewares
 
@@ -41,6 +42,9 @@ def create_app(engine: Engine, server_config: ServerConfig, web_root: Path = REP
     app[ENGINE] = engine
     app[SERVER_CONFIG] = server_config
     app[WEB_ROOT] = web_root
+    runtime = ServerRuntime(engine, server_config)
+    app[RUNTIME] = runtime
+    app.cleanup_ctx.append(runtime.lifecycle)
     for module in ROUTE_MODULES:
         for route in module.routes:
             assert isinstance(route, web.RouteDef)
@@ -53,9 +57,9 @@ def create_app(engine: Engine, server_config: ServerConfig, web_root: Path = REP
     return app
 
 
-def serve(config: AppConfig, server_config: ServerConfig) -> int:
-    """Run the server until Ctrl-C."""
-    engine = build_engine(config)
+def serve(config: AppConfig, server_config: ServerConfig, engine: Engine | None = None) -> int:
+    """Run the server until Ctrl-C; ``engine`` defaults to one with the built-in nodes."""
+    engine = engine or build_engine(config)
     app = create_app(engine, server_config)
     host = server_config.host
     shown_host = f"[{host}]" if ":" in host else host

@@ -13,6 +13,7 @@ from app.config import AppConfig
 from app.engine import Engine, build_engine
 from server.app import create_app
 from server.config import ServerConfig
+from tests.server import slow_nodes
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
 
@@ -31,7 +32,10 @@ def server_config(tmp_path: Path) -> ServerConfig:
 
 @pytest.fixture
 def engine(app_config: AppConfig) -> Engine:
-    return build_engine(app_config)
+    """The built-in nodes plus the slow and failing test nodes."""
+    engine = build_engine(app_config)
+    slow_nodes.register(engine.registry)
+    return engine
 
 
 @pytest.fixture
