@@ -9,13 +9,15 @@ from aiohttp import web
 
 from app.config import REPO_ROOT, AppConfig
 from app.engine import Engine, build_engine
+from models.folders import ModelFolders
 from server import file_routes, node_routes, prompt_routes, system_routes, userdata_routes, ws_routes
 from server.config import ServerConfig
 from server.errors import ApiError
-from server.keys import ENGINE, RUNTIME, SERVER_CONFIG, WEB_ROOT
+from server.keys import ENGINE, MODEL_FOLDERS, RUNTIME, SERVER_CONFIG, SYSTEM_INFO, WEB_ROOT
 from server.runtime import ServerRuntime
 from server.safe_paths import UnsafePathError, resolve_inside
 from server.security import middlewares
+from server.system_info import SystemInfo
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ def create_app(engine: Engine, server_config: ServerConfig, web_root: Path = REP
     server_config.check()
     app = web.Application(middlewares=middlewares(server_config), client_max_size=server_config.max_body_bytes)
     app[ENGINE] = engine
+    app[MODEL_FOLDERS] = ModelFolders(engine.config.models_dir)
+    app[SYSTEM_INFO] = SystemInfo()
     app[SERVER_CONFIG] = server_config
     app[WEB_ROOT] = web_root
     runtime = ServerRuntime(engine, server_config)

@@ -7,10 +7,14 @@ from pathlib import Path
 from aiohttp import web
 
 from app.engine import Engine
+from models.folders import ModelFolders
 from server.config import ServerConfig
 from server.runtime import ServerRuntime
+from server.system_info import SystemInfo
 
 ENGINE = web.AppKey("engine", Engine)
 WEB_ROOT = web.AppKey("web_root", Path)
 SERVER_CONFIG = web.AppKey("server_config", ServerConfig)
 RUNTIME = web.AppKey("runtime", ServerRuntime)
+MODEL_FOLDERS = web.AppKey("model_folders", ModelFolders)
+SYSTEM_INFO = web.AppKey("system_info", SystemInfo)
