@@ -36,7 +36,7 @@ import aiohttp  # noqa: E402
 from bench.plot import draw_line_chart, side_by_side  # noqa: E402
 
 P99_TARGET_MS = 50.0
-LOAD_CHAIN = 40  # nodes per background prompt: ~tens of ms of work each, so the worker never idles
+LOAD_CHAIN = 100  # nodes per background prompt: enough work that the worker never idles between samples
 IMAGE_SIZE = 512
 KINDS = ("post_prompt", "get_queue", "get_system_stats")
 
@@ -211,7 +211,8 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     colors = list(range(1, 2_000_000, 7))
     try:
         timeout = aiohttp.ClientTimeout(total=600)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        connector = aiohttp.TCPConnector(limit=0)  # the default pool of 100 would be taken by the sockets alone
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             await server.ready(session)
             async with Listeners(session, server.base, args.clients) as listeners:
                 latencies, busy_share = await measure_under_load(session, server.base, args.samples, colors)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 from aiohttp import web
@@ -17,12 +18,13 @@ from server.keys import ENGINE, MODEL_FOLDERS, RUNTIME, SERVER_CONFIG, SYSTEM_IN
 from server.runtime import ServerRuntime
 from server.safe_paths import UnsafePathError, resolve_inside
 from server.security import middlewares
+from server.store import StoreError
 from server.system_info import SystemInfo
 
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api"
-ROUTE_MODULES = (node_routes, prompt_routes, file_routes, system_routes, userdata_routes)
+ROUTE_MODULES = (node_routes, prompt_routes, file_routes, system_routes, userdata_routes, ws_routes)
 
 
 async def _web_file(request: web.Request) -> web.FileResponse:
@@ -54,19 +56,29 @@ def create_app(engine: Engine, server_config: ServerConfig, web_root: Path = REP
             assert isinstance(route, web.RouteDef)
             app.router.add_route(route.method, route.path, route.handler)
             app.router.add_route(route.method, API_PREFIX + route.path, route.handler)
-    for route in ws_routes.routes:
-        assert isinstance(route, web.RouteDef)
-        app.router.add_route(route.method, route.path, route.handler)
     app.router.add_get("/{path:.*}", _web_file)
     return app
 
 
 def serve(config: AppConfig, server_config: ServerConfig, engine: Engine | None = None) -> int:
-    """Run the server until Ctrl-C; ``engine`` defaults to one with the built-in nodes."""
+    """Run the server until Ctrl-C; ``engine`` defaults to one with the built-in nodes. Returns the exit code."""
     engine = engine or build_engine(config)
     app = create_app(engine, server_config)
     host = server_config.host
     shown_host = f"[{host}]" if ":" in host else host
-    print(f"Reelgraph is running at http://{shown_host}:{server_config.port}/ (Ctrl-C to stop)", flush=True)
-    web.run_app(app, host=host, port=server_config.port, print=None, access_log=None)
+    url = f"http://{shown_host}:{server_config.port}/"
+
+    def announce(_: str) -> None:  # run_app calls this once the port is bound and the queue has resumed
+        print(f"Reelgraph is running at {url} (Ctrl-C to stop)", flush=True)
+
+    try:
+        web.run_app(app, host=host, port=server_config.port, print=announce, access_log=None)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(
+            f"error: cannot listen on {host}:{server_config.port}: {exc.strerror or exc}; try --port", file=sys.stderr
+        )
+        return 1
     return 0

@@ -141,3 +141,22 @@ async def test_a_stopped_server_resumes_its_queue_including_the_prompt_it_was_ru
     history = await (await restarted.get("/history")).json()
     assert list(history) == [running["prompt_id"], *pending]
     assert all(entry["status"]["status_str"] == "success" for entry in history.values())
+
+
+async def test_a_reconnecting_client_learns_which_node_is_running(client: TestClient) -> None:
+    first = await connect(client, "again")
+    running = await submit(client, slow(), client_id="again")
+    await started(first, running["prompt_id"])
+    await first.socket.close()
+    second = await connect(client, "again")
+    executing = await second.until(lambda kind, data: kind == "executing")
+    assert executing == {"node": "2", "display_node": "2", "prompt_id": running["prompt_id"]}
+    await second.until(lambda kind, data: kind == "progress")  # the run's events now reach the new socket
+    await client.post("/interrupt")
+    await second.done(running["prompt_id"])
+
+
+async def test_the_websocket_is_also_served_under_api(client: TestClient) -> None:
+    socket = await client.ws_connect("/api/ws?clientId=prefixed")
+    assert (await socket.receive_json())["data"]["sid"] == "prefixed"
+    await socket.close()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from app.config import REPO_ROOT
 from tests.server.process import ServerProcess, free_port, server_command
 from tests.server.ws_helpers import image_chain
 
@@ -48,3 +50,15 @@ def test_kill_9_loses_nothing(server: ServerProcess) -> None:
     again = server.post(f"/history/{killed}/requeue", {})
     assert again["node_errors"] == {}
     server.wait_for(lambda: [item[1] for item in server.get("/queue")["queue_running"]] == [again["prompt_id"]])
+
+
+def test_a_second_server_on_the_same_data_dir_or_port_refuses_to_start(server: ServerProcess, tmp_path: Path) -> None:
+    assert f"Reelgraph is running at http://127.0.0.1:{server.port}/" in server.log.read_text()
+    same_data = server_command(tmp_path, free_port(), module="tests.server.slow_nodes")
+    completed = subprocess.run(same_data, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 1
+    assert "another Reelgraph server is using" in completed.stderr and "Traceback" not in completed.stderr
+    same_port = server_command(tmp_path / "other", server.port)
+    completed = subprocess.run(same_port, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 1 and f"cannot listen on 127.0.0.1:{server.port}" in completed.stderr
+    assert server.get("/queue") == {"queue_running": [], "queue_pending": []}  # the first one is unharmed
