@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
+
+from graph.safe_paths import UnsafePathError, resolve_inside
 
 FOLDER_KEYS = (
     "checkpoints",
@@ -36,7 +38,7 @@ class UnknownModelFolderError(KeyError):
         return self.message
 
 
-class UnsafeModelPathError(ValueError):
+class UnsafeModelPathError(UnsafePathError):
     """A model name that is empty, absolute, climbs with ``..``, or resolves (through a symlink) outside its folder."""
 
 
@@ -87,28 +89,14 @@ class ModelFolders:
     def resolve(self, key: str, name: str) -> Path:
         """The real path of ``name`` in folder ``key`` (it need not exist); escapes raise ``UnsafeModelPathError``."""
         root = self.folder(key)
-        _check_name(name)
-        root_real = root.resolve()
-        path = (root_real / name).resolve()
-        if not path.is_relative_to(root_real) or path == root_real:
-            raise UnsafeModelPathError(f"model name {name!r} leads outside the {key!r} folder")
+        try:
+            path = resolve_inside(root, name, what="model name")
+        except UnsafePathError as exc:
+            raise UnsafeModelPathError(f"{exc} (folder {key!r})") from None
+        if path == root.resolve():
+            raise UnsafeModelPathError(f"model name {name!r} names the {key!r} folder itself, not a file in it")
         return path
 
 
 def _is_model_file(name: str) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in MODEL_EXTENSIONS
-
-
-def _check_name(name: str) -> None:
-    """Refuse names that are empty, absolute, climb with ``..``, or carry a NUL, a backslash or a drive."""
-    if not name:
-        raise UnsafeModelPathError("the model name is empty")
-    if "\x00" in name:
-        raise UnsafeModelPathError(f"model name {name!r} contains a NUL byte")
-    if "\\" in name or PureWindowsPath(name).drive:
-        raise UnsafeModelPathError(f"model name {name!r} must use '/' separators and no drive letter")
-    posix = PurePosixPath(name)
-    if posix.is_absolute():
-        raise UnsafeModelPathError(f"model name {name!r} is absolute; give a name relative to its folder")
-    if ".." in posix.parts:
-        raise UnsafeModelPathError(f"model name {name!r} climbs out of its folder with '..'")

@@ -10,13 +10,13 @@ from aiohttp import web
 
 from app.config import REPO_ROOT, AppConfig
 from app.engine import Engine, build_engine
+from graph.safe_paths import UnsafePathError, resolve_inside
 from models.folders import ModelFolders
 from server import file_routes, node_routes, prompt_routes, system_routes, userdata_routes, ws_routes
 from server.config import ServerConfig
 from server.errors import ApiError
 from server.keys import ENGINE, MODEL_FOLDERS, RUNTIME, SERVER_CONFIG, SYSTEM_INFO, WEB_ROOT
 from server.runtime import ServerRuntime
-from server.safe_paths import UnsafePathError, resolve_inside
 from server.security import middlewares
 from server.store import StoreError
 from server.system_info import SystemInfo

@@ -16,9 +16,9 @@ from urllib.parse import quote
 from aiohttp import hdrs, web
 from PIL import Image
 
+from graph.safe_paths import UnsafePathError, resolve_inside
 from server.errors import ApiError, bad_request
 from server.keys import ENGINE, SERVER_CONFIG
-from server.safe_paths import UnsafePathError, resolve_inside
 from server.uploads import check_image, receive_form, store_upload, upload_name
 
 logger = logging.getLogger(__name__)

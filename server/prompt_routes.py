@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -60,12 +61,7 @@ async def get_queue(request: web.Request) -> web.Response:
 @routes.post("/queue")
 async def edit_queue(request: web.Request) -> web.Response:
     """``{"clear": true}`` empties the pending queue, ``{"delete": [ids]}`` removes pending prompts."""
-    body = await read_json_object(request)
-    queue = request.app[RUNTIME].queue
-    if body.get("clear"):
-        queue.delete(None)
-    if "delete" in body:
-        queue.delete(_id_list(body, "delete"))
+    _clear_or_delete(await read_json_object(request), request.app[RUNTIME].queue.delete)
     return web.json_response({})
 
 
@@ -97,12 +93,7 @@ async def get_history_entry(request: web.Request) -> web.Response:
 @routes.post("/history")
 async def edit_history(request: web.Request) -> web.Response:
     """``{"clear": true}`` or ``{"delete": [ids]}``; output files stay on disk."""
-    body = await read_json_object(request)
-    store = request.app[RUNTIME].store
-    if body.get("clear"):
-        store.delete_history(None)
-    if "delete" in body:
-        store.delete_history(_id_list(body, "delete"))
+    _clear_or_delete(await read_json_object(request), request.app[RUNTIME].store.delete_history)
     return web.json_response({})
 
 
@@ -171,11 +162,15 @@ def _optional(body: dict[str, Any], key: str, kind: type) -> Any:
     return value
 
 
-def _id_list(body: dict[str, Any], key: str) -> list[str]:
-    ids = body[key]
-    if not isinstance(ids, list) or not all(isinstance(item, str) for item in ids):
-        raise bad_request(f"{key} must be a list of prompt ids")
-    return ids
+def _clear_or_delete(body: dict[str, Any], delete: Callable[[list[str] | None], int]) -> None:
+    """ComfyUI's ``{"clear": true}`` (``delete(None)``) and ``{"delete": [ids]}`` bodies."""
+    ids = body.get("delete")
+    if ids is not None and (not isinstance(ids, list) or not all(isinstance(item, str) for item in ids)):
+        raise bad_request("delete must be a list of prompt ids")
+    if body.get("clear"):
+        delete(None)
+    if ids:
+        delete(ids)
 
 
 def _new_prompt_id(store: Any, queue: Any, wanted: str | None) -> str:

@@ -18,9 +18,9 @@ from typing import Any
 
 from aiohttp import web
 
+from graph.safe_paths import UnsafePathError, resolve_inside
 from server.errors import ApiError, bad_request
 from server.keys import SERVER_CONFIG
-from server.safe_paths import UnsafePathError, resolve_inside
 
 routes = web.RouteTableDef()
 

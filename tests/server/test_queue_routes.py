@@ -86,6 +86,10 @@ async def test_history_paging_delete_and_clear(client: TestClient) -> None:
     assert list(await (await client.get("/history?max_items=2&offset=1")).json()) == ids[1:3]
     bad = await client.get("/history?max_items=two")
     assert bad.status == 400 and "max_items" in (await bad.json())["error"]["message"]
+    for path in ("/history", "/queue"):
+        refused = await client.post(path, json={"delete": ids[0]})
+        assert refused.status == 400 and "list of prompt ids" in (await refused.json())["error"]["message"]
+    assert len(await (await client.get("/history")).json()) == 5
     await client.post("/history", json={"delete": [ids[0]]})
     assert list(await (await client.get("/history")).json()) == ids[1:]
     await client.post("/history", json={"clear": True})

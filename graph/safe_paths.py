@@ -1,4 +1,7 @@
-"""Resolve user-given names inside a folder, refusing anything that could leave it."""
+"""Resolve user-given names inside a folder, refusing anything that could leave it.
+
+Shared by every layer that takes a file name from a user (API routes, model folders, loader nodes).
+"""
 
 from __future__ import annotations
 
