@@ -45,6 +45,10 @@ async def test_full_message_sequence_history_and_output_file(client: TestClient,
     ]
     assert entry["meta"]["99"]["node_id"] == "99"
     assert (await (await client.get("/api/history")).json()).keys() == {prompt_id}
+    params = {"filename": image["filename"], "subfolder": image["subfolder"], "type": image["type"]}
+    viewed = await client.get("/view", params=params)
+    saved = app_config.folders.output_dir / image["subfolder"] / image["filename"]
+    assert viewed.status == 200 and await viewed.read() == saved.read_bytes()
 
 
 async def test_second_run_reports_cached_nodes(client: TestClient) -> None:

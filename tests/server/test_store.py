@@ -26,6 +26,8 @@ def test_pending_order_and_state_survive_reopening(tmp_path: Path) -> None:
     store.mark_running("front")
     store.close()
 
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     reopened = PromptStore(path)
     assert [queued.prompt_id for queued in reopened.pending()] == ["a", "b", "c"]
     assert reopened.next_number() == 3
