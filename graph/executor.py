@@ -93,7 +93,8 @@ class Executor:
         cache: the output cache strategy (LRU with budget, or null).
         sink: where events go.
         services: what nodes may ask their context for (folders, model manager, ...).
-        interrupt: the flag ``/interrupt`` or Ctrl-C sets.
+        interrupt: the flag ``/interrupt`` or Ctrl-C sets; the host clears it before a run (a set flag stops
+            the next run at once, so an interrupt is never lost between "which prompt runs" and its start).
         cache_all_outputs: cache every node's output, not only those a later edit can reuse.
     """
 
@@ -123,7 +124,6 @@ class Executor:
     ) -> RunResult:
         """Run the nodes ``outputs`` need; never raises for a node failure (it becomes an error event)."""
         prompt_id = prompt_id or str(uuid.uuid4())
-        self.interrupt.clear()
         dyn = DynamicPrompt(prompt)
         run = _Run(prompt_id, dyn, CacheKeys(dyn, self.registry.get, run_nonce=prompt_id), extra_data or {})
         self.sink.emit(events.ExecutionStart(prompt_id))

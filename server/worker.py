@@ -64,6 +64,8 @@ class PromptWorker:
         self._queue = queue
         self._hub = hub
         self._stopping = threading.Event()
+        self._run_lock = threading.Lock()  # makes "which prompt runs" and the interrupt flag change together
+        self._current: str | None = None
         self._free_lock = threading.Lock()
         self._free_request: tuple[bool, bool] | None = None
         self._thread: threading.Thread | None = None
@@ -74,8 +76,10 @@ class PromptWorker:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop after interrupting the running prompt, which goes back to the queue to run after a restart."""
-        self._stopping.set()
-        self._engine.executor.interrupt.set()
+        with self._run_lock:
+            self._stopping.set()
+            if self._current is not None:
+                self._engine.executor.interrupt.set()
         self._queue.wake()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -84,11 +88,11 @@ class PromptWorker:
 
     def interrupt(self, prompt_id: str | None = None) -> bool:
         """Stop the running prompt (only if it is ``prompt_id`` when given); True when one was asked to stop."""
-        running = self._queue.running
-        if running is None or (prompt_id is not None and running.prompt_id != prompt_id):
-            return False
-        self._engine.executor.interrupt.set()
-        return True
+        with self._run_lock:
+            if self._current is None or (prompt_id is not None and self._current != prompt_id):
+                return False
+            self._engine.executor.interrupt.set()
+            return True
 
     def request_free(self, unload_models: bool, free_memory: bool) -> None:
         """Ask for cached outputs (and models) to be released as soon as no prompt runs."""
@@ -116,13 +120,31 @@ class PromptWorker:
         if request is not None:
             self._engine.free(unload_models=request[0], free_memory=request[1])
 
+    def _begin(self, item: QueuedPrompt) -> bool:
+        """Make ``item`` the running prompt with a clear interrupt flag; False when the worker is stopping."""
+        with self._run_lock:
+            if self._stopping.is_set():
+                return False
+            self._current = item.prompt_id
+            self._engine.executor.interrupt.clear()
+            return True
+
+    def _end(self) -> None:
+        with self._run_lock:
+            self._current = None
+
     def _execute(self, loop: asyncio.AbstractEventLoop, item: QueuedPrompt) -> None:
+        if not self._begin(item):
+            self._queue.release(item)
+            return
         sink = _RunSink(self._hub, item.client_id)
         try:
             record = self._run_prompt(loop, item, sink)
         except Exception as exc:  # a bug outside any node: record it, keep serving
             logger.exception("prompt %s failed outside its nodes", item.prompt_id)
             record = self._fail(item, exc)
+        finally:
+            self._end()
         if record is None:  # stopped by shutdown: it runs again after the restart
             self._queue.release(item)
             return

@@ -530,6 +530,8 @@ def test_interrupt_stops_the_run_and_the_engine_stays_usable(harness: Harness) -
     assert result.status == "interrupted"
     interrupted = harness.sink.of_type(events.ExecutionInterrupted)
     assert len(interrupted) == 1 and interrupted[0].node_id == "steps"
+    assert harness.run(two_branches()).status == "interrupted"  # the flag stays set until the host clears it
+    harness.executor.interrupt.clear()
     assert harness.run(two_branches()).status == "success"
 
 

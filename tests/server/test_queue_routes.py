@@ -164,3 +164,12 @@ async def test_the_websocket_is_also_served_under_api(client: TestClient) -> Non
     socket = await client.ws_connect("/api/ws?clientId=prefixed")
     assert (await socket.receive_json())["data"]["sid"] == "prefixed"
     await socket.close()
+
+
+async def test_an_interrupt_while_idle_or_for_another_prompt_never_reaches_the_next_one(client: TestClient) -> None:
+    messages = await connect(client, "idle")
+    assert (await client.post("/interrupt")).status == 200
+    assert (await client.post("/interrupt", json={"prompt_id": "not-running"})).status == 200
+    queued = await submit(client, image_chain(("SlowPass", {"steps": 3, "seconds": 0.0})), client_id="idle")
+    await messages.done(queued["prompt_id"])
+    assert "execution_success" in messages.kinds(queued["prompt_id"])
