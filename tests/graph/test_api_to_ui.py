@@ -13,26 +13,10 @@ from graph.api_to_ui import api_to_ui
 from graph.errors import WorkflowFormatError
 from graph.registry import NodeRegistry
 from graph.ui_format import ui_to_api
+from tests.graph.ui_fake_nodes import FakeLoader, FakeNode, registry_of
 
 
-class _Base:
-    FUNCTION = "run"
-    CATEGORY = "test"
-    RETURN_TYPES: tuple[str, ...] = ()
-
-    def run(self, **kwargs: Any) -> tuple[Any, ...]:
-        return ()
-
-
-class Loader(_Base):
-    RETURN_TYPES = ("IMAGE", "MASK")
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
-        return {"required": {"image": (["a.png", "b.png"],)}}
-
-
-class IntSource(_Base):
+class IntSource(FakeNode):
     RETURN_TYPES = ("INT",)
 
     @classmethod
@@ -40,7 +24,7 @@ class IntSource(_Base):
         return {"required": {"value": ("INT", {"default": 3, "min": 1, "max": 100})}}
 
 
-class Sampler(_Base):
+class Sampler(FakeNode):
     RETURN_TYPES = ("IMAGE",)
 
     @classmethod
@@ -58,7 +42,7 @@ class Sampler(_Base):
         }
 
 
-class Noise(_Base):
+class Noise(FakeNode):
     RETURN_TYPES = ("NOISE", "INT")
     RETURN_NAMES = ("noise", "seed_out")
 
@@ -67,7 +51,7 @@ class Noise(_Base):
         return {"required": {"noise": ("INT", {"default": 0, "control_after_generate": True}), "on": ("BOOLEAN",)}}
 
 
-class Invert(_Base):
+class Invert(FakeNode):
     RETURN_TYPES = ("IMAGE",)
 
     @classmethod
@@ -75,7 +59,7 @@ class Invert(_Base):
         return {"required": {"image": ("IMAGE",)}}
 
 
-class Blend(_Base):
+class Blend(FakeNode):
     RETURN_TYPES = ("IMAGE",)
 
     @classmethod
@@ -83,7 +67,7 @@ class Blend(_Base):
         return {"required": {"image1": ("IMAGE",), "image2": ("IMAGE",), "factor": ("FLOAT", {"default": 0.5})}}
 
 
-class Save(_Base):
+class Save(FakeNode):
     OUTPUT_NODE = True
 
     @classmethod
@@ -93,10 +77,17 @@ class Save(_Base):
 
 @pytest.fixture
 def registry() -> NodeRegistry:
-    registry = NodeRegistry()
-    for cls in (Loader, IntSource, Sampler, Noise, Invert, Blend, Save):
-        registry.register(cls.__name__, cls)
-    return registry
+    return registry_of(
+        {
+            "Loader": FakeLoader,
+            "IntSource": IntSource,
+            "Sampler": Sampler,
+            "Noise": Noise,
+            "Invert": Invert,
+            "Blend": Blend,
+            "Save": Save,
+        }
+    )
 
 
 def n(class_type: str, title: str | None = None, **inputs: Any) -> dict[str, Any]:

@@ -10,27 +10,10 @@ from graph.errors import WorkflowFormatError
 from graph.prompt import Link, Prompt
 from graph.registry import NodeRegistry
 from graph.ui_format import ui_to_api
+from tests.graph.ui_fake_nodes import FakeLoader, FakeNode, registry_of
 
 
-class _Base:
-    FUNCTION = "run"
-    CATEGORY = "test"
-    OUTPUT_NODE = False
-    RETURN_TYPES: tuple[str, ...] = ()
-
-    def run(self, **kwargs: Any) -> tuple[Any, ...]:
-        return ()
-
-
-class FakeLoader(_Base):
-    RETURN_TYPES = ("IMAGE", "MASK")
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
-        return {"required": {"image": (["a.png", "b.png"],)}}
-
-
-class FakeImageOp(_Base):
+class FakeImageOp(FakeNode):
     RETURN_TYPES = ("IMAGE",)
 
     @classmethod
@@ -41,7 +24,7 @@ class FakeImageOp(_Base):
         }
 
 
-class FakeSampler(_Base):
+class FakeSampler(FakeNode):
     RETURN_TYPES = ("IMAGE",)
 
     @classmethod
@@ -57,7 +40,7 @@ class FakeSampler(_Base):
         }
 
 
-class FakeNoise(_Base):
+class FakeNoise(FakeNode):
     RETURN_TYPES = ("NOISE",)
 
     @classmethod
@@ -70,7 +53,7 @@ class FakeNoise(_Base):
         }
 
 
-class FakeFloatThenInt(_Base):
+class FakeFloatThenInt(FakeNode):
     RETURN_TYPES = ("FLOAT",)
 
     @classmethod
@@ -78,7 +61,7 @@ class FakeFloatThenInt(_Base):
         return {"required": {"amount": ("FLOAT", {"default": 0.0}), "count": ("INT", {"default": 1})}}
 
 
-class FakeIntThenCombo(_Base):
+class FakeIntThenCombo(FakeNode):
     RETURN_TYPES = ("INT",)
 
     @classmethod
@@ -86,7 +69,7 @@ class FakeIntThenCombo(_Base):
         return {"required": {"value": ("INT", {"default": 0}), "policy": (["fixed", "other"],)}}
 
 
-class FakeSeedThenCombo(_Base):
+class FakeSeedThenCombo(FakeNode):
     RETURN_TYPES = ("INT",)
 
     @classmethod
@@ -94,7 +77,7 @@ class FakeSeedThenCombo(_Base):
         return {"required": {"seed": ("INT", {"default": 0}), "policy": (["randomize", "keep"],)}}
 
 
-class FakeSave(_Base):
+class FakeSave(FakeNode):
     OUTPUT_NODE = True
 
     @classmethod
@@ -104,11 +87,8 @@ class FakeSave(_Base):
 
 @pytest.fixture
 def registry() -> NodeRegistry:
-    registry = NodeRegistry()
     classes = (FakeLoader, FakeImageOp, FakeSampler, FakeNoise, FakeFloatThenInt, FakeIntThenCombo, FakeSeedThenCombo)
-    for cls in (*classes, FakeSave):
-        registry.register(cls.__name__, cls)
-    return registry
+    return registry_of({cls.__name__: cls for cls in (*classes, FakeSave)})
 
 
 def node(node_id: int, node_type: str, widgets: Any = None, inputs: Any = (), outputs: Any = (), **extra: Any) -> dict:
