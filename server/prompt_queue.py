@@ -101,10 +101,6 @@ class PromptQueue:
             self._changed()
         return removed
 
-    @property
-    def running(self) -> QueuedPrompt | None:
-        return self._running
-
     def remaining(self) -> int:
         """ComfyUI's ``queue_remaining``: pending plus running."""
         with self._cond:

@@ -48,7 +48,7 @@ async def queue_prompt(request: web.Request) -> web.Response:
         return _invalid({"error": validated.error}, validated.node_errors)
     prompt_id = _new_prompt_id(runtime.store, runtime.queue, _optional(body, "prompt_id", str))
     number = _number(body, runtime.queue.take_number(front=bool(body.get("front"))))
-    item = QueuedPrompt(number, prompt_id, api, extra_data, validated.outputs)
+    item = QueuedPrompt(number, prompt_id, api, extra_data, validated.outputs, validated=validated)
     runtime.queue.put(item)
     return web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": validated.node_errors})
 

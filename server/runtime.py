@@ -20,7 +20,7 @@ from server.config import ServerConfig
 from server.hub import WebSocketHub
 from server.prompt_queue import PromptQueue
 from server.store import HistoryRecord, PromptStore, StoreError
-from server.worker import PromptWorker
+from server.worker import PromptWorker, execution_error
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,10 @@ class ServerRuntime:
             self._lock.release()
             raise
         abandoned = store.fail_abandoned(
-            lambda prompt_id: HistoryRecord.failed("execution_error", _abandoned(prompt_id))
+            lambda prompt_id: HistoryRecord.failed(
+                "execution_error",
+                execution_error(prompt_id, "ServerStopped", ABANDONED_MESSAGE.format(prompt_id=prompt_id)),
+            )
         )
         for prompt_id in abandoned:
             logger.warning("prompt %s was running when the server last stopped; recorded as failed", prompt_id)
@@ -127,17 +130,3 @@ class ServerRuntime:
         self.start(asyncio.get_running_loop())
         yield
         await self.stop()
-
-
-def _abandoned(prompt_id: str) -> dict[str, object]:
-    return {
-        "prompt_id": prompt_id,
-        "node_id": None,
-        "node_type": None,
-        "executed": [],
-        "exception_message": ABANDONED_MESSAGE.format(prompt_id=prompt_id),
-        "exception_type": "ServerStopped",
-        "traceback": [],
-        "current_inputs": {},
-        "current_outputs": {},
-    }

@@ -13,9 +13,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from graph.validation import ValidationResult
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -52,6 +54,8 @@ class QueuedPrompt:
     extra_data: dict[str, Any]
     outputs: list[str]
     seq: int = 0
+    validated: ValidationResult | None = field(default=None, compare=False, repr=False)
+    """The validation ``POST /prompt`` did, kept in memory so the worker need not repeat it (None once reloaded)."""
 
     @property
     def client_id(self) -> str | None:
@@ -138,7 +142,7 @@ class PromptStore:
                     time.time(),
                 ),
             )
-        return QueuedPrompt(item.number, item.prompt_id, item.prompt, item.extra_data, item.outputs, cursor.lastrowid)
+        return replace(item, seq=cursor.lastrowid)
 
     def exists(self, prompt_id: str) -> bool:
         return bool(self._query("SELECT 1 FROM prompts WHERE prompt_id = ?", (prompt_id,)))

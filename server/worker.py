@@ -153,15 +153,19 @@ class PromptWorker:
         self._hub.publish("executing", done, item.client_id)
 
     def _run_prompt(self, loop: asyncio.AbstractEventLoop, item: QueuedPrompt, sink: _RunSink) -> HistoryRecord | None:
-        """Validate again (nodes may have changed since it was queued), run, and build the history record."""
-        try:
-            prompt = Prompt.parse(item.prompt)
-        except WorkflowFormatError as exc:
-            return self._fail(item, exc)
-        validated = validate_prompt(prompt, self._engine.registry, targets=item.outputs)
+        """Run ``item`` and build its history record; a prompt reloaded after a restart is validated again first."""
+        validated = item.validated
+        if validated is None:
+            try:
+                prompt = Prompt.parse(item.prompt)
+            except WorkflowFormatError as exc:
+                return self._fail(item, exc)
+            validated = validate_prompt(prompt, self._engine.registry, targets=item.outputs)
         if not validated.ok:
             lines = [validated.error["message"] if validated.error else "the prompt is no longer valid"]
-            lines += [format_node_error(prompt, node_id, entry) for node_id, entry in validated.node_errors.items()]
+            lines += [
+                format_node_error(validated.prompt, node_id, entry) for node_id, entry in validated.node_errors.items()
+            ]
             return self._fail(item, ValueError("\n".join(lines)))
         executor = self._engine.executor
         executor.sink = sink
@@ -174,7 +178,7 @@ class PromptWorker:
 
     def _fail(self, item: QueuedPrompt, exc: BaseException) -> HistoryRecord:
         """A prompt that could not run: tell its client as an ``execution_error`` and record it."""
-        message = _failure_message(item, exc)
+        message = execution_error(item.prompt_id, type(exc).__name__, str(exc), traceback.format_exception(exc))
         self._hub.publish("execution_error", message, item.client_id)
         return HistoryRecord.failed("execution_error", message)
 
@@ -189,15 +193,18 @@ def _history_record(result: RunResult, messages: list[list[Any]]) -> HistoryReco
     return HistoryRecord(outputs=result.ui_outputs, status=status, meta=meta)
 
 
-def _failure_message(item: QueuedPrompt, exc: BaseException) -> dict[str, Any]:
+def execution_error(
+    prompt_id: str, exception_type: str, message: str, trace: list[str] | None = None
+) -> dict[str, Any]:
+    """ComfyUI's ``execution_error`` data for a failure that belongs to no node (invalid, abandoned, internal)."""
     return {
-        "prompt_id": item.prompt_id,
+        "prompt_id": prompt_id,
         "node_id": None,
         "node_type": None,
         "executed": [],
-        "exception_message": str(exc),
-        "exception_type": type(exc).__name__,
-        "traceback": traceback.format_exception(exc),
+        "exception_message": message,
+        "exception_type": exception_type,
+        "traceback": trace or [],
         "current_inputs": {},
         "current_outputs": {},
     }

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from app.config import AppConfig
+from app.engine import build_engine
+from server.app import create_app
+from server.config import ServerConfig
 from tests.server.conftest import ClientFactory
 from tests.server.ws_helpers import Messages, connect, image_chain, submit
 
@@ -173,3 +178,22 @@ async def test_an_interrupt_while_idle_or_for_another_prompt_never_reaches_the_n
     queued = await submit(client, image_chain(("SlowPass", {"steps": 3, "seconds": 0.0})), client_id="idle")
     await messages.done(queued["prompt_id"])
     assert "execution_success" in messages.kinds(queued["prompt_id"])
+
+
+async def test_a_resumed_prompt_whose_nodes_are_gone_fails_with_a_clear_message(
+    make_client: ClientFactory, aiohttp_client: Any, app_config: AppConfig, server_config: ServerConfig
+) -> None:
+    client = await make_client()
+    messages = await connect(client, "gone")
+    running = await submit(client, slow(), client_id="gone")
+    await started(messages, running["prompt_id"])
+    await client.close()  # the prompt goes back to the queue
+
+    without_test_nodes = await aiohttp_client(create_app(build_engine(app_config), server_config))
+    async with asyncio.timeout(20):
+        while not (history := await (await without_test_nodes.get(f"/history/{running['prompt_id']}")).json()):
+            await asyncio.sleep(0.02)
+    entry = history[running["prompt_id"]]
+    assert entry["status"]["status_str"] == "error"
+    kind, error = entry["status"]["messages"][-1]
+    assert kind == "execution_error" and "SlowPass" in error["exception_message"]
