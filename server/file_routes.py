@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import mimetypes
 from io import BytesIO
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
@@ -16,8 +15,8 @@ from urllib.parse import quote
 from aiohttp import hdrs, web
 from PIL import Image
 
-from graph.safe_paths import UnsafePathError, resolve_inside
 from server.errors import ApiError, bad_request
+from server.file_safety import download_content_type, resolve_or_403
 from server.keys import ENGINE, SERVER_CONFIG
 from server.uploads import check_image, receive_form, store_upload, upload_name
 
@@ -29,10 +28,6 @@ FOLDER_TYPES = ("output", "input", "temp")
 CHANNELS = ("rgba", "rgb", "a")
 PREVIEW_FORMATS = ("webp", "jpeg")
 DEFAULT_PREVIEW_QUALITY = 90
-# Served as downloads so that a file in a folder can never run script in the server's origin.
-DOWNLOAD_ONLY_TYPES = frozenset(
-    {"text/html", "application/xhtml+xml", "text/javascript", "application/javascript", "text/css", "image/svg+xml"}
-)
 
 
 def _folder(request: web.Request, folder_type: str) -> Path:
@@ -42,13 +37,6 @@ def _folder(request: web.Request, folder_type: str) -> Path:
     if folder_type not in by_type:
         raise bad_request(f"unknown type {folder_type!r}; use one of {', '.join(FOLDER_TYPES)}", "invalid_type")
     return by_type[folder_type]
-
-
-def _resolve(root: Path, *parts: str, what: str) -> Path:
-    try:
-        return resolve_inside(root, *parts, what=what)
-    except UnsafePathError as exc:
-        raise ApiError(403, "forbidden_path", str(exc)) from None
 
 
 def _split_annotation(filename: str, folder_type: str) -> tuple[str, str]:
@@ -65,11 +53,6 @@ def _content_disposition(name: str) -> str:
         return f'filename="{name}"'
     fallback = "".join(char if char.isascii() and char.isprintable() and char not in '"\\' else "_" for char in name)
     return f"filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
-
-
-def _served_type(name: str) -> str:
-    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    return "application/octet-stream" if content_type in DOWNLOAD_ONLY_TYPES else content_type
 
 
 def _preview_format(preview: str, channel: str) -> tuple[str, int]:
@@ -121,7 +104,7 @@ async def view(request: web.Request) -> web.StreamResponse:
     if not filename:
         raise bad_request("give the file to show: /view?filename=NAME&type=output|input|temp&subfolder=FOLDER")
     subfolder = query.get("subfolder", "")
-    path = _resolve(_folder(request, folder_type), subfolder, filename, what="file")
+    path = resolve_or_403(_folder(request, folder_type), subfolder, filename, what="file")
     if not path.is_file():
         shown = "/".join(part for part in (subfolder, filename) if part)
         raise ApiError(404, "not_found", f"no file {shown!r} in the {folder_type} folder")
@@ -137,7 +120,7 @@ async def view(request: web.Request) -> web.StreamResponse:
     if channel in ("rgb", "a"):
         body = await asyncio.to_thread(_channel_png, path, channel)
         return web.Response(body=body, content_type="image/png", headers=headers)
-    return web.FileResponse(path, headers={**headers, hdrs.CONTENT_TYPE: _served_type(name)})
+    return web.FileResponse(path, headers={**headers, hdrs.CONTENT_TYPE: download_content_type(name)})
 
 
 @routes.post("/upload/image")
@@ -153,8 +136,8 @@ async def upload_image(request: web.Request) -> web.Response:
         subfolder = form.fields.get("subfolder", "")
         root = _folder(request, folder_type)
         name = upload_name(received.client_name)
-        folder = _resolve(root, subfolder, what="subfolder")
-        _resolve(root, subfolder, name, what="file")
+        folder = resolve_or_403(root, subfolder, what="subfolder")
+        resolve_or_403(root, subfolder, name, what="file")
         image_format = await asyncio.to_thread(check_image, received.path, name)
         overwrite = form.fields.get("overwrite") in ("true", "1")
         stored = await asyncio.to_thread(store_upload, received, folder, name, overwrite)

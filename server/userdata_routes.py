@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import mimetypes
 import os
 import re
 import shutil
@@ -18,8 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
-from graph.safe_paths import UnsafePathError, resolve_inside
 from server.errors import ApiError, bad_request
+from server.file_safety import download_content_type, resolve_or_403
 from server.keys import SERVER_CONFIG
 
 routes = web.RouteTableDef()
@@ -28,17 +27,6 @@ USER_HEADER = "comfy-user"
 DEFAULT_USER = "default"
 USER_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
 INLINE_FILES = frozenset({"user.css"})  # the editor links the user's stylesheet; everything else is a download
-SCRIPTABLE_TYPES = frozenset(
-    {
-        "text/html",
-        "application/xhtml+xml",
-        "image/svg+xml",
-        "text/xml",
-        "application/xml",
-        "text/javascript",
-        "application/javascript",
-    }
-)
 
 
 @routes.get("/users")
@@ -54,7 +42,7 @@ async def list_userdata(request: web.Request) -> web.Response:
     if not directory:
         raise bad_request("give the folder to list as ?dir=NAME (for example workflows)", "missing_dir")
     root = _user_root(request)
-    folder = _resolve(root, directory, "folder")
+    folder = resolve_or_403(root, directory, what="folder")
     if not folder.exists():
         raise ApiError(404, "not_found", f"no folder {directory!r} in the user's data")
     recurse, full_info, split = (
@@ -75,9 +63,7 @@ async def get_userdata(request: web.Request) -> web.FileResponse:
     if not path.is_file():
         raise ApiError(404, "not_found", f"no file {request.match_info['file']!r} in the user's data")
     inline = path.relative_to(root).as_posix() in INLINE_FILES
-    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    if content_type in SCRIPTABLE_TYPES:
-        content_type = "application/octet-stream"
+    content_type = "text/css" if inline else download_content_type(path.name)
     headers = {
         "Content-Type": content_type,
         "X-Content-Type-Options": "nosniff",
@@ -145,17 +131,10 @@ def _user_root(request: web.Request) -> Path:
     return request.app[SERVER_CONFIG].data_dir / "users" / user
 
 
-def _resolve(root: Path, name: str, what: str) -> Path:
-    try:
-        return resolve_inside(root, name, what=what)
-    except UnsafePathError as exc:
-        raise ApiError(403, "forbidden_path", str(exc)) from None
-
-
 def _user_file(request: web.Request, param: str) -> tuple[Path, Path]:
     """The user's real root and the file named by the route parameter ``param``, which must lie below it."""
     root = _user_root(request)
-    path = _resolve(root, request.match_info[param], "file")
+    path = resolve_or_403(root, request.match_info[param], what="file")
     root_real = root.resolve()
     if path == root_real:
         raise ApiError(403, "forbidden_path", f"file {request.match_info[param]!r} names the user's folder itself")
