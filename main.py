@@ -58,14 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(args: argparse.Namespace) -> AppConfig:
+def app_config_from_args(args: argparse.Namespace) -> AppConfig:
+    """The engine's configuration from the options ``serve`` and ``run`` share."""
     cache = CacheConfig.default(args.cache_ram)
     if args.cache_none or args.cache_all:
         cache = CacheConfig(cache.max_bytes, cache.min_free_bytes, args.cache_none, args.cache_all)
     return AppConfig.from_dirs(args.output_dir, args.input_dir, args.temp_dir, cache, args.models_dir)
 
 
-def _server_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ServerConfig:
+def server_config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ServerConfig:
+    """The server's configuration from ``serve``'s options; contradictions are argument errors (exit 2)."""
     if not 0 < args.port < 65536:
         parser.error(f"--port must be between 1 and 65535, got {args.port}")
     if args.max_upload_mb <= 0:
@@ -98,14 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    config = _config(args)
+    config = app_config_from_args(args)
     if args.verb == "run":
         from app.headless import run_workflow
 
         return run_workflow(
             config, args.workflow, args.overrides, show_progress=not args.no_progress, verbose=args.verbose
         )
-    server_config = _server_config(args, parser)
+    server_config = server_config_from_args(args, parser)
     from server.app import serve
 
     return serve(config, server_config)

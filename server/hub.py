@@ -46,10 +46,6 @@ class WebSocketHub:
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    @property
-    def client_count(self) -> int:
-        return len(self._clients)
-
     def status_message(self, sid: str | None = None) -> dict[str, Any]:
         data: dict[str, Any] = {"status": {"exec_info": {"queue_remaining": self._queue_remaining()}}}
         if sid is not None:
@@ -66,9 +62,9 @@ class WebSocketHub:
         if previous is not None:
             await self._close(previous)
         client.sender = asyncio.create_task(self._send_loop(client))
-        self._enqueue(client, json.dumps({"type": "status", "data": self.status_message(sid)}), "status")
+        self._enqueue(client, _text("status", self.status_message(sid)), "status")
         if self._executing is not None and self._executing[0] == sid:
-            self._enqueue(client, json.dumps({"type": "executing", "data": self._executing[1]}), "executing")
+            self._enqueue(client, _text("executing", self._executing[1]), "executing")
         try:
             async for _ in socket:
                 pass  # clients may send feature flags; nothing they say changes what we send
@@ -113,7 +109,7 @@ class WebSocketHub:
         """Send ``{"type": kind, "data": data}`` to ``sid`` (everyone for None); must run on the loop."""
         if kind == "executing":
             self._executing = (sid, data) if data.get("node") is not None else None
-        self._deliver(json.dumps({"type": kind, "data": data}), kind, sid)
+        self._deliver(_text(kind, data), kind, sid)
 
     def _deliver(self, message: str | bytes, kind: str, sid: str | None) -> None:
         if sid is None:
@@ -149,3 +145,8 @@ class WebSocketHub:
         else:
             with contextlib.suppress(RuntimeError):  # the loop closed between the check and the call
                 loop.call_soon_threadsafe(function, *args)
+
+
+def _text(kind: str, data: dict[str, Any]) -> str:
+    """ComfyUI's text frame: ``{"type": kind, "data": data}``."""
+    return json.dumps({"type": kind, "data": data})

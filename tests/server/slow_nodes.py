@@ -67,10 +67,10 @@ def _serve(argv: list[str]) -> int:
     from server.app import serve
 
     args = main.build_parser().parse_args(["serve", *argv])
-    config = main._config(args)
+    config = main.app_config_from_args(args)
     engine = build_engine(config)
     register(engine.registry)
-    return serve(config, main._server_config(args, main.build_parser()), engine)
+    return serve(config, main.server_config_from_args(args, main.build_parser()), engine)
 
 
 if __name__ == "__main__":
