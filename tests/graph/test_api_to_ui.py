@@ -13,7 +13,7 @@ from graph.api_to_ui import api_to_ui
 from graph.errors import WorkflowFormatError
 from graph.registry import NodeRegistry
 from graph.ui_format import ui_to_api
-from tests.graph.ui_fake_nodes import FakeLoader, FakeNode, registry_of
+from tests.graph.ui_fake_nodes import FakeLoader, FakeNode, FakeSave, registry_of
 
 
 class IntSource(FakeNode):
@@ -67,14 +67,6 @@ class Blend(FakeNode):
         return {"required": {"image1": ("IMAGE",), "image2": ("IMAGE",), "factor": ("FLOAT", {"default": 0.5})}}
 
 
-class Save(FakeNode):
-    OUTPUT_NODE = True
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
-        return {"required": {"images": ("IMAGE",), "filename_prefix": ("STRING", {"default": "out"})}}
-
-
 @pytest.fixture
 def registry() -> NodeRegistry:
     return registry_of(
@@ -85,7 +77,7 @@ def registry() -> NodeRegistry:
             "Noise": Noise,
             "Invert": Invert,
             "Blend": Blend,
-            "Save": Save,
+            "Save": FakeSave,
         }
     )
 

@@ -10,7 +10,7 @@ from graph.errors import WorkflowFormatError
 from graph.prompt import Link, Prompt
 from graph.registry import NodeRegistry
 from graph.ui_format import ui_to_api
-from tests.graph.ui_fake_nodes import FakeLoader, FakeNode, registry_of
+from tests.graph.ui_fake_nodes import FakeLoader, FakeNode, FakeSave, registry_of
 
 
 class FakeImageOp(FakeNode):
@@ -75,14 +75,6 @@ class FakeSeedThenCombo(FakeNode):
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
         return {"required": {"seed": ("INT", {"default": 0}), "policy": (["randomize", "keep"],)}}
-
-
-class FakeSave(FakeNode):
-    OUTPUT_NODE = True
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict[str, Any]:
-        return {"required": {"images": ("IMAGE",), "filename_prefix": ("STRING", {"default": "out"})}}
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The fake-node base and loader shared by the UI <-> API conversion tests, and a registry builder."""
+"""The fake-node base, loader and saver shared by the UI <-> API conversion tests, and a registry builder."""
 
 from __future__ import annotations
 
@@ -28,6 +28,16 @@ class FakeLoader(FakeNode):
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
         return {"required": {"image": (["a.png", "b.png"],)}}
+
+
+class FakeSave(FakeNode):
+    """A SaveImage-like output node."""
+
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"images": ("IMAGE",), "filename_prefix": ("STRING", {"default": "out"})}}
 
 
 def registry_of(classes: Mapping[str, type]) -> NodeRegistry:
