@@ -6,7 +6,7 @@ import importlib
 
 from graph.registry import LoadReport, NodeRegistry
 
-BUILTIN_MODULES = ("nodes.primitives", "nodes.image", "nodes.io")
+BUILTIN_MODULES = ("nodes.primitives", "nodes.image", "nodes.io", "nodes.frames", "nodes.frame_color")
 
 
 def register_builtin_nodes(registry: NodeRegistry) -> LoadReport:

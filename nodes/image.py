@@ -45,7 +45,7 @@ def _lanczos(image: torch.Tensor, width: int, height: int) -> torch.Tensor:
     return torch.from_numpy(out).to(image.device)
 
 
-def _resize(image: torch.Tensor, width: int, height: int, method: str, crop: str = "disabled") -> torch.Tensor:
+def resize_images(image: torch.Tensor, width: int, height: int, method: str, crop: str = "disabled") -> torch.Tensor:
     """Resize an IMAGE batch to ``width`` x ``height``; 0 on one side keeps the aspect ratio, 0 on both is a no-op.
 
     ``crop="center"`` first trims the image to the target aspect ratio. The result is clamped to 0..1
@@ -71,7 +71,7 @@ def _resize(image: torch.Tensor, width: int, height: int, method: str, crop: str
     return resized.clamp_(0.0, 1.0).contiguous()
 
 
-def _owned(region: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+def owned_slice(region: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
     """A slice of ``source`` as its own tensor, so a small crop does not keep a large parent batch alive."""
     return source if region.shape == source.shape else region.clone(memory_format=torch.contiguous_format)
 
@@ -151,7 +151,7 @@ class ImageScale:
     def upscale(
         self, image: torch.Tensor, upscale_method: str, width: int, height: int, crop: str
     ) -> tuple[torch.Tensor]:
-        return (_resize(image, width, height, upscale_method, crop),)
+        return (resize_images(image, width, height, upscale_method, crop),)
 
 
 class ImageScaleBy:
@@ -178,7 +178,7 @@ class ImageScaleBy:
     def upscale(self, image: torch.Tensor, upscale_method: str, scale_by: float) -> tuple[torch.Tensor]:
         width = max(1, round(image.shape[2] * scale_by))
         height = max(1, round(image.shape[1] * scale_by))
-        return (_resize(image, width, height, upscale_method),)
+        return (resize_images(image, width, height, upscale_method),)
 
 
 class ImageCrop:
@@ -204,7 +204,7 @@ class ImageCrop:
     def crop(self, image: torch.Tensor, width: int, height: int, x: int, y: int) -> tuple[torch.Tensor]:
         x = min(x, image.shape[2] - 1)
         y = min(y, image.shape[1] - 1)
-        return (_owned(image[:, y : y + height, x : x + width], image),)
+        return (owned_slice(image[:, y : y + height, x : x + width], image),)
 
 
 class ImageBatch:
@@ -230,7 +230,7 @@ class ImageBatch:
                 f"image1 has {image1.shape[-1]} channels and image2 has {image2.shape[-1]}: they cannot be batched"
             )
         if image1.shape[1:3] != image2.shape[1:3]:
-            image2 = _resize(image2, image1.shape[2], image1.shape[1], "bilinear", "center")
+            image2 = resize_images(image2, image1.shape[2], image1.shape[1], "bilinear", "center")
         return (torch.cat((image1, image2.to(image1.dtype)), dim=0),)
 
 
@@ -279,7 +279,7 @@ class ImageFromBatch:
     def frombatch(self, image: torch.Tensor, batch_index: int, length: int) -> tuple[torch.Tensor]:
         batch_index = min(batch_index, image.shape[0] - 1)
         length = min(length, image.shape[0] - batch_index)
-        return (_owned(image[batch_index : batch_index + length], image),)
+        return (owned_slice(image[batch_index : batch_index + length], image),)
 
 
 def _soft_light(base: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
@@ -332,7 +332,7 @@ class ImageBlend:
         self, image1: torch.Tensor, image2: torch.Tensor, blend_factor: float, blend_mode: str
     ) -> tuple[torch.Tensor]:
         if image1.shape[1:3] != image2.shape[1:3]:
-            image2 = _resize(image2, image1.shape[2], image1.shape[1], "bicubic", "center")
+            image2 = resize_images(image2, image1.shape[2], image1.shape[1], "bicubic", "center")
         image2 = image2.to(image1.device, image1.dtype)
         blended = _blend(blend_mode, image1, image2)
         result = image1 * (1 - blend_factor) + blended * blend_factor
