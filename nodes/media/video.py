@@ -1,0 +1,206 @@
+"""The ``VIDEO`` socket value: frames in memory or a file decoded lazily, with its frame rate, audio and metadata.
+
+Method names follow ComfyUI's ``VideoInput`` (``get_components``, ``get_dimensions``, ``get_frame_rate``, ...) so
+custom node packs that take a ``VIDEO`` work with ours.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nodes.media.audio import check_audio, load_audio_if_present
+from nodes.media.decode import (
+    FrameSelection,
+    VideoInfo,
+    iter_video_frames,
+    load_video_frames,
+    probe_video,
+    selected_time_span,
+)
+from nodes.media.encode import FrameBatches, tensor_batches
+
+
+def as_frame_rate(value: float | Fraction) -> Fraction:
+    """An exact frame rate: NTSC-style floats (29.97, 23.976, 59.94) become their 1001-denominator fractions."""
+    if isinstance(value, Fraction):
+        rate = value
+    else:
+        rate = Fraction(value).limit_denominator(1001)
+        ntsc = Fraction(round(value * 1.001 * 1000), 1001)
+        if abs(float(ntsc) - value) < 1e-4 and ntsc.denominator == 1001 and rate.denominator != 1:
+            rate = ntsc
+    if rate <= 0:
+        raise ValueError(f"frame rate must be above 0, not {value}")
+    return rate
+
+
+@dataclass(frozen=True)
+class VideoComponents:
+    """A video taken apart: frames ``[F, H, W, 3]`` in 0..1, the exact frame rate, optional AUDIO and metadata."""
+
+    images: torch.Tensor
+    frame_rate: Fraction
+    audio: dict[str, Any] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class Video(ABC):
+    """What flows through a ``VIDEO`` socket."""
+
+    @abstractmethod
+    def get_components(self) -> VideoComponents:
+        """All frames decoded, with the frame rate, audio and metadata."""
+
+    @abstractmethod
+    def get_dimensions(self) -> tuple[int, int]:
+        """``(width, height)`` in pixels."""
+
+    @abstractmethod
+    def get_frame_rate(self) -> Fraction:
+        """Frames per second, exactly."""
+
+    @abstractmethod
+    def get_frame_count(self) -> int:
+        """How many frames the video has."""
+
+    @abstractmethod
+    def get_audio(self) -> dict[str, Any] | None:
+        """The AUDIO carried with the video, if any."""
+
+    @abstractmethod
+    def frame_batches(self, batch_size: int = 16) -> FrameBatches:
+        """A re-callable source of float frame batches, for streaming into an encoder without holding all frames."""
+
+    def get_duration(self) -> float:
+        """Length in seconds."""
+        return self.get_frame_count() / float(self.get_frame_rate())
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Free-form metadata (for a file: its container tags)."""
+        return {}
+
+
+class VideoFromComponents(Video):
+    """A video made from frames in memory (``CreateVideo``, generated clips)."""
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        frame_rate: float | Fraction,
+        audio: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        if images.ndim != 4 or images.shape[0] == 0:
+            raise ValueError(
+                f"a video needs frames shaped [frames, height, width, channels], got {tuple(images.shape)}"
+            )
+        self._components = VideoComponents(
+            images=images,
+            frame_rate=as_frame_rate(frame_rate),
+            audio=None if audio is None else check_audio(audio),
+            metadata=dict(metadata or {}),
+        )
+
+    def get_components(self) -> VideoComponents:
+        return self._components
+
+    def get_dimensions(self) -> tuple[int, int]:
+        return int(self._components.images.shape[2]), int(self._components.images.shape[1])
+
+    def get_frame_rate(self) -> Fraction:
+        return self._components.frame_rate
+
+    def get_frame_count(self) -> int:
+        return int(self._components.images.shape[0])
+
+    def get_audio(self) -> dict[str, Any] | None:
+        return self._components.audio
+
+    def frame_batches(self, batch_size: int = 16) -> FrameBatches:
+        return tensor_batches(self._components.images, batch_size)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self._components.metadata
+
+
+class VideoFromFile(Video):
+    """A video file, probed on first use and decoded only when frames are asked for."""
+
+    def __init__(self, path: Path, selection: FrameSelection | None = None, info: VideoInfo | None = None) -> None:
+        self.path = Path(path)
+        self.selection = selection or FrameSelection()
+        self._info = info
+
+    def __repr__(self) -> str:
+        return f"VideoFromFile({str(self.path)!r})"
+
+    @classmethod
+    def probed(cls, path: Path, selection: FrameSelection | None = None) -> VideoFromFile:
+        """A video whose file has been probed already, so a broken file raises ``MediaError`` now."""
+        return cls(path, selection, probe_video(path))
+
+    @property
+    def info(self) -> VideoInfo:
+        """The container's description of the video, probed once (raises ``MediaError`` for a bad file)."""
+        if self._info is None:
+            self._info = probe_video(self.path)
+        return self._info
+
+    def get_components(self) -> VideoComponents:
+        images = load_video_frames(self.path, self.selection)
+        return VideoComponents(
+            images=images, frame_rate=self.get_frame_rate(), audio=self.get_audio(), metadata=self.metadata
+        )
+
+    def get_dimensions(self) -> tuple[int, int]:
+        if self.selection.width or self.selection.height:
+            return _scaled_size(self.info.width, self.info.height, self.selection.width, self.selection.height)
+        return self.info.width, self.info.height
+
+    def get_frame_rate(self) -> Fraction:
+        return self.selection.output_rate(self.info.frame_rate)
+
+    def get_frame_count(self) -> int:
+        if self.selection == FrameSelection():
+            return self.info.frame_count
+        return self._selected_frame_count
+
+    @cached_property
+    def _selected_frame_count(self) -> int:
+        return sum(len(batch) for batch in iter_video_frames(self.path, self.selection))
+
+    def get_audio(self) -> dict[str, Any] | None:
+        if self.selection == FrameSelection():
+            return load_audio_if_present(self.path)
+        start, duration = selected_time_span(self.info, self.selection, self.get_frame_count())
+        return load_audio_if_present(self.path, start, duration)
+
+    def frame_batches(self, batch_size: int = 16) -> FrameBatches:
+        def batches() -> Iterator[torch.Tensor]:
+            for pixels in iter_video_frames(self.path, self.selection, batch_size):
+                yield torch.from_numpy(pixels).to(torch.float32).div_(255.0)
+
+        return batches
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return dict(self.info.metadata)
+
+
+def _scaled_size(width: int, height: int, target_width: int, target_height: int) -> tuple[int, int]:
+    """The decoder's output size for a requested resize where 0 on one side keeps the aspect ratio."""
+    if target_width and target_height:
+        return target_width, target_height
+    if target_width:
+        return target_width, max(1, round(height * target_width / width))
+    return max(1, round(width * target_height / height)), target_height
