@@ -41,7 +41,7 @@ def build_cache(config: AppConfig) -> OutputCache:
 def build_engine(config: AppConfig, sink: EventSink | None = None, interrupt: InterruptFlag | None = None) -> Engine:
     """Register the built-in nodes and create an executor whose nodes see the configured folders."""
     registry = NodeRegistry()
-    report = register_builtin_nodes(registry)
+    report = register_builtin_nodes(registry, config.folders)
     for folder in (config.folders.output_dir, config.folders.input_dir, config.folders.temp_dir):
         folder.mkdir(parents=True, exist_ok=True)
     executor = Executor(

@@ -1,4 +1,4 @@
-"""Image output nodes (SaveImage, PreviewImage) and the numbered-file naming that every saver shares.
+"""Image file nodes (LoadImage, SaveImage, PreviewImage) and the numbered-file naming that every saver shares.
 
 Files are named like ComfyUI's: ``{prefix}_{counter:05}_.{ext}``, the counter one past the highest already in the
 folder. ``filename_prefix`` may name a subfolder (``renders/shot1``) but never a place outside the base folder.
@@ -6,6 +6,7 @@ folder. ``filename_prefix`` may name a subfolder (``renders/shot1``) but never a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -17,11 +18,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
 from graph.context import current_context
-from nodes.folders import FOLDERS_SERVICE
+from nodes.folders import FOLDERS_SERVICE, FolderBound, Folders
+
+IMAGE_EXTENSIONS = frozenset({"png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff", "avif"})
+EMPTY_MASK_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,11 @@ def claim_numbered_file(target: SaveTarget, counter: int, extension: str) -> tup
                 return path, counter
         except FileExistsError:
             counter += 1
+
+
+def temp_prefix(stem: str = "ComfyUI_temp") -> str:
+    """A random file prefix for previews in the temp folder, so parallel previews never collide on names."""
+    return f"{stem}_" + "".join(random.choice(string.ascii_lowercase) for _ in range(5))
 
 
 def tensor_to_pil(image: torch.Tensor) -> Image.Image:
@@ -185,10 +194,94 @@ class PreviewImage(SaveImage):
         }
 
     def prefix(self, filename_prefix: str) -> str:
-        suffix = "".join(random.choice(string.ascii_lowercase) for _ in range(5))
-        return f"ComfyUI_temp_{suffix}"
+        return temp_prefix()
 
 
-NODE_CLASS_MAPPINGS = {"SaveImage": SaveImage, "PreviewImage": PreviewImage}
+def file_fingerprint(path: Path) -> str:
+    """sha256 of a file's bytes, read in chunks (``IS_CHANGED`` of loaders: re-run when the file changes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
-NODE_DISPLAY_NAME_MAPPINGS = {"SaveImage": "Save Image", "PreviewImage": "Preview Image"}
+
+def pil_frame_to_tensors(frame: Image.Image) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One Pillow frame as IMAGE ``[H, W, 3]`` in 0..1 and its MASK ``[H, W]`` (1 = transparent), if it has alpha."""
+    if frame.mode in ("I", "I;16", "I;16B", "I;16L"):
+        pixels = np.asarray(frame, dtype=np.float32) / 65535.0
+        rgb = np.repeat(np.clip(pixels, 0.0, 1.0)[..., None], 3, axis=-1)
+        return torch.from_numpy(np.ascontiguousarray(rgb)), None
+    if frame.mode == "P" and "transparency" in frame.info:
+        frame = frame.convert("RGBA")
+    has_alpha = frame.mode in ("RGBA", "LA", "PA")
+    rgba = np.asarray(frame.convert("RGBA" if has_alpha else "RGB"), dtype=np.float32) / 255.0
+    image = torch.from_numpy(np.ascontiguousarray(rgba[..., :3]))
+    mask = torch.from_numpy(1.0 - rgba[..., 3]) if has_alpha else None
+    return image, mask
+
+
+def read_image_file(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """All frames of an image file as IMAGE ``[F, H, W, 3]`` and MASK ``[F, H, W]`` (EXIF rotation applied).
+
+    Frames of an animation whose size differs from the first are skipped, as ComfyUI does. Without alpha the
+    mask is one empty 64x64 mask. Raises ``ValueError`` naming the file for anything Pillow cannot read.
+    """
+    try:
+        with Image.open(path) as opened:
+            images: list[torch.Tensor] = []
+            masks: list[torch.Tensor] = []
+            for raw in ImageSequence.Iterator(opened):
+                image, mask = pil_frame_to_tensors(ImageOps.exif_transpose(raw) or raw)
+                if images and image.shape != images[0].shape:
+                    continue
+                images.append(image)
+                masks.append(mask if mask is not None else torch.zeros(image.shape[:2]))
+            any_alpha = any(mask.any() for mask in masks)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"{path.name}: not an image Pillow can read ({exc})") from None
+    if not images:
+        raise ValueError(f"{path.name}: the image has no frames")
+    batch = torch.stack(images) if len(images) > 1 else images[0].unsqueeze(0)
+    if not any_alpha:
+        return batch, torch.zeros((1, EMPTY_MASK_SIZE, EMPTY_MASK_SIZE), dtype=torch.float32)
+    return batch, torch.stack(masks)
+
+
+class LoadImage(FolderBound):
+    """Loads an image from the input folder; the mask comes from its alpha channel (1 where transparent)."""
+
+    FUNCTION = "load_image"
+    CATEGORY = "image"
+    RETURN_TYPES = ("IMAGE", "MASK")
+    DESCRIPTION = "Loads an image (all frames of an animated one) and a mask from its transparency."
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "image": (
+                    sorted(cls.input_choices(IMAGE_EXTENSIONS)),
+                    {"image_upload": True, "tooltip": "A file in the input folder; upload to add one."},
+                )
+            }
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, image: str) -> str:
+        """The file's content hash, so editing the file re-runs the node."""
+        if cls.FOLDERS is None:
+            return image
+        try:
+            return file_fingerprint(cls.FOLDERS.resolve_annotated(image, "image"))
+        except (OSError, ValueError):
+            return image
+
+    def load_image(self, image: str) -> tuple[torch.Tensor, torch.Tensor]:
+        folders: Folders = current_context().service(FOLDERS_SERVICE)
+        return read_image_file(folders.resolve_annotated(image, "image"))
+
+
+NODE_CLASS_MAPPINGS = {"LoadImage": LoadImage, "SaveImage": SaveImage, "PreviewImage": PreviewImage}
+
+NODE_DISPLAY_NAME_MAPPINGS = {"LoadImage": "Load Image", "SaveImage": "Save Image", "PreviewImage": "Preview Image"}

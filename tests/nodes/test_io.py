@@ -63,7 +63,7 @@ def test_sockets() -> None:
     preview_spec = NodeSpec.from_class("PreviewImage", PreviewImage)
     assert preview_spec.output_node and preview_spec.output_types == ()
     assert preview_spec.input_order["required"] == ("images",)
-    assert set(NODE_CLASS_MAPPINGS) == {"SaveImage", "PreviewImage"}
+    assert set(NODE_CLASS_MAPPINGS) == {"LoadImage", "SaveImage", "PreviewImage"}
 
 
 def test_file_names_increment_across_calls(folders: Folders) -> None:
