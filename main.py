@@ -1,4 +1,4 @@
-"""Reelgraph's command line: ``serve`` (the default) and ``run WORKFLOW``."""
+"""Reelgraph's command line: ``serve`` (the default), ``run WORKFLOW`` and ``extract-workflow FILE``."""
 
 from __future__ import annotations
 
@@ -55,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="override an input before running (repeatable); VALUE is JSON or plain text",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    extract = verbs.add_parser(
+        "extract-workflow", help="print the workflow embedded in a saved image or video (PNG, WebP, GIF, mp4, webm)"
+    )
+    extract.add_argument("file", type=Path, help="the image or video file")
+    extract.add_argument(
+        "--api", action="store_true", help="print the API-format prompt instead of the editor workflow"
+    )
     return parser
 
 
@@ -93,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         argv.insert(0, "serve")
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.verb == "extract-workflow":
+        from app.extract import extract_workflow
+
+        return extract_workflow(args.file, api=args.api)
     if args.cache_ram is not None and args.cache_ram <= 0:
         parser.error("--cache-ram must be a positive number of GB")
     if args.cache_none and args.cache_all:

@@ -12,7 +12,7 @@ from app.config import REPO_ROOT, AppConfig
 from app.engine import Engine, build_engine
 from graph.safe_paths import UnsafePathError, resolve_inside
 from models.folders import ModelFolders
-from server import file_routes, node_routes, prompt_routes, system_routes, userdata_routes, ws_routes
+from server import file_routes, node_routes, prompt_routes, system_routes, userdata_routes, workflow_routes, ws_routes
 from server.config import ServerConfig
 from server.errors import ApiError
 from server.keys import ENGINE, MODEL_FOLDERS, RUNTIME, SERVER_CONFIG, SYSTEM_INFO, WEB_ROOT
@@ -24,7 +24,15 @@ from server.system_info import SystemInfo
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api"
-ROUTE_MODULES = (node_routes, prompt_routes, file_routes, system_routes, userdata_routes, ws_routes)
+ROUTE_MODULES = (
+    node_routes,
+    prompt_routes,
+    file_routes,
+    system_routes,
+    userdata_routes,
+    workflow_routes,
+    ws_routes,
+)
 
 
 async def _web_file(request: web.Request) -> web.FileResponse:

@@ -18,7 +18,7 @@ from PIL import Image
 from server.errors import ApiError, bad_request
 from server.file_safety import download_content_type, resolve_or_403
 from server.keys import ENGINE, SERVER_CONFIG
-from server.uploads import check_image, receive_form, store_upload, upload_name
+from server.uploads import check_media, receive_form, store_upload, upload_name
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +32,9 @@ DEFAULT_PREVIEW_QUALITY = 90
 
 def _folder(request: web.Request, folder_type: str) -> Path:
     """The folder a ComfyUI ``type`` names; 400 for anything else."""
-    folders = request.app[ENGINE].config.folders
-    by_type = {"output": folders.output_dir, "input": folders.input_dir, "temp": folders.temp_dir}
-    if folder_type not in by_type:
+    if folder_type not in FOLDER_TYPES:
         raise bad_request(f"unknown type {folder_type!r}; use one of {', '.join(FOLDER_TYPES)}", "invalid_type")
-    return by_type[folder_type]
+    return request.app[ENGINE].config.folders.by_type(folder_type)
 
 
 def _split_annotation(filename: str, folder_type: str) -> tuple[str, str]:
@@ -125,7 +123,8 @@ async def view(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/upload/image")
 async def upload_image(request: web.Request) -> web.Response:
-    """Store a multipart ``image`` in ``type``/``subfolder``; answers ComfyUI's ``{"name", "subfolder", "type"}``."""
+    """Store a multipart ``image`` (an image, video or audio file, as ComfyUI's editor uploads all three here) in
+    ``type``/``subfolder``; answers ComfyUI's ``{"name", "subfolder", "type"}``."""
     folders = request.app[ENGINE].config.folders
     form = await receive_form(request, folders.temp_dir, request.app[SERVER_CONFIG].max_upload_bytes)
     if form.file is None:
@@ -138,10 +137,18 @@ async def upload_image(request: web.Request) -> web.Response:
         name = upload_name(received.client_name)
         folder = resolve_or_403(root, subfolder, what="subfolder")
         resolve_or_403(root, subfolder, name, what="file")
-        image_format = await asyncio.to_thread(check_image, received.path, name)
+        media = await asyncio.to_thread(check_media, received.path, name)
         overwrite = form.fields.get("overwrite") in ("true", "1")
         stored = await asyncio.to_thread(store_upload, received, folder, name, overwrite)
     finally:
         received.path.unlink(missing_ok=True)
-    logger.info("stored upload %r (%s, %d bytes) in %s/%s", stored, image_format, received.size, folder_type, subfolder)
+    logger.info(
+        "stored upload %r (%s %s, %d bytes) in %s/%s",
+        stored,
+        media.kind,
+        media.format,
+        received.size,
+        folder_type,
+        subfolder,
+    )
     return web.json_response({"name": stored, "subfolder": subfolder, "type": folder_type})

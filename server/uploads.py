@@ -1,4 +1,4 @@
-"""``/upload/image`` mechanics: stream the multipart body under a size cap, check the image, and store it atomically.
+"""Upload mechanics: stream the multipart body under a size cap, check the media by decoding it, store it atomically.
 
 The image part may arrive before the ``type`` and ``subfolder`` fields (ComfyUI's editor sends it first), so it is
 streamed to a hidden part file in the temp folder and renamed into place once the destination is known.
@@ -17,8 +17,9 @@ from pathlib import Path
 
 from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
-from PIL import Image
 
+from nodes.media.errors import MediaError
+from nodes.media.sniff import MediaKind, sniff_media
 from server.config import MIB
 from server.errors import ApiError, bad_request
 
@@ -41,14 +42,16 @@ class ReceivedFile:
 
 @dataclass(frozen=True)
 class UploadForm:
-    """The text fields of an upload form and its ``image`` file (None when the form had none)."""
+    """The text fields of an upload form and its file (None when the form had none)."""
 
     fields: dict[str, str]
     file: ReceivedFile | None
 
 
-async def receive_form(request: web.Request, scratch_dir: Path, max_bytes: int) -> UploadForm:
-    """Read a multipart form, streaming its ``image`` part into ``scratch_dir``; 413 past ``max_bytes``.
+async def receive_form(
+    request: web.Request, scratch_dir: Path, max_bytes: int, file_field: str = "image"
+) -> UploadForm:
+    """Read a multipart form, streaming its ``file_field`` part into ``scratch_dir``; 413 past ``max_bytes``.
 
     On any failure the part file is deleted; on success the caller owns it.
     """
@@ -65,11 +68,11 @@ async def receive_form(request: web.Request, scratch_dir: Path, max_bytes: int) 
         while (part := await _next_part(reader)) is not None:
             if not isinstance(part, BodyPartReader):
                 raise bad_request("nested multipart bodies are not supported")
-            if part.name == "image":
+            if part.name == file_field:
                 if received is not None:
-                    raise bad_request("send one 'image' file per upload")
+                    raise bad_request(f"send one {file_field!r} file per upload")
                 if part.filename is None:
-                    raise bad_request("the 'image' field must be a file with a filename")
+                    raise bad_request(f"the {file_field!r} field must be a file with a filename")
                 received = await _stream_to_part_file(part, part.filename, scratch_dir, max_bytes)
             else:
                 raw = await _read_capped(part, fields_budget)
@@ -140,18 +143,12 @@ def upload_name(client_name: str) -> str:
     return name
 
 
-def check_image(path: Path, name: str) -> str:
-    """The image format Pillow finds in ``path``; a 400 when the file is not an image it can read."""
+def check_media(path: Path, name: str) -> MediaKind:
+    """What ``path`` holds (image, video or audio, checked by decoding); a 400 naming ``name`` otherwise."""
     try:
-        with Image.open(path) as image:
-            image.verify()
-        with Image.open(path) as image:
-            image_format = image.format
-    except Exception as exc:  # Pillow's decoders raise many types for a broken or foreign file
-        raise bad_request(f"{name!r} is not an image this server can read ({exc})", "invalid_image") from None
-    if image_format is None:
-        raise bad_request(f"{name!r} is not an image this server can read", "invalid_image")
-    return image_format
+        return sniff_media(path)
+    except MediaError as exc:
+        raise bad_request(f"{name!r} {exc.reason}", "invalid_media") from None
 
 
 def store_upload(received: ReceivedFile, folder: Path, name: str, overwrite: bool) -> str:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import av
 import pytest
 from PIL import Image
 
@@ -172,3 +173,59 @@ def test_bad_arguments_exit_2(flags: list[str], capsys: pytest.CaptureFixture[st
         main.main(["run", str(API_WORKFLOW), *flags])
     assert exited.value.code == 2
     assert "--cache" in capsys.readouterr().err
+
+
+def test_extract_workflow_prints_the_embedded_workflow_or_prompt(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL.PngImagePlugin import PngInfo
+
+    workflow = {"last_node_id": 1, "nodes": [{"id": 1, "type": "EmptyImage"}], "links": [], "version": 0.4}
+    prompt = {"1": {"class_type": "EmptyImage", "inputs": {}}}
+    info = PngInfo()
+    info.add_text("prompt", json.dumps(prompt))
+    info.add_text("workflow", json.dumps(workflow))
+    Image.new("RGB", (2, 2)).save(tmp_path / "shot.png", pnginfo=info)
+    assert main.main(["extract-workflow", str(tmp_path / "shot.png")]) == 0
+    assert json.loads(capsys.readouterr().out) == workflow
+    assert main.main(["extract-workflow", str(tmp_path / "shot.png"), "--api"]) == 0
+    assert json.loads(capsys.readouterr().out) == prompt
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "no such file"), (b"", "plain.png"), (b"hello, not an image", "notes.txt")],
+)
+def test_extract_workflow_fails_clearly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes | None, message: str
+) -> None:
+    if content == b"":
+        Image.new("RGB", (2, 2)).save(tmp_path / "plain.png")
+        path = tmp_path / "plain.png"
+    else:
+        path = tmp_path / "notes.txt"
+        if content is not None:
+            path.write_bytes(content)
+    assert main.main(["extract-workflow", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and message in captured.err
+
+
+def test_video_workflow_runs_headless_and_saves_mp4_and_gif(tmp_path: Path) -> None:
+    """The shipped frame-ops workflow on the shipped sample clip (the repo's input folder)."""
+    command = [sys.executable, "main.py", "run", str(REPO / "workflows" / "video_frame_ops_api.json")]
+    command += ["--output-dir", str(tmp_path / "out"), "--temp-dir", str(tmp_path / "temp"), "--no-progress"]
+    completed = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
+    assert completed.returncode == 0, completed.stderr
+    (mp4,) = (tmp_path / "out" / "examples").glob("frame_ops_*.mp4")
+    (gif,) = (tmp_path / "out" / "examples").glob("frame_ops_*.gif")
+    with av.open(str(mp4)) as container:
+        video = container.streams.video[0]
+        assert (video.width, video.height, video.average_rate) == (256, 128, 12)
+        assert sum(1 for _ in container.decode(video)) == 46  # 24 frames ping-ponged without repeating the turns
+        assert container.streams.audio and json.loads(container.metadata["prompt"])["5"]["class_type"] == "SaveVideoAs"
+    with Image.open(gif) as image:
+        assert image.size == (256, 128) and image.n_frames == 46
+    assert str(mp4) in completed.stdout and str(gif) in completed.stdout

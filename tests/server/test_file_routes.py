@@ -15,6 +15,7 @@ from PIL import Image
 from yarl import URL
 
 from app.config import AppConfig
+from tests.nodes.media.synthetic import indexed_frames, sine_audio, write_audio, write_video
 from tests.server.conftest import ClientFactory
 
 SECRET = b"top secret bytes that must never leave the server"
@@ -212,10 +213,24 @@ async def test_upload_takes_only_the_last_part_of_the_client_name(client: TestCl
 
 async def test_upload_refuses_a_non_image_and_leaves_nothing(client: TestClient, folders: Any) -> None:
     error = await error_of(await upload(client, b"MZ\x90\x00 not a picture", "fake.png"), 400)
-    assert error["type"] == "invalid_image"
+    assert error["type"] == "invalid_media" and "fake.png" in error["message"]
     truncated = png_bytes(seed=13)[:200]
     await error_of(await upload(client, truncated, "cut.png"), 400)
     assert files_under(folders.input_dir) == [] and files_under(folders.temp_dir) == []
+
+
+async def test_upload_takes_videos_and_audio_but_not_broken_ones(
+    client: TestClient, folders: Any, tmp_path: Path
+) -> None:
+    video = write_video(tmp_path / "clip.mp4", indexed_frames(6), audio=sine_audio(0.25)).read_bytes()
+    stored = await (await upload(client, video, "clip.mp4")).json()
+    assert stored == {"name": "clip.mp4", "subfolder": "", "type": "input"}
+    assert (folders.input_dir / "clip.mp4").read_bytes() == video
+    sound = write_audio(tmp_path / "tone.wav", sine_audio(0.25)).read_bytes()
+    assert (await (await upload(client, sound, "tone.wav")).json())["name"] == "tone.wav"
+    error = await error_of(await upload(client, video[:300], "cut.mp4"), 400)
+    assert error["type"] == "invalid_media" and "cut.mp4" in error["message"]
+    assert sorted(files_under(folders.input_dir)) == ["clip.mp4", "tone.wav"]
 
 
 @pytest.mark.parametrize("filename", [".hidden.png", "bad\x01name.png", "folder/", "x" * 252 + ".png"])
@@ -326,3 +341,15 @@ async def test_upload_refuses_traversal(
     assert files_under(outside / "outside") == before == ["secret.png"]
     assert sorted(path.name for path in folders.input_dir.iterdir()) == ["link.png", "linkdir"]
     assert files_under(folders.temp_dir) == []
+
+
+async def test_view_serves_saved_videos_with_their_type_and_ranges(
+    client: TestClient, folders: Any, tmp_path: Path
+) -> None:
+    (folders.output_dir / "video").mkdir(parents=True)
+    clip = write_video(folders.output_dir / "video" / "take.mp4", indexed_frames(6)).read_bytes()
+    query = {"filename": "take.mp4", "subfolder": "video", "type": "output"}
+    whole = await client.get("/view", params=query)
+    assert whole.headers["Content-Type"] == "video/mp4" and await whole.read() == clip
+    part = await client.get("/view", params=query, headers={"Range": "bytes=10-19"})
+    assert part.status == 206 and await part.read() == clip[10:20]  # seeking in the editor's <video>
