@@ -88,6 +88,11 @@ class Video(ABC):
         """Free-form metadata (for a file: its container tags)."""
         return {}
 
+    @property
+    def nbytes(self) -> int:
+        """Memory held in frames and audio (the output cache budgets by it); a file not yet decoded holds ~none."""
+        return 0
+
 
 class VideoFromComponents(Video):
     """A video made from frames in memory (``CreateVideo``, generated clips)."""
@@ -131,6 +136,11 @@ class VideoFromComponents(Video):
     @property
     def metadata(self) -> dict[str, Any]:
         return self._components.metadata
+
+    @property
+    def nbytes(self) -> int:
+        audio = self._components.audio
+        return self._components.images.nbytes + (0 if audio is None else audio["waveform"].nbytes)
 
 
 class VideoFromFile(Video):

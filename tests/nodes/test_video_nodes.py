@@ -12,8 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
+from graph.cache import estimate_nbytes
 from graph.errors import ExecutionInterrupted
 from nodes.folders import Folders
+from nodes.frames import FramePingPong, FrameReverse
 from nodes.media.audio import audio_duration
 from nodes.media.provenance import read_embedded_workflow
 from nodes.media.video import Video, VideoFromFile
@@ -144,6 +146,36 @@ def test_create_video_then_save_video_round_trips_frames_audio_and_workflow(
     assert audio_seconds is not None and abs(audio_seconds - AUDIO_SECONDS) < 0.05
     assert_workflow_embedded(saved_path(folders, entry))
     assert max(value for value, _ in runner.progress) == FRAMES
+
+
+def test_videos_report_their_memory_to_the_output_cache(runner: NodeRunner, source: np.ndarray) -> None:
+    images = as_tensor(source)
+    tone = {"waveform": torch.zeros((1, 2, 4410)), "sample_rate": 44100}
+    (video,) = runner.call(CreateVideo, images=images, fps=24.0, audio=tone)
+    assert estimate_nbytes((video,)) == images.nbytes + tone["waveform"].nbytes
+    (from_file,) = runner.call(LoadVideo, file="clip.mp4")
+    assert estimate_nbytes((from_file,)) == 0  # nothing decoded is held
+
+
+def test_frame_ops_between_loading_and_saving(runner: NodeRunner, folders: Folders, source: np.ndarray) -> None:
+    images, _count, audio, fps = runner.call(LoadVideoFrames, video="clip.mp4", frame_load_cap=10)
+    (reversed_frames,) = runner.call(FrameReverse, images=images)
+    (bounced,) = runner.call(FramePingPong, images=reversed_frames, drop_turn_frames=True)
+    ui = runner.save(
+        SaveVideoAs,
+        images=bounced,
+        filename_prefix="ops",
+        format="webm (vp9)",
+        fps=fps,
+        crf=18,
+        pixel_format="auto",
+        save_output=True,
+        audio=audio,
+    )
+    frames, rate, audio_seconds = decode_file(saved_path(folders, ui["images"][0]))
+    expected = [*range(9, -1, -1), *range(1, 9)]
+    assert [frame_index_of(frame) for frame in frames] == expected and rate == 24
+    assert audio_seconds is not None and abs(audio_seconds - 10 / 24) < 0.05  # the loaded frames' sound
 
 
 def test_save_video_streams_a_loaded_file(runner: NodeRunner, folders: Folders, source: np.ndarray) -> None:
