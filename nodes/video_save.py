@@ -33,6 +33,7 @@ FORMATS = {
     "apng": ("apng", "apng"),
 }
 PNG_SEQUENCE = "png sequence"
+VIDEO_CONTAINERS = ("mp4", "webm")
 PIXEL_FORMATS = ("auto", "yuv420p", "yuv444p", "yuv420p10le")
 
 
@@ -88,6 +89,32 @@ def _check_images(images: torch.Tensor) -> torch.Tensor:
 
 def _animated(entry: dict[str, str]) -> dict[str, Any]:
     return {"ui": {"images": [entry], "animated": (True,)}, "result": ()}
+
+
+def save_frames(
+    images: torch.Tensor,
+    settings: EncodeSettings,
+    filename_prefix: str,
+    prompt: Mapping[str, Any] | None,
+    extra_pnginfo: Mapping[str, Any] | None,
+    *,
+    folder_type: str = "output",
+    audio: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Encode an IMAGE batch to one file; returns the UI output. Videos are always ``animated`` for the editor,
+    image animations (webp, apng, gif) only when they have more than one frame."""
+    images = _check_images(images)
+    entry = save_encoded(
+        tensor_batches(images),
+        len(images),
+        settings,
+        filename_prefix,
+        folder_type=folder_type,
+        audio=audio,
+        prompt=prompt,
+        extra_pnginfo=extra_pnginfo,
+    )
+    return {"images": [entry], "animated": (settings.container in VIDEO_CONTAINERS or len(images) > 1,)}
 
 
 class SaveVideo:
@@ -168,12 +195,8 @@ class SaveWEBM:
         prompt: dict[str, Any] | None = None,
         extra_pnginfo: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        images = _check_images(images)
         settings = EncodeSettings(container="webm", codec=codec, frame_rate=as_frame_rate(fps), crf=crf)
-        entry = save_encoded(
-            tensor_batches(images), len(images), settings, filename_prefix, prompt=prompt, extra_pnginfo=extra_pnginfo
-        )
-        return _animated(entry)
+        return {"ui": save_frames(images, settings, filename_prefix, prompt, extra_pnginfo), "result": ()}
 
 
 class SaveAnimatedWEBP:
@@ -210,7 +233,6 @@ class SaveAnimatedWEBP:
         prompt: dict[str, Any] | None = None,
         extra_pnginfo: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        images = _check_images(images)
         settings = EncodeSettings(
             container="webp",
             codec="webp",
@@ -219,10 +241,7 @@ class SaveAnimatedWEBP:
             quality=quality,
             method=WEBP_METHODS[method],
         )
-        entry = save_encoded(
-            tensor_batches(images), len(images), settings, filename_prefix, prompt=prompt, extra_pnginfo=extra_pnginfo
-        )
-        return {"ui": {"images": [entry], "animated": (len(images) > 1,)}, "result": ()}
+        return {"ui": save_frames(images, settings, filename_prefix, prompt, extra_pnginfo), "result": ()}
 
 
 class SaveAnimatedPNG:
@@ -255,14 +274,10 @@ class SaveAnimatedPNG:
         prompt: dict[str, Any] | None = None,
         extra_pnginfo: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        images = _check_images(images)
         settings = EncodeSettings(
             container="apng", codec="apng", frame_rate=as_frame_rate(fps), compress_level=compress_level
         )
-        entry = save_encoded(
-            tensor_batches(images), len(images), settings, filename_prefix, prompt=prompt, extra_pnginfo=extra_pnginfo
-        )
-        return {"ui": {"images": [entry], "animated": (len(images) > 1,)}, "result": ()}
+        return {"ui": save_frames(images, settings, filename_prefix, prompt, extra_pnginfo), "result": ()}
 
 
 class SaveVideoAs:
@@ -324,7 +339,7 @@ class SaveVideoAs:
             entries = save_png_sequence(images, filename_prefix, folder_type, prompt, extra_pnginfo)
             return {"ui": {"images": entries}, "result": (video,)}
         container, codec = FORMATS[format]
-        is_video_codec = container in ("mp4", "webm")  # crf and pixel format mean nothing to gif/webp/apng
+        is_video_codec = container in VIDEO_CONTAINERS  # crf and pixel format mean nothing to gif/webp/apng
         settings = EncodeSettings(
             container=container,
             codec=codec,
@@ -332,17 +347,8 @@ class SaveVideoAs:
             crf=float(crf) if is_video_codec else None,
             pixel_format=None if pixel_format == "auto" or not is_video_codec else pixel_format,
         )
-        entry = save_encoded(
-            tensor_batches(images),
-            len(images),
-            settings,
-            filename_prefix,
-            folder_type=folder_type,
-            audio=audio,
-            prompt=prompt,
-            extra_pnginfo=extra_pnginfo,
-        )
-        return {"ui": {"images": [entry], "animated": (True,)}, "result": (video,)}
+        ui = save_frames(images, settings, filename_prefix, prompt, extra_pnginfo, folder_type=folder_type, audio=audio)
+        return {"ui": ui, "result": (video,)}
 
 
 def save_png_sequence(
