@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -29,6 +30,16 @@ def extract_workflow(path: Path, api: bool = False, out: TextIO | None = None, e
         hint = f" (it has the {other}: run {'without' if api else 'with'} --api)" if getattr(found, other) else ""
         print(f"error: {path}: no {wanted} is embedded in this file{hint}", file=err)
         return 1
-    json.dump(value, out, indent=2, ensure_ascii=False)
-    out.write("\n")
+    try:
+        out.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+        out.flush()
+    except BrokenPipeError:  # the reader went away (``| head``): not an error of ours
+        _silence_stdout()
     return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise on the closed pipe again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
