@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Callable, Iterator
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -44,6 +44,8 @@ class VideoInfo:
     ``frame_count`` is exact when ``frame_count_exact`` is true (the stream header or an mkvmerge tag states it);
     otherwise it is estimated as ``round(duration * frame_rate)`` (typical for WebM/MKV written by ffmpeg).
     ``frame_rate`` is the stream's average rate as an exact fraction (NTSC stays ``30000/1001``).
+    ``width`` and ``height`` are as displayed: a phone video whose display matrix turns it (``rotation``, degrees
+    counter-clockwise, a multiple of 90) reports, and loads, upright.
     """
 
     path: Path
@@ -59,6 +61,7 @@ class VideoInfo:
     audio_channels: int | None
     metadata: dict[str, str]
     frame_count_exact: bool = False
+    rotation: int = 0
 
 
 @dataclass(frozen=True)
@@ -224,7 +227,28 @@ def probe_video(path: Path) -> VideoInfo:
     """Size, rate, frame count, duration, codecs and tags of the video at ``path``, without decoding frames."""
     path = Path(path)
     with open_media(path) as container:
-        return _video_info(container, _video_stream(container, path), path)
+        stream = _video_stream(container, path)
+        info = _video_info(container, stream, path)
+        rotation = _first_frame_rotation(container, stream)
+    if rotation % 180:
+        return replace(info, width=info.height, height=info.width, rotation=rotation)
+    return replace(info, rotation=rotation)
+
+
+def _first_frame_rotation(container: InputContainer, stream: VideoStream) -> int:
+    """The display rotation of the first frame (the display matrix is stream side data PyAV shows only on
+    frames); 0 when there is none or nothing decodes."""
+    try:
+        for frame in container.decode(stream):
+            return quarter_turns(frame) * 90
+    except AV_ERRORS:
+        return 0
+    return 0
+
+
+def quarter_turns(frame: VideoFrame) -> int:
+    """How many quarter turns counter-clockwise (0..3) show ``frame`` upright, from its display matrix."""
+    return round(frame.rotation / 90) % 4
 
 
 def _warn_if_short(info: VideoInfo, decoded: int, covered: float) -> None:
@@ -317,12 +341,18 @@ def _resampled(timed: Iterator[tuple[Fraction, Fraction, VideoFrame]], rate: Fra
             tick += 1
 
 
-def to_rgb(frame: VideoFrame, width: int, height: int) -> np.ndarray:
-    """``frame`` as an ``[H, W, 3]`` uint8 rgb24 array of the given size, scaled by the decoder's scaler."""
-    resize = (frame.width, frame.height) != (width, height)
-    return frame.to_ndarray(
-        format="rgb24", width=width, height=height, interpolation=RESIZE_INTERPOLATION if resize else None
+def to_rgb(frame: VideoFrame, width: int, height: int, turns: int = 0) -> np.ndarray:
+    """``frame`` as an ``[H, W, 3]`` uint8 rgb24 array shown ``width`` x ``height`` after ``turns`` quarter turns
+    counter-clockwise; scaled by the decoder's scaler."""
+    coded_width, coded_height = (height, width) if turns % 2 else (width, height)
+    resize = (frame.width, frame.height) != (coded_width, coded_height)
+    pixels = frame.to_ndarray(
+        format="rgb24",
+        width=coded_width,
+        height=coded_height,
+        interpolation=RESIZE_INTERPOLATION if resize else None,
     )
+    return np.ascontiguousarray(np.rot90(pixels, turns)) if turns else pixels
 
 
 def _empty_selection_reason(info: VideoInfo, selection: FrameSelection, available: int, decoded: int) -> str:
@@ -352,15 +382,19 @@ def _selected_frames(
     kept = 0
     index = -1
     size: tuple[int, int] | None = None
+    turns = 0
     last: tuple[VideoFrame, np.ndarray] | None = None
     with closing(frames):
         for index, frame in enumerate(frames):
             offset = index - selection.skip_first_frames
             if offset < 0 or offset % selection.select_every_nth:
                 continue
-            size = size or selection.output_size(frame.width, frame.height)
+            if size is None:
+                turns = quarter_turns(frame)
+                upright = (frame.height, frame.width) if turns % 2 else (frame.width, frame.height)
+                size = selection.output_size(*upright)
             if last is None or last[0] is not frame:  # force_rate duplicates: convert once
-                last = (frame, to_rgb(frame, *size))
+                last = (frame, to_rgb(frame, *size, turns))
             yield last[1]
             kept += 1
             if kept == selection.frame_load_cap:

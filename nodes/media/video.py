@@ -173,9 +173,7 @@ class VideoFromFile(Video):
         )
 
     def get_dimensions(self) -> tuple[int, int]:
-        if self.selection.width or self.selection.height:
-            return _scaled_size(self.info.width, self.info.height, self.selection.width, self.selection.height)
-        return self.info.width, self.info.height
+        return self.selection.output_size(self.info.width, self.info.height)
 
     def get_frame_rate(self) -> Fraction:
         return self.selection.output_rate(self.info.frame_rate)
@@ -205,12 +203,3 @@ class VideoFromFile(Video):
     @property
     def metadata(self) -> dict[str, Any]:
         return dict(self.info.metadata)
-
-
-def _scaled_size(width: int, height: int, target_width: int, target_height: int) -> tuple[int, int]:
-    """The decoder's output size for a requested resize where 0 on one side keeps the aspect ratio."""
-    if target_width and target_height:
-        return target_width, target_height
-    if target_width:
-        return target_width, max(1, round(height * target_width / width))
-    return max(1, round(width * target_height / height)), target_height

@@ -279,8 +279,8 @@ def test_only_selected_frames_are_converted(files: dict[str, Path], monkeypatch:
     converted: list[int] = []
     real_to_rgb = decode.to_rgb
 
-    def counting_to_rgb(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
-        pixels = real_to_rgb(frame, width, height)
+    def counting_to_rgb(frame: av.VideoFrame, width: int, height: int, turns: int = 0) -> np.ndarray:
+        pixels = real_to_rgb(frame, width, height, turns)
         converted.append(frame_index_of(pixels))
         return pixels
 
@@ -394,3 +394,40 @@ def test_file_cut_to_one_kilobyte(files: dict[str, Path], tmp_path: Path, key: s
     stub = _cut(files[key], tmp_path / f"stub{files[key].suffix}", 1024)
     reason = _load_error(stub)
     assert "truncated" in reason
+
+
+def rotated_clip(path: Path, rotation: int) -> Path:
+    """A 96x64 h264 clip whose display matrix turns it ``rotation`` degrees counter-clockwise (as phones write);
+    its top-left 16x16 corner is white."""
+    pixels = np.zeros((64, 96, 3), np.uint8)
+    pixels[:16, :16] = 255
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        stream.set_display_rotation(rotation)
+        for _ in range(3):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+@pytest.mark.parametrize(
+    ("rotation", "shape", "white_corner"),
+    [(90, (96, 64), "bottom_left"), (-90, (96, 64), "top_right"), (180, (64, 96), "bottom_right")],
+)
+def test_display_rotation_is_applied(tmp_path: Path, rotation: int, shape: tuple[int, int], white_corner: str) -> None:
+    path = rotated_clip(tmp_path / "phone.mp4", rotation)
+    info = probe_video(path)
+    assert (info.height, info.width) == shape and info.rotation % 360 == rotation % 360
+    frames = load_video_frames(path)
+    assert tuple(frames.shape[1:3]) == shape
+    corners = {
+        "top_left": frames[0, :8, :8],
+        "top_right": frames[0, :8, -8:],
+        "bottom_left": frames[0, -8:, :8],
+        "bottom_right": frames[0, -8:, -8:],
+    }
+    assert {name for name, corner in corners.items() if corner.mean() > 0.9} == {white_corner}
+    resized = load_video_frames(path, FrameSelection(width=32))  # the aspect kept is the upright one
+    expected = (48, 32) if rotation % 180 else (21, 32)
+    assert tuple(resized.shape[1:3]) == expected
