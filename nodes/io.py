@@ -7,11 +7,11 @@ folder. ``filename_prefix`` may name a subfolder (``renders/shot1``) but never a
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import random
 import re
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from graph.context import current_context
 from nodes.folders import FOLDERS_SERVICE, FolderBound, Folders
+from nodes.media.provenance import workflow_texts
 
 IMAGE_EXTENSIONS = frozenset({"png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff", "avif"})
 EMPTY_MASK_SIZE = 64
@@ -113,13 +114,11 @@ def tensor_to_pil(image: torch.Tensor) -> Image.Image:
     return Image.fromarray(pixels)
 
 
-def png_metadata(prompt: dict[str, Any] | None, extra_pnginfo: dict[str, Any] | None) -> PngInfo:
+def png_metadata(prompt: Mapping[str, Any] | None, extra_pnginfo: Mapping[str, Any] | None) -> PngInfo:
     """tEXt chunks: ``prompt`` (the API prompt) and one per ``extra_pnginfo`` key (``workflow``), as JSON."""
     info = PngInfo()
-    if prompt is not None:
-        info.add_text("prompt", json.dumps(prompt))
-    for key, value in (extra_pnginfo or {}).items():
-        info.add_text(str(key), json.dumps(value))
+    for key, text in workflow_texts(prompt, extra_pnginfo).items():
+        info.add_text(key, text)
     return info
 
 

@@ -362,7 +362,7 @@ def save_png_sequence(
     context = current_context()
     folders: Folders = context.service(FOLDERS_SERVICE)
     target = resolve_save_path(filename_prefix, folders.by_type(folder_type))
-    metadata = png_metadata(dict(prompt) if prompt is not None else None, dict(extra_pnginfo or {}))
+    metadata = png_metadata(prompt, extra_pnginfo)
     counter = target.counter
     entries: list[dict[str, str]] = []
     for index, frame in enumerate(images):
