@@ -7,7 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
-from app.config import REPO_ROOT, AppConfig, CacheConfig
+from app.config import DEFAULT_EXTRA_MODEL_PATHS, REPO_ROOT, AppConfig, CacheConfig
+from models.extra_paths import ExtraPathsError
 from server.config import DEFAULT_PORT, MIB, ServerConfig
 
 
@@ -17,6 +18,12 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temp-dir", type=Path, help="where previews are written (default: ./temp)")
     parser.add_argument(
         "--models-dir", type=Path, help="the model folders' root: checkpoints/, vae/, loras/, ... (default: ./weights)"
+    )
+    parser.add_argument(
+        "--extra-model-paths-config",
+        type=Path,
+        metavar="YAML",
+        help="more model folders, in ComfyUI's extra_model_paths.yaml format (default: ./extra_model_paths.yaml)",
     )
     parser.add_argument(
         "--cache-ram", type=float, metavar="GB", help="RAM budget for cached node outputs (default: a quarter of RAM)"
@@ -70,7 +77,15 @@ def app_config_from_args(args: argparse.Namespace) -> AppConfig:
     cache = CacheConfig.default(args.cache_ram)
     if args.cache_none or args.cache_all:
         cache = CacheConfig(cache.max_bytes, cache.min_free_bytes, args.cache_none, args.cache_all)
-    return AppConfig.from_dirs(args.output_dir, args.input_dir, args.temp_dir, cache, args.models_dir)
+    return AppConfig.from_dirs(
+        args.output_dir,
+        args.input_dir,
+        args.temp_dir,
+        cache,
+        args.models_dir,
+        extra_model_paths_file=args.extra_model_paths_config,
+        default_extra_model_paths=DEFAULT_EXTRA_MODEL_PATHS,
+    )
 
 
 def server_config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ServerConfig:
@@ -111,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    config = app_config_from_args(args)
+    try:
+        config = app_config_from_args(args)
+    except ExtraPathsError as exc:
+        parser.error(str(exc))
     if args.verb == "run":
         from app.headless import run_workflow
 

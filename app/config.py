@@ -7,9 +7,11 @@ from pathlib import Path
 
 import psutil
 
+from models.folders import ModelFolders
 from nodes.folders import Folders
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_EXTRA_MODEL_PATHS = REPO_ROOT / "extra_model_paths.yaml"
 GIB = 1024**3
 
 
@@ -37,6 +39,7 @@ class AppConfig:
     folders: Folders
     cache: CacheConfig
     models_dir: Path
+    model_folders: ModelFolders
 
     @classmethod
     def from_dirs(
@@ -46,15 +49,21 @@ class AppConfig:
         temp_dir: Path | None = None,
         cache: CacheConfig | None = None,
         models_dir: Path | None = None,
+        extra_model_paths_file: Path | None = None,
+        default_extra_model_paths: Path | None = None,
     ) -> AppConfig:
+        """Resolve the folders; the model folders add ``extra_model_paths_file`` (or, when None,
+        ``default_extra_model_paths`` if it exists). Raises ``ExtraPathsError`` for a bad file."""
         defaults = Folders.under(REPO_ROOT)
         folders = Folders(
             output_dir=(output_dir or defaults.output_dir).resolve(),
             input_dir=(input_dir or defaults.input_dir).resolve(),
             temp_dir=(temp_dir or defaults.temp_dir).resolve(),
         )
+        models_dir = (models_dir or REPO_ROOT / "weights").resolve()
         return cls(
             folders=folders,
             cache=cache or CacheConfig.default(),
-            models_dir=(models_dir or REPO_ROOT / "weights").resolve(),
+            models_dir=models_dir,
+            model_folders=ModelFolders.from_config(models_dir, extra_model_paths_file, default_extra_model_paths),
         )

@@ -11,7 +11,6 @@ from aiohttp import web
 from app.config import REPO_ROOT, AppConfig
 from app.engine import Engine, build_engine
 from graph.safe_paths import UnsafePathError, resolve_inside
-from models.folders import ModelFolders
 from server import file_routes, node_routes, prompt_routes, system_routes, userdata_routes, workflow_routes, ws_routes
 from server.config import ServerConfig
 from server.errors import ApiError
@@ -52,7 +51,7 @@ def create_app(engine: Engine, server_config: ServerConfig, web_root: Path = REP
     server_config.check()
     app = web.Application(middlewares=middlewares(server_config), client_max_size=server_config.max_body_bytes)
     app[ENGINE] = engine
-    app[MODEL_FOLDERS] = ModelFolders(engine.config.models_dir)
+    app[MODEL_FOLDERS] = engine.config.model_folders
     app[SYSTEM_INFO] = SystemInfo()
     app[SERVER_CONFIG] = server_config
     app[WEB_ROOT] = web_root

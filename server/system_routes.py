@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import struct
-from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
 from models.folders import ModelFolders, UnknownModelFolderError, UnsafeModelPathError
+from models.metadata import ModelFileError, read_safetensors_header
 from server.errors import ApiError, bad_request
 from server.keys import MODEL_FOLDERS, SYSTEM_INFO, WEB_ROOT
 
 routes = web.RouteTableDef()
 
-MAX_HEADER_BYTES = 100 * 1024 * 1024
 SAFETENSORS_EXTENSIONS = (".safetensors", ".sft")
 
 
@@ -71,12 +67,13 @@ async def view_metadata(request: web.Request) -> web.Response:
         )
     if not path.is_file():
         raise ApiError(404, "not_found", f"no model file {filename!r} in the {folder!r} folder")
-    header = await asyncio.to_thread(_read_safetensors_header, path, filename)
-    metadata = header.get("__metadata__")
-    if metadata is None:
+    try:
+        header = await asyncio.to_thread(read_safetensors_header, path)
+    except ModelFileError as exc:
+        raise bad_request(f"{filename!r} is not a valid safetensors file: {exc.reason}", "not_safetensors") from None
+    metadata = header.metadata
+    if not metadata:
         raise ApiError(404, "no_metadata", f"{filename!r} has no __metadata__ in its header")
-    if not isinstance(metadata, dict):
-        raise bad_request(f"{filename!r} has a __metadata__ that is not a JSON object", "not_safetensors")
     return web.json_response(metadata)
 
 
@@ -85,28 +82,3 @@ async def _list_files(folders: ModelFolders, key: str) -> list[str]:
         return await asyncio.to_thread(folders.list_files, key)
     except UnknownModelFolderError as exc:
         raise ApiError(404, "unknown_model_folder", str(exc)) from None
-
-
-def _read_safetensors_header(path: Path, shown: str) -> dict[str, Any]:
-    """The header of a safetensors file: an 8-byte little-endian length, then that many bytes of JSON."""
-    with path.open("rb") as file:
-        prefix = file.read(8)
-        if len(prefix) < 8:
-            raise _not_safetensors(shown, "it is shorter than the 8-byte header length")
-        (length,) = struct.unpack("<Q", prefix)
-        if length > MAX_HEADER_BYTES:
-            raise _not_safetensors(shown, f"its header claims {length} bytes, over the {MAX_HEADER_BYTES} allowed")
-        raw = file.read(length)
-    if len(raw) < length:
-        raise _not_safetensors(shown, f"its header claims {length} bytes but the file ends after {len(raw)}")
-    try:
-        header = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise _not_safetensors(shown, "its header is not JSON") from None
-    if not isinstance(header, dict):
-        raise _not_safetensors(shown, "its header is not a JSON object")
-    return header
-
-
-def _not_safetensors(shown: str, reason: str) -> ApiError:
-    return bad_request(f"{shown!r} is not a valid safetensors file: {reason}", "not_safetensors")

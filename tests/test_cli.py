@@ -229,3 +229,20 @@ def test_video_workflow_runs_headless_and_saves_mp4_and_gif(tmp_path: Path) -> N
     with Image.open(gif) as image:
         assert image.size == (256, 128) and image.n_frames == 46
     assert str(mp4) in completed.stdout and str(gif) in completed.stdout
+
+
+def test_extra_model_paths_config_is_read_by_run_and_bad_files_are_argument_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shared = tmp_path / "shared_models"
+    (shared / "checkpoints").mkdir(parents=True)
+    (shared / "checkpoints" / "shared.safetensors").write_bytes(b"")
+    config_file = tmp_path / "extra.yaml"
+    config_file.write_text(f"mine:\n  base_path: {shared}\n  checkpoints: checkpoints/\n")
+    args = main.build_parser().parse_args(["run", "w.json", "--extra-model-paths-config", str(config_file)])
+    config = main.app_config_from_args(args)
+    assert "shared.safetensors" in config.model_folders.list_files("checkpoints")
+    config_file.write_text("mine:\n  checkpoints: [unclosed\n")
+    with pytest.raises(SystemExit) as exited:
+        main.main(["run", "w.json", "--extra-model-paths-config", str(config_file)])
+    assert exited.value.code == 2 and "extra.yaml" in capsys.readouterr().err
