@@ -16,6 +16,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from models.errors import CorruptModelFileError
+
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 METADATA_KEY = "__metadata__"
 DTYPE_BITS = MappingProxyType(
@@ -46,13 +48,15 @@ DTYPE_BITS = MappingProxyType(
 )
 
 
-class ModelFileError(ValueError):
-    """A model file that is not what its extension says (truncated, garbage, an impossible header)."""
+class ModelFileError(CorruptModelFileError):
+    """A safetensors file that is not what its extension says (truncated, garbage, an impossible header).
+
+    ``reason`` is the bare reason; the message adds the file name and "not a valid safetensors file".
+    """
 
     def __init__(self, path: Path, reason: str) -> None:
-        self.path = path
+        super().__init__(path, f"not a valid safetensors file: {reason}")
         self.reason = reason
-        super().__init__(f"{path}: not a valid safetensors file: {reason}")
 
 
 @dataclass(frozen=True)
