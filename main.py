@@ -7,8 +7,9 @@ import logging
 import sys
 from pathlib import Path
 
-from app.config import DEFAULT_EXTRA_MODEL_PATHS, REPO_ROOT, AppConfig, CacheConfig
+from app.config import DEFAULT_EXTRA_MODEL_PATHS, GIB, REPO_ROOT, AppConfig, CacheConfig
 from models.extra_paths import ExtraPathsError
+from models.memory_types import MemoryConfig
 from server.config import DEFAULT_PORT, MIB, ServerConfig
 
 
@@ -25,6 +26,13 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
         metavar="YAML",
         help="more model folders, in ComfyUI's extra_model_paths.yaml format (default: ./extra_model_paths.yaml)",
     )
+    parser.add_argument(
+        "--vram-budget", type=float, metavar="GB", help="GPU memory for model weights (default: free memory measured)"
+    )
+    parser.add_argument(
+        "--ram-budget", type=float, metavar="GB", help="RAM for model weights (default: available RAM measured)"
+    )
+    parser.add_argument("--cpu", action="store_true", help="run models on the CPU even when a GPU is present")
     parser.add_argument(
         "--cache-ram", type=float, metavar="GB", help="RAM budget for cached node outputs (default: a quarter of RAM)"
     )
@@ -85,6 +93,11 @@ def app_config_from_args(args: argparse.Namespace) -> AppConfig:
         args.models_dir,
         extra_model_paths_file=args.extra_model_paths_config,
         default_extra_model_paths=DEFAULT_EXTRA_MODEL_PATHS,
+        memory=MemoryConfig(
+            device_budget_bytes=None if args.vram_budget is None else int(args.vram_budget * GIB),
+            ram_budget_bytes=None if args.ram_budget is None else int(args.ram_budget * GIB),
+            mode="cpu" if args.cpu else "auto",
+        ),
     )
 
 
@@ -119,8 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         from app.extract import extract_workflow
 
         return extract_workflow(args.file, api=args.api)
-    if args.cache_ram is not None and args.cache_ram <= 0:
-        parser.error("--cache-ram must be a positive number of GB")
+    for option in ("cache_ram", "vram_budget", "ram_budget"):
+        value = getattr(args, option)
+        if value is not None and value <= 0:
+            parser.error(f"--{option.replace('_', '-')} must be a positive number of GB")
     if args.cache_none and args.cache_all:
         parser.error("--cache-none and --cache-all contradict each other")
     logging.basicConfig(

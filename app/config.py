@@ -8,6 +8,7 @@ from pathlib import Path
 import psutil
 
 from models.folders import ModelFolders
+from models.memory_types import MemoryConfig
 from nodes.folders import Folders
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +41,7 @@ class AppConfig:
     cache: CacheConfig
     models_dir: Path
     model_folders: ModelFolders
+    memory: MemoryConfig
 
     @classmethod
     def from_dirs(
@@ -51,6 +53,7 @@ class AppConfig:
         models_dir: Path | None = None,
         extra_model_paths_file: Path | None = None,
         default_extra_model_paths: Path | None = None,
+        memory: MemoryConfig | None = None,
     ) -> AppConfig:
         """Resolve the folders; the model folders add ``extra_model_paths_file`` (or, when None,
         ``default_extra_model_paths`` if it exists). Raises ``ExtraPathsError`` for a bad file."""
@@ -66,4 +69,5 @@ class AppConfig:
             cache=cache or CacheConfig.default(),
             models_dir=models_dir,
             model_folders=ModelFolders.from_config(models_dir, extra_model_paths_file, default_extra_model_paths),
+            memory=memory or MemoryConfig(),
         )

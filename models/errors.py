@@ -1,11 +1,16 @@
-"""The errors of the models layer: one base class, ``ModelLoadError``, and the two ways a load is refused."""
+"""The errors of the models layer: one base, ``ModelError``; loads refused (``ModelLoadError``: unsafe or corrupt)
+and memory that cannot be found (``ModelMemoryError``, in ``models.memory_types``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 
-class ModelLoadError(Exception):
+class ModelError(Exception):
+    """Base of every error the models layer raises."""
+
+
+class ModelLoadError(ModelError):
     """A model file or folder cannot be loaded; the message is ``"NAME: reason"``.
 
     Args:

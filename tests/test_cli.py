@@ -246,3 +246,12 @@ def test_extra_model_paths_config_is_read_by_run_and_bad_files_are_argument_erro
     with pytest.raises(SystemExit) as exited:
         main.main(["run", "w.json", "--extra-model-paths-config", str(config_file)])
     assert exited.value.code == 2 and "extra.yaml" in capsys.readouterr().err
+
+
+def test_memory_options_reach_the_engine_config() -> None:
+    args = main.build_parser().parse_args(["run", "w.json", "--vram-budget", "1.5", "--ram-budget", "4", "--cpu"])
+    memory = main.app_config_from_args(args).memory
+    assert memory.device_budget_bytes == int(1.5 * 1024**3) and memory.ram_budget_bytes == 4 * 1024**3
+    assert memory.mode == "cpu"
+    with pytest.raises(SystemExit):
+        main.main(["run", "w.json", "--vram-budget", "0"])

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import torch
 from aiohttp.test_utils import TestClient
 
 from app.config import AppConfig
-from app.engine import build_engine
+from app.engine import Engine, build_engine
 from server.app import create_app
 from server.config import ServerConfig
 from tests.server.conftest import ClientFactory
@@ -197,3 +198,23 @@ async def test_a_resumed_prompt_whose_nodes_are_gone_fails_with_a_clear_message(
     assert entry["status"]["status_str"] == "error"
     kind, error = entry["status"]["messages"][-1]
     assert kind == "execution_error" and "SlowPass" in error["exception_message"]
+
+
+async def test_free_with_unload_models_unloads_idle_models(client: TestClient, engine: Engine) -> None:
+    loads: list[int] = []
+
+    def loader() -> torch.nn.Module:
+        loads.append(1)
+        return torch.nn.Linear(8, 8)
+
+    handle = engine.models.load("tiny-linear", loader)
+    with handle.use():
+        pass
+    assert handle.location != "unloaded"
+    assert (await client.post("/free", json={"unload_models": True})).status == 200
+    async with asyncio.timeout(10):
+        while handle.location != "unloaded":  # the worker applies /free between prompts
+            await asyncio.sleep(0.02)
+    with handle.use() as module:  # used again: loaded again from its loader
+        assert isinstance(module, torch.nn.Linear)
+    assert len(loads) == 2

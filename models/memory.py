@@ -1,0 +1,417 @@
+"""The model memory manager: one place that knows which models are loaded, where, and how many bytes they take.
+
+Nodes get a shared ``ModelHandle`` from ``ModelManager.load`` (the same key gives the same handle and module, loaded
+once) and run the model inside ``handle.use()``, which brings it to the compute device after evicting idle models in
+least-recently-used order. Both the device and host RAM are held to budgets, so idle models are offloaded or unloaded
+instead of piling up across runs. Outputs should carry handles, not modules: an unloaded handle drops its module and the
+memory goes with it, while a module held elsewhere (a node output cache, a closure) would stay alive.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+
+import torch
+
+from models.devices import Device, DeviceProbe
+from models.memory_types import (
+    MODES,
+    LoadedModel,
+    Location,
+    MemoryConfig,
+    ModelMemoryError,
+    format_bytes,
+)
+
+__all__ = [
+    "MODELS_SERVICE",
+    "MODES",
+    "LoadedModel",
+    "Location",
+    "MemoryConfig",
+    "ModelHandle",
+    "ModelManager",
+    "ModelMemoryError",
+    "module_nbytes",
+]
+
+logger = logging.getLogger(__name__)
+
+MODELS_SERVICE = "models"
+"""The name nodes use to reach the manager: ``current_context().service(MODELS_SERVICE)``."""
+
+_HOST = torch.device("cpu")
+
+
+def module_nbytes(module: torch.nn.Module) -> int:
+    """Bytes held by a module's parameters and buffers (tied parameters counted once)."""
+    tensors = [*module.parameters(), *module.buffers()]
+    return sum(tensor.numel() * tensor.element_size() for tensor in tensors)
+
+
+class ModelHandle:
+    """A shared reference to one model; the manager may offload or unload its module whenever it is not in use.
+
+    The properties are read-only views of the manager's accounting; only ``use()`` gives the module.
+    """
+
+    def __init__(self, manager: ModelManager, key: str, loader: Callable[[], torch.nn.Module], size_hint: int | None):
+        self._manager = manager
+        self._key = key
+        self._loader = loader
+        self._size_hint = size_hint
+        self._module: torch.nn.Module | None = None
+        self._nbytes = 0
+        self._location = Location.UNLOADED
+        self._refs = 0
+        self._last_used = 0
+        self._loader_thread: int | None = None  # the thread running the loader, while one does
+        self._loads = 0
+
+    @property
+    def key(self) -> str:
+        return self._key
+
+    @property
+    def nbytes(self) -> int:
+        """Parameter and buffer bytes, measured after the last load (the size hint before the first)."""
+        return self._nbytes if self._loads else (self._size_hint or 0)
+
+    @property
+    def location(self) -> Location:
+        return self._location
+
+    @property
+    def refs(self) -> int:
+        """How many ``use()`` blocks are open on this model now."""
+        return self._refs
+
+    @property
+    def last_used(self) -> int:
+        """The manager's use counter when this model was last loaded, entered or left (larger is more recent)."""
+        return self._last_used
+
+    @property
+    def loads(self) -> int:
+        """How many times the loader has run (again after every unload that was followed by a use)."""
+        return self._loads
+
+    @contextmanager
+    def use(self) -> Iterator[torch.nn.Module]:
+        """Pin the model, bring it to the compute device (reloading it if needed) and yield the module.
+
+        Raises ``ModelMemoryError`` when the room cannot be made because the other resident models are in use.
+        Do not keep the module after the block: the manager may move or drop it once the model is idle.
+        """
+        module = self._manager._acquire(self)
+        try:
+            yield module
+        finally:
+            self._manager._release(self)
+
+    def __repr__(self) -> str:
+        return f"<ModelHandle {self._key!r} {format_bytes(self.nbytes)} {self._location} refs={self._refs}>"
+
+
+class ModelManager:
+    """Loads, shares, places and evicts models within a device budget and a RAM budget; thread-safe.
+
+    One lock guards the accounting. Loaders run outside it (a second caller for the same key waits for the first);
+    moves between device and RAM run under it, so they happen one at a time.
+
+    Args:
+        config: budgets, reserves and mode.
+        probe: finds the compute device (asked once, here) and measures free memory when a budget is None.
+    """
+
+    def __init__(self, config: MemoryConfig, probe: DeviceProbe) -> None:
+        self.config = config
+        self.probe = probe
+        self.device: Device = probe.compute_device(force_cpu=config.force_cpu)
+        self._target = probe.torch_device(self.device)
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._handles: dict[str, ModelHandle] = {}
+        self._clock = 0
+        logger.info(
+            "model memory: compute device %s, mode %s, device budget %s, RAM budget %s",
+            self.device,
+            config.mode,
+            _budget_text(config.device_budget_bytes),
+            _budget_text(config.ram_budget_bytes),
+        )
+
+    # -- public API --------------------------------------------------------------------------------------------
+
+    def load(self, key: str, loader: Callable[[], torch.nn.Module], *, size_hint: int | None = None) -> ModelHandle:
+        """The handle for ``key``, running ``loader`` (into RAM) only if the model is not loaded yet.
+
+        The key identifies the model: later calls with the same key share the handle (and, while it is loaded, the
+        module; an unloaded handle takes the newest loader). Idle models are unloaded first when ``size_hint`` (or the
+        size from an earlier load) would not fit the RAM budget.
+        """
+        with self._lock:
+            handle = self._handles.get(key)
+            if handle is None:
+                handle = ModelHandle(self, key, loader, size_hint)
+                self._handles[key] = handle
+            elif handle._module is None and handle._loader_thread is None:
+                handle._loader = loader  # not loaded: the newest loader reloads it (an earlier one may have failed)
+                handle._size_hint = size_hint if size_hint is not None else handle._size_hint
+        self._ensure_loaded(handle)
+        return handle
+
+    def free(self, unload_all: bool = True) -> int:
+        """Unload every idle model (``unload_all``) or only move idle models off the device; returns bytes freed.
+
+        Freed bytes are those that left the device (and RAM, for unloads). Models in use stay and are logged.
+        """
+        freed = 0
+        with self._lock:
+            busy = []
+            for handle in self._lru(self._handles.values()):
+                if handle._module is None:
+                    continue
+                if handle._refs:
+                    busy.append(handle)
+                elif unload_all:
+                    freed += self._unload_locked(handle, "free requested")
+                elif handle._location == Location.DEVICE:
+                    freed += handle._nbytes
+                    self._offload_locked(handle, "free requested")
+            if busy:
+                logger.info("free: left %s in use", ", ".join(f"{h.key!r} ({format_bytes(h._nbytes)})" for h in busy))
+        if freed:
+            gc.collect()
+            self.probe.release_cached(self.device)
+        logger.info("free (%s): released %s", "unload" if unload_all else "offload", format_bytes(freed))
+        return freed
+
+    def make_device_room(self, nbytes: int, purpose: str = "working memory") -> int:
+        """Evict idle models (LRU) until ``nbytes`` more fit the device budget; returns the bytes evicted.
+
+        For memory that is not a model (a VAE decode's activations); raises ``ModelMemoryError`` if it cannot.
+        """
+        with self._lock:
+            return self._make_device_room_locked(nbytes, purpose)
+
+    def snapshot(self) -> list[LoadedModel]:
+        """Every model the manager knows (unloaded ones too), least recently used first."""
+        with self._lock:
+            return self._snapshot_locked(self._handles.values())
+
+    def resident_bytes(self, location: str) -> int:
+        """Bytes of models now at ``location`` (``"device"`` or ``"cpu"``)."""
+        if location not in (Location.DEVICE, Location.CPU):
+            raise ValueError(f"location must be 'device' or 'cpu', got {location!r}")
+        with self._lock:
+            return self._resident_locked(Location(location))
+
+    def device_budget_bytes(self) -> int:
+        """The device budget now: the configured one, or free device memory plus our resident models minus a reserve."""
+        with self._lock:
+            return self._device_budget_locked()
+
+    def ram_budget_bytes(self) -> int:
+        """The RAM budget now: the configured one, or available RAM plus our models in RAM minus a reserve."""
+        with self._lock:
+            return self._ram_budget_locked()
+
+    # -- use -----------------------------------------------------------------------------------------------------
+
+    def _acquire(self, handle: ModelHandle) -> torch.nn.Module:
+        with self._lock:
+            handle._refs += 1
+        try:
+            self._ensure_loaded(handle)
+            with self._lock:
+                module = handle._module
+                assert module is not None  # pinned: nothing unloads a model in use
+                if handle._location != Location.DEVICE:
+                    self._make_device_room_locked(handle._nbytes, handle.key)
+                    self._move_locked(handle, Location.DEVICE)
+                    logger.info("moved %r (%s) to %s", handle.key, format_bytes(handle._nbytes), self.device)
+                handle._last_used = self._tick()
+                return module
+        except BaseException:
+            with self._lock:
+                handle._refs -= 1
+            raise
+
+    def _release(self, handle: ModelHandle) -> None:
+        with self._lock:
+            handle._refs -= 1
+            handle._last_used = self._tick()
+
+    # -- loading -------------------------------------------------------------------------------------------------
+
+    def _ensure_loaded(self, handle: ModelHandle) -> None:
+        """Load the handle's module into RAM unless it is loaded; one thread loads, the others wait for it."""
+        with self._changed:
+            while handle._loader_thread is not None:
+                if handle._loader_thread == threading.get_ident():
+                    raise RuntimeError(f"the loader for {handle.key!r} asked for {handle.key!r} again")
+                self._changed.wait()
+            if handle._module is not None:
+                handle._last_used = self._tick()
+                return
+            self._make_ram_room_locked(handle.nbytes, handle.key, strict=True)
+            handle._loader_thread = threading.get_ident()
+        started = time.perf_counter()
+        try:
+            module = handle._loader()
+            if not isinstance(module, torch.nn.Module):
+                raise TypeError(f"the loader for {handle.key!r} returned {type(module).__name__}, not a torch module")
+            nbytes = module_nbytes(module)
+        except BaseException:
+            with self._changed:
+                handle._loader_thread = None
+                self._changed.notify_all()
+            raise
+        with self._changed:
+            handle._module = module
+            handle._nbytes = nbytes
+            handle._location = Location.CPU
+            handle._loader_thread = None
+            handle._loads += 1
+            handle._last_used = self._tick()
+            self._changed.notify_all()
+            logger.info(
+                "loaded %r (%s) to cpu in %.2f s", handle.key, format_bytes(nbytes), time.perf_counter() - started
+            )
+            # The size was a guess until now: hold the RAM budget by unloading older idle models if it was low.
+            if not self._make_ram_room_locked(0, handle.key, strict=False, older_than=handle._last_used):
+                logger.warning(
+                    "RAM budget exceeded after loading %r: %s of models in RAM, budget %s, nothing idle to unload",
+                    handle.key,
+                    format_bytes(self._ram_used_locked()),
+                    format_bytes(self._ram_budget_locked()),
+                )
+
+    # -- room making (lock held) ---------------------------------------------------------------------------------
+
+    def _make_device_room_locked(self, need: int, key: str) -> int:
+        budget = self._device_budget_locked()
+        used = self._resident_locked(Location.DEVICE)
+        idle = [h for h in self._lru(self._handles.values()) if h._location == Location.DEVICE and not h._refs]
+        plan = self._plan(idle, used, need, budget)
+        if plan is None:
+            raise ModelMemoryError(key, need, budget, str(self.device), self._resident_snapshot_locked())
+        for handle in plan:
+            self._offload_locked(
+                handle, f"least recently used, frees {format_bytes(handle._nbytes)} of {self.device} for {key!r}"
+            )
+        return sum(handle._nbytes for handle in plan)
+
+    def _make_ram_room_locked(self, need: int, key: str, *, strict: bool, older_than: int | None = None) -> bool:
+        """Unload idle models in RAM (LRU, only those used before ``older_than`` if given) until ``need`` fits.
+
+        Nothing is unloaded unless that makes enough room; then raises when ``strict``, else returns False.
+        """
+        budget = self._ram_budget_locked()
+        idle = [
+            h
+            for h in self._lru(self._handles.values())
+            if self._in_ram(h) and not h._refs and (older_than is None or h._last_used < older_than)
+        ]
+        plan = self._plan(idle, self._ram_used_locked(), need, budget)
+        if plan is None:
+            if strict:
+                raise ModelMemoryError(key, need, budget, "RAM", self._resident_snapshot_locked())
+            return False
+        for handle in plan:
+            self._unload_locked(handle, f"least recently used, frees {format_bytes(handle._nbytes)} of RAM for {key!r}")
+        return True
+
+    @staticmethod
+    def _plan(idle: list[ModelHandle], used: int, need: int, budget: int) -> list[ModelHandle] | None:
+        """The shortest LRU prefix of ``idle`` whose eviction makes ``need`` fit, or None if none does."""
+        plan: list[ModelHandle] = []
+        for handle in idle:
+            if used + need <= budget:
+                break
+            plan.append(handle)
+            used -= handle._nbytes
+        return plan if used + need <= budget else None
+
+    def _offload_locked(self, handle: ModelHandle, reason: str) -> None:
+        """Move an idle model from the device to RAM if the RAM budget allows (unloading older ones), else unload it."""
+        ram_cost = handle._nbytes if self.device.is_cuda else 0  # on a CPU device the weights already sit in RAM
+        idle_since = handle._last_used
+        if ram_cost and not self._make_ram_room_locked(ram_cost, handle.key, strict=False, older_than=idle_since):
+            self._unload_locked(handle, f"{reason}; no room for it in RAM")
+            return
+        self._move_locked(handle, Location.CPU)
+        logger.info("evicted %r to cpu, idle since use #%d: %s", handle.key, idle_since, reason)
+
+    def _unload_locked(self, handle: ModelHandle, reason: str) -> int:
+        """Drop the module (its memory goes once nothing else references it); it reloads on next use."""
+        previous = handle._location
+        handle._module = None
+        handle._location = Location.UNLOADED
+        logger.info("unloaded %r from %s, idle since use #%d: %s", handle.key, previous, handle._last_used, reason)
+        return handle._nbytes
+
+    def _move_locked(self, handle: ModelHandle, location: Location) -> None:
+        """Move the module; if that fails part-way (out of memory), put it back whole in RAM and re-raise."""
+        module = handle._module
+        assert module is not None
+        try:
+            module.to(self._target if location == Location.DEVICE else _HOST)
+        except BaseException:
+            module.to(_HOST)
+            handle._location = Location.CPU
+            raise
+        handle._location = location
+
+    # -- accounting (lock held) ----------------------------------------------------------------------------------
+
+    def _device_budget_locked(self) -> int:
+        if self.config.device_budget_bytes is not None:
+            return self.config.device_budget_bytes
+        reserve = self.config.device_reserve_bytes if self.device.is_cuda else self.config.ram_reserve_bytes
+        return max(0, self.probe.free_bytes(self.device) + self._resident_locked(Location.DEVICE) - reserve)
+
+    def _ram_budget_locked(self) -> int:
+        if self.config.ram_budget_bytes is not None:
+            return self.config.ram_budget_bytes
+        in_ram = sum(h._nbytes for h in self._handles.values() if self._in_ram(h))
+        return max(0, self.probe.ram_available() + in_ram - self.config.ram_reserve_bytes)
+
+    def _ram_used_locked(self) -> int:
+        """Bytes of models in RAM, plus the expected size of loads under way (their loaders run unlocked)."""
+        return sum(h._nbytes for h in self._handles.values() if self._in_ram(h)) + sum(
+            h.nbytes for h in self._handles.values() if h._loader_thread is not None
+        )
+
+    def _in_ram(self, handle: ModelHandle) -> bool:
+        if handle._location == Location.CPU:
+            return True
+        return handle._location == Location.DEVICE and not self.device.is_cuda
+
+    def _resident_locked(self, location: Location) -> int:
+        return sum(h._nbytes for h in self._handles.values() if h._location == location)
+
+    def _resident_snapshot_locked(self) -> tuple[LoadedModel, ...]:
+        loaded = [h for h in self._handles.values() if h._location != Location.UNLOADED]
+        return tuple(self._snapshot_locked(loaded))
+
+    def _snapshot_locked(self, handles: Iterable[ModelHandle]) -> list[LoadedModel]:
+        return [LoadedModel(h.key, h.nbytes, h._location, h._refs, h._last_used) for h in self._lru(handles)]
+
+    @staticmethod
+    def _lru(handles: Iterable[ModelHandle]) -> list[ModelHandle]:
+        return sorted(handles, key=lambda handle: handle._last_used)
+
+    def _tick(self) -> int:
+        self._clock += 1
+        return self._clock
+
+
+def _budget_text(budget: int | None) -> str:
+    return "measured" if budget is None else format_bytes(budget)
