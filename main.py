@@ -1,4 +1,5 @@
-"""Reelgraph's command line: ``serve`` (the default), ``run WORKFLOW`` and ``extract-workflow FILE``."""
+"""Reelgraph's command line: ``serve`` (the default), ``run WORKFLOW``, ``extract-workflow FILE`` and
+``download REPO_ID``."""
 
 from __future__ import annotations
 
@@ -9,14 +10,12 @@ from pathlib import Path
 
 from app.config import DEFAULT_EXTRA_MODEL_PATHS, GIB, REPO_ROOT, AppConfig, CacheConfig
 from models.extra_paths import ExtraPathsError
+from models.folders import DIFFUSERS_KEY, FOLDER_KEYS
 from models.memory_types import MemoryConfig
 from server.config import DEFAULT_PORT, MIB, ServerConfig
 
 
-def _add_common_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output-dir", type=Path, help="where outputs are saved (default: ./output)")
-    parser.add_argument("--input-dir", type=Path, help="where inputs are read from (default: ./input)")
-    parser.add_argument("--temp-dir", type=Path, help="where previews are written (default: ./temp)")
+def _add_model_folder_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--models-dir", type=Path, help="the model folders' root: checkpoints/, vae/, loras/, ... (default: ./weights)"
     )
@@ -26,6 +25,13 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
         metavar="YAML",
         help="more model folders, in ComfyUI's extra_model_paths.yaml format (default: ./extra_model_paths.yaml)",
     )
+
+
+def _add_common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output-dir", type=Path, help="where outputs are saved (default: ./output)")
+    parser.add_argument("--input-dir", type=Path, help="where inputs are read from (default: ./input)")
+    parser.add_argument("--temp-dir", type=Path, help="where previews are written (default: ./temp)")
+    _add_model_folder_options(parser)
     parser.add_argument(
         "--vram-budget", type=float, metavar="GB", help="GPU memory for model weights (default: free memory measured)"
     )
@@ -77,6 +83,29 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument(
         "--api", action="store_true", help="print the API-format prompt instead of the editor workflow"
     )
+    fetch = verbs.add_parser(
+        "download", help="download a model repo, or some of its files, from the Hugging Face Hub into a model folder"
+    )
+    fetch.add_argument("repo_id", help="the repo, as namespace/name")
+    fetch.add_argument(
+        "--folder",
+        choices=FOLDER_KEYS,
+        default=DIFFUSERS_KEY,
+        metavar="KEY",
+        help="the model folder: diffusers (default) keeps the repo as <diffusers>/<repo name>/; any other key puts "
+        f"the files directly in that folder. One of: {', '.join(FOLDER_KEYS)}",
+    )
+    fetch.add_argument(
+        "--include",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="PATTERN",
+        help="only repo files matching these globs ('*' crosses '/'); default: safetensors/gguf weights, plus "
+        "json/txt/model configs and tokenizers for diffusers. Pickles are skipped when the repo has safetensors",
+    )
+    fetch.add_argument("--revision", help="a branch, tag or commit (default: main)")
+    _add_model_folder_options(fetch)
     return parser
 
 
@@ -132,6 +161,14 @@ def main(argv: list[str] | None = None) -> int:
         from app.extract import extract_workflow
 
         return extract_workflow(args.file, api=args.api)
+    if args.verb == "download":
+        from app.download import download_command, model_folders_for
+
+        try:
+            folders = model_folders_for(args.models_dir, args.extra_model_paths_config)
+        except ExtraPathsError as exc:
+            parser.error(str(exc))
+        return download_command(folders, args.repo_id, args.folder, args.include, args.revision)
     for option in ("cache_ram", "vram_budget", "ram_budget"):
         value = getattr(args, option)
         if value is not None and value <= 0:

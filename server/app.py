@@ -11,7 +11,16 @@ from aiohttp import web
 from app.config import REPO_ROOT, AppConfig
 from app.engine import Engine, build_engine
 from graph.safe_paths import UnsafePathError, resolve_inside
-from server import file_routes, node_routes, prompt_routes, system_routes, userdata_routes, workflow_routes, ws_routes
+from server import (
+    file_routes,
+    model_routes,
+    node_routes,
+    prompt_routes,
+    system_routes,
+    userdata_routes,
+    workflow_routes,
+    ws_routes,
+)
 from server.config import ServerConfig
 from server.errors import ApiError
 from server.keys import ENGINE, MODEL_FOLDERS, RUNTIME, SERVER_CONFIG, SYSTEM_INFO, WEB_ROOT
@@ -28,6 +37,7 @@ ROUTE_MODULES = (
     prompt_routes,
     file_routes,
     system_routes,
+    model_routes,
     userdata_routes,
     workflow_routes,
     ws_routes,
