@@ -2,19 +2,25 @@
 
 Nodes get a shared ``ModelHandle`` from ``ModelManager.load`` (the same key gives the same handle and module, loaded
 once) and run the model inside ``handle.use()``, which brings it to the compute device after evicting idle models in
-least-recently-used order. Both the device and host RAM are held to budgets, so idle models are offloaded or unloaded
-instead of piling up across runs. Outputs should carry handles, not modules: an unloaded handle drops its module and the
-memory goes with it, while a module held elsewhere (a node output cache, a closure) would stay alive.
+least-recently-used order. ``handle.use(work)`` plans instead: it measures the room, chooses an offload policy
+(``models.placement``), applies it, and counts on the device only the bytes that policy keeps there while the model
+runs. Both the device and host RAM are held to budgets, so idle models are offloaded or unloaded instead of piling up
+across runs. Outputs should carry handles, not modules: an unloaded handle drops its module and the memory goes with
+it, while a module held elsewhere (a node output cache, a closure) would stay alive.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import shutil
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+import weakref
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
@@ -25,8 +31,12 @@ from models.memory_types import (
     Location,
     MemoryConfig,
     ModelMemoryError,
+    WorkEstimate,
     format_bytes,
 )
+from models.offload import GROUP_POLICIES, AppliedOffload, apply_offload, remove_offload
+from models.offload_policy import OffloadPlan, OffloadSizes, offload_sizes
+from models.placement import Room, forced_policy, plan_placement, weights_on_device
 
 __all__ = [
     "MODELS_SERVICE",
@@ -37,6 +47,7 @@ __all__ = [
     "ModelHandle",
     "ModelManager",
     "ModelMemoryError",
+    "WorkEstimate",
     "module_nbytes",
 ]
 
@@ -72,6 +83,11 @@ class ModelHandle:
         self._last_used = 0
         self._loader_thread: int | None = None  # the thread running the loader, while one does
         self._loads = 0
+        self._active = 0  # use() blocks that placed or joined the placement (refs also counts those still placing)
+        self._plan: OffloadPlan | None = None
+        self._applied: AppliedOffload | None = None
+        self._sizes: OffloadSizes | None = None  # measured at the first planned use of each load
+        self._reserve = 0  # device bytes a group policy counts while the model runs
 
     @property
     def key(self) -> str:
@@ -101,18 +117,42 @@ class ModelHandle:
         """How many times the loader has run (again after every unload that was followed by a use)."""
         return self._loads
 
+    @property
+    def plan(self) -> OffloadPlan | None:
+        """The offload plan of the latest planned ``use()`` (``policy`` and ``reason``, for a node's output info),
+        kept after a failed run; None before one and after a plain ``use()``."""
+        return self._plan
+
+    @property
+    def offload(self) -> AppliedOffload | None:
+        """The offload policy applied to the module now (None when placed whole without a plan, or not loaded)."""
+        return self._applied
+
     @contextmanager
-    def use(self) -> Iterator[torch.nn.Module]:
-        """Pin the model, bring it to the compute device (reloading it if needed) and yield the module.
+    def use(self, work: WorkEstimate | None = None, policy: str | None = None) -> Iterator[torch.nn.Module]:
+        """Pin the model, place it for a run (reloading it if needed) and yield the module.
+
+        Without arguments the whole model goes to the compute device. With ``work`` (the run's activation estimate)
+        or ``policy`` (one of ``models.offload.POLICIES`` to force, or ``"auto"``) the manager plans: it measures the
+        device budget, the other models and RAM, chooses an offload policy (None/``"auto"`` follows the memory mode:
+        ``highvram``/``lowvram``/``novram`` force ``resident``/``block``/``leaf``), applies it, and keeps it for the
+        next use while the numbers give the same decision. ``plan`` says what was chosen and why. A second use while
+        the model runs shares the placement it has. If the block raises, the policy is removed (hooks gone, weights
+        whole in RAM) so that the next use starts clean.
 
         Raises ``ModelMemoryError`` when the room cannot be made because the other resident models are in use.
         Do not keep the module after the block: the manager may move or drop it once the model is idle.
         """
-        module = self._manager._acquire(self)
+        forced = forced_policy(policy, self._manager.config.mode)
+        if work is None and policy is not None:
+            work = WorkEstimate()
+        module = self._manager._acquire(self, work, forced)
         try:
             yield module
-        finally:
-            self._manager._release(self)
+        except BaseException:
+            self._manager._release(self, failed=True)
+            raise
+        self._manager._release(self, failed=False)
 
     def __repr__(self) -> str:
         return f"<ModelHandle {self._key!r} {format_bytes(self.nbytes)} {self._location} refs={self._refs}>"
@@ -138,6 +178,7 @@ class ModelManager:
         self._changed = threading.Condition(self._lock)
         self._handles: dict[str, ModelHandle] = {}
         self._clock = 0
+        self._temp_offload_dir: Path | None = None
         logger.info(
             "model memory: compute device %s, mode %s, device budget %s, RAM budget %s",
             self.device,
@@ -166,16 +207,17 @@ class ModelManager:
         self._ensure_loaded(handle)
         return handle
 
-    def free(self, unload_all: bool = True) -> int:
+    def free(self, unload_all: bool = True, *, keep: Collection[str] = ()) -> int:
         """Unload every idle model (``unload_all``) or only move idle models off the device; returns bytes freed.
 
-        Freed bytes are those that left the device (and RAM, for unloads). Models in use stay and are logged.
+        Freed bytes are those that left the device (and RAM, for unloads). Models in use stay and are logged, as do
+        the models whose keys are in ``keep`` (the OOM retry keeps the model it retries).
         """
         freed = 0
         with self._lock:
             busy = []
             for handle in self._lru(self._handles.values()):
-                if handle._module is None:
+                if handle._module is None or handle.key in keep:
                     continue
                 if handle._refs:
                     busy.append(handle)
@@ -206,9 +248,10 @@ class ModelManager:
             return self._snapshot_locked(self._handles.values())
 
     def resident_bytes(self, location: str) -> int:
-        """Bytes of models now at ``location`` (``"device"`` or ``"cpu"``)."""
-        if location not in (Location.DEVICE, Location.CPU):
-            raise ValueError(f"location must be 'device' or 'cpu', got {location!r}")
+        """Bytes of models now at ``location``: ``"device"`` (what each counts there, see ``LoadedModel``),
+        ``"cpu"`` or ``"disk"``."""
+        if location not in (Location.DEVICE, Location.CPU, Location.DISK):
+            raise ValueError(f"location must be 'device', 'cpu' or 'disk', got {location!r}")
         with self._lock:
             return self._resident_locked(Location(location))
 
@@ -224,7 +267,7 @@ class ModelManager:
 
     # -- use -----------------------------------------------------------------------------------------------------
 
-    def _acquire(self, handle: ModelHandle) -> torch.nn.Module:
+    def _acquire(self, handle: ModelHandle, work: WorkEstimate | None, forced: str | None) -> torch.nn.Module:
         with self._lock:
             handle._refs += 1
         try:
@@ -232,10 +275,18 @@ class ModelManager:
             with self._lock:
                 module = handle._module
                 assert module is not None  # pinned: nothing unloads a model in use
-                if handle._location != Location.DEVICE:
-                    self._make_device_room_locked(handle._nbytes, handle.key)
-                    self._move_locked(handle, Location.DEVICE)
-                    logger.info("moved %r (%s) to %s", handle.key, format_bytes(handle._nbytes), self.device)
+                if handle._active:
+                    logger.debug("%r is running: this use shares its placement", handle.key)
+                else:
+                    try:
+                        if work is None:
+                            self._place_whole_locked(handle)
+                        else:
+                            self._place_planned_locked(handle, module, work, forced)
+                    except BaseException:
+                        self._drop_plan_locked(handle, "placing it failed")  # no hooks stay after a failure
+                        raise
+                handle._active += 1
                 handle._last_used = self._tick()
                 return module
         except BaseException:
@@ -243,10 +294,120 @@ class ModelManager:
                 handle._refs -= 1
             raise
 
-    def _release(self, handle: ModelHandle) -> None:
+    def _release(self, handle: ModelHandle, failed: bool) -> None:
         with self._lock:
             handle._refs -= 1
+            handle._active -= 1
             handle._last_used = self._tick()
+            applied = handle._applied
+            if handle._active or applied is None:
+                return
+            if failed or (not applied.moves_whole_module and applied.resident_bytes()):
+                self._drop_plan_locked(handle, "the run failed" if failed else "groups were left on the device")
+            elif applied.policy == "model" and handle._location == Location.DEVICE and not handle._refs:
+                self._offload_locked(handle, "the model policy returns it to RAM after each use")
+
+    # -- placement (lock held) -----------------------------------------------------------------------------------
+
+    def _place_whole_locked(self, handle: ModelHandle) -> None:
+        """A plain use: no plan, the whole module on the device."""
+        if handle._applied is not None:
+            self._drop_plan_locked(handle, "a plain use() places it whole")
+        handle._plan = None
+        if handle._location != Location.DEVICE:
+            self._make_device_room_locked(handle._nbytes, handle.key)
+            self._move_locked(handle, Location.DEVICE)
+            logger.info("moved %r (%s) to %s", handle.key, format_bytes(handle._nbytes), self.device)
+
+    def _place_planned_locked(
+        self, handle: ModelHandle, module: torch.nn.Module, work: WorkEstimate, forced: str | None
+    ) -> None:
+        """Plan from the room now; keep the applied policy if the plan is the same, else replace it; make room."""
+        if handle._sizes is None:
+            handle._sizes = offload_sizes(module)
+        plan, config = plan_placement(handle._sizes, work, self._room_locked(handle), forced, self._offload_dir_locked)
+        handle._plan = plan
+        applied = handle._applied
+        if applied is not None and applied.config != config:
+            self._drop_plan_locked(handle, f"re-planned as {plan.policy}")
+            applied = None
+        if applied is None:
+            logger.info("placing %r (%s): %s", handle.key, format_bytes(handle._nbytes), plan.reason)
+        if config.policy not in GROUP_POLICIES:
+            weights = 0 if handle._location == Location.DEVICE else handle._nbytes
+            self._make_run_room_locked(handle, weights, work.activation_bytes)
+            if handle._location != Location.DEVICE:
+                self._move_locked(handle, Location.DEVICE)
+            handle._applied = applied or apply_offload(module, config, self._target, _HOST)
+            return
+        if applied is None:
+            if handle._location == Location.DEVICE:  # group policies start from RAM
+                self._make_ram_room_locked(handle._nbytes, handle.key, strict=False, older_than=handle._last_used)
+                self._move_locked(handle, Location.CPU)
+            applied = apply_offload(module, config, self._target, _HOST)
+            handle._applied = applied
+            handle._location = Location.DISK if config.policy == "disk" else Location.CPU
+        handle._reserve = weights_on_device(applied, handle._sizes)
+        self._make_run_room_locked(handle, handle._reserve, work.activation_bytes)
+
+    def _make_run_room_locked(self, handle: ModelHandle, weights: int, activations: int) -> None:
+        """Evict idle models for the weights and the activation estimate; for the weights alone if that is all
+        there is room for (the estimate is rough); ``ModelMemoryError`` if not even that."""
+        try:
+            self._make_device_room_locked(weights + activations, handle.key)
+        except ModelMemoryError:
+            if not activations:
+                raise
+            self._make_device_room_locked(weights, handle.key)
+            logger.warning(
+                "%r: no room on %s for the estimated %s of activations besides %s of weights; running anyway",
+                handle.key,
+                self.device,
+                format_bytes(activations),
+                format_bytes(weights),
+            )
+
+    def _drop_plan_locked(self, handle: ModelHandle, reason: str) -> None:
+        """Remove the applied policy: weights whole in RAM, hooks gone. An idle ``disk`` model that RAM cannot take
+        back is unloaded instead (it reloads on next use)."""
+        applied, module = handle._applied, handle._module
+        handle._applied = None
+        handle._reserve = 0
+        if applied is None or module is None:
+            return
+        if applied.policy == "disk":
+            room = self._make_ram_room_locked(handle._nbytes, handle.key, strict=False, older_than=handle._last_used)
+            if not room and not handle._refs:
+                self._unload_locked(handle, f"{reason}; no room in RAM to read its weights back")
+                return
+        remove_offload(module)
+        if handle._location == Location.DISK:
+            handle._location = Location.CPU
+        logger.info("removed the %s policy from %r: %s", applied.policy, handle.key, reason)
+
+    def _room_locked(self, handle: ModelHandle) -> Room:
+        """What ``handle`` can have now: the budgets minus what the other models take."""
+        others = [h for h in self._handles.values() if h is not handle]
+        device_used = sum(self._device_bytes(h) for h in others)
+        ram_used = sum(h._nbytes for h in others if self._in_ram(h))
+        ram_used += sum(h.nbytes for h in others if h._loader_thread is not None)
+        return Room(
+            device_free=max(0, self._device_budget_locked() - device_used),
+            evictable=sum(h._nbytes for h in others if h._location == Location.DEVICE and not h._refs),
+            ram_free=max(0, self._ram_budget_locked() - ram_used),
+            has_cuda=self.device.is_cuda,
+            streams=self._target.type == "cuda",
+        )
+
+    def _offload_dir_locked(self) -> Path:
+        """``config.offload_dir``, or a temporary folder made on first need and deleted with the manager."""
+        if self.config.offload_dir is not None:
+            return self.config.offload_dir
+        if self._temp_offload_dir is None:
+            self._temp_offload_dir = Path(tempfile.mkdtemp(prefix="reelgraph-offload-"))
+            weakref.finalize(self, shutil.rmtree, self._temp_offload_dir, True)
+            logger.info("disk offload folder: %s", self._temp_offload_dir)
+        return self._temp_offload_dir
 
     # -- loading -------------------------------------------------------------------------------------------------
 
@@ -268,6 +429,8 @@ class ModelManager:
             if not isinstance(module, torch.nn.Module):
                 raise TypeError(f"the loader for {handle.key!r} returned {type(module).__name__}, not a torch module")
             nbytes = module_nbytes(module)
+            if remove_offload(module):  # the loader returned a module it kept, with the policy of an earlier load
+                logger.info("removed a stale offload policy from the module the loader for %r returned", handle.key)
         except BaseException:
             with self._changed:
                 handle._loader_thread = None
@@ -350,10 +513,15 @@ class ModelManager:
         logger.info("evicted %r to cpu, idle since use #%d: %s", handle.key, idle_since, reason)
 
     def _unload_locked(self, handle: ModelHandle, reason: str) -> int:
-        """Drop the module (its memory goes once nothing else references it); it reloads on next use."""
+        """Drop the module (its memory goes once nothing else references it, a disk policy's files with it); it
+        reloads on next use."""
         previous = handle._location
+        if handle._applied is not None and handle._applied.policy != "disk" and handle._module is not None:
+            remove_offload(handle._module)  # cheap (the weights are in RAM); no hooks stay on a module kept elsewhere
         handle._module = None
         handle._location = Location.UNLOADED
+        handle._applied = handle._plan = handle._sizes = None
+        handle._reserve = 0
         logger.info("unloaded %r from %s, idle since use #%d: %s", handle.key, previous, handle._last_used, reason)
         return handle._nbytes
 
@@ -394,7 +562,21 @@ class ModelManager:
             return True
         return handle._location == Location.DEVICE and not self.device.is_cuda
 
+    @staticmethod
+    def _device_bytes(handle: ModelHandle) -> int:
+        """The whole model on the device; under a group policy the groups there now, and while it runs at least the
+        bytes reserved for them."""
+        if handle._location == Location.DEVICE:
+            return handle._nbytes
+        applied = handle._applied
+        if applied is None or applied.moves_whole_module:
+            return 0
+        live = applied.resident_bytes()
+        return max(handle._reserve, live) if handle._active else live
+
     def _resident_locked(self, location: Location) -> int:
+        if location == Location.DEVICE:
+            return sum(self._device_bytes(h) for h in self._handles.values())
         return sum(h._nbytes for h in self._handles.values() if h._location == location)
 
     def _resident_snapshot_locked(self) -> tuple[LoadedModel, ...]:
@@ -402,7 +584,18 @@ class ModelManager:
         return tuple(self._snapshot_locked(loaded))
 
     def _snapshot_locked(self, handles: Iterable[ModelHandle]) -> list[LoadedModel]:
-        return [LoadedModel(h.key, h.nbytes, h._location, h._refs, h._last_used) for h in self._lru(handles)]
+        return [
+            LoadedModel(
+                h.key,
+                h.nbytes,
+                h._location,
+                h._refs,
+                h._last_used,
+                self._device_bytes(h),
+                None if h._applied is None else h._applied.policy,
+            )
+            for h in self._lru(handles)
+        ]
 
     @staticmethod
     def _lru(handles: Iterable[ModelHandle]) -> list[ModelHandle]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 from models.errors import ModelError
 
@@ -15,10 +16,13 @@ DEFAULT_RAM_RESERVE = 1 * GiB
 
 
 class Location(StrEnum):
-    """Where a model's weights are: on the compute device, in host RAM, or not loaded (equal to the plain strings)."""
+    """Where a model's weights are: on the compute device, in host RAM, in files of the ``disk`` offload policy, or
+    not loaded (equal to the plain strings). A model under a group offload policy is in RAM (or on disk) and visits
+    the device group by group while it runs."""
 
     DEVICE = "device"
     CPU = "cpu"
+    DISK = "disk"
     UNLOADED = "unloaded"
 
 
@@ -35,6 +39,8 @@ class MemoryConfig:
         ram_reserve_bytes: RAM left for everything else when a budget over RAM is measured.
         mode: ``auto``, ``highvram``, ``lowvram``, ``novram`` or ``cpu``; ``cpu`` makes the CPU the compute device, the
             others are read by the offload policies.
+        offload_dir: where the ``disk`` offload policy writes weight files; None uses a temporary folder the manager
+            creates on first need and deletes when it goes.
     """
 
     device_budget_bytes: int | None = None
@@ -42,10 +48,13 @@ class MemoryConfig:
     device_reserve_bytes: int = DEFAULT_DEVICE_RESERVE
     ram_reserve_bytes: int = DEFAULT_RAM_RESERVE
     mode: str = "auto"
+    offload_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"memory mode {self.mode!r} is not one of {', '.join(MODES)}")
+        if self.offload_dir is not None:
+            object.__setattr__(self, "offload_dir", Path(self.offload_dir))
         for name in ("device_budget_bytes", "ram_budget_bytes", "device_reserve_bytes", "ram_reserve_bytes"):
             value = getattr(self, name)
             if value is None and name.endswith("budget_bytes"):
@@ -59,18 +68,40 @@ class MemoryConfig:
 
 
 @dataclass(frozen=True)
+class WorkEstimate:
+    """Working memory one run of a model needs on the device besides its weights (``estimate_activation_bytes``)."""
+
+    activation_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        value = self.activation_bytes
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"activation_bytes must be a non-negative number of bytes, got {value!r}")
+
+
+@dataclass(frozen=True)
 class LoadedModel:
-    """One row of the manager's accounting: a model's key, size, location, users and LRU stamp."""
+    """One row of the manager's accounting: a model's key, size, location, users and LRU stamp.
+
+    ``device_bytes`` is what the model counts on the device: its size when it is there whole; under a group offload
+    policy the groups on the device now, or while it runs the bytes reserved for its groups (the planned peak).
+    ``policy`` is the offload policy applied to it (None: placed whole without a plan).
+    """
 
     key: str
     nbytes: int
     location: Location
     refs: int
     last_used: int
+    device_bytes: int = 0
+    policy: str | None = None
 
     def describe(self) -> str:
         state = f"in use x{self.refs}" if self.refs else f"idle since use #{self.last_used}"
-        return f"{self.key!r} {format_bytes(self.nbytes)} ({self.location}, {state})"
+        if self.policy is None:
+            return f"{self.key!r} {format_bytes(self.nbytes)} ({self.location}, {state})"
+        on_device = f"{format_bytes(self.device_bytes)} on device"
+        return f"{self.key!r} {format_bytes(self.nbytes)} ({self.location}, {self.policy}, {on_device}, {state})"
 
 
 class ModelMemoryError(ModelError):

@@ -503,6 +503,18 @@ def test_free_without_unload_only_moves_models_off_the_device() -> None:
     assert loaders.calls == {"a": 1, "b": 1}
 
 
+def test_free_keeps_the_models_it_is_asked_to_keep() -> None:
+    manager, _, loaders = make(device_budget_bytes=4 * UNIT)
+    a, b = (manager.load(key, loaders(key)) for key in "ab")
+    use(a)
+    use(b)
+    assert manager.free(unload_all=False, keep=("a",)) == UNIT
+    assert where(manager) == {"a": "device", "b": "cpu"}
+    assert manager.free(keep=["a"]) == UNIT
+    assert where(manager) == {"a": "device", "b": "unloaded"}
+    check(manager)
+
+
 def test_free_with_nothing_loaded_frees_nothing() -> None:
     manager, probe, _ = make()
     assert manager.free() == 0 and probe.released == []
