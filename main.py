@@ -38,7 +38,31 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ram-budget", type=float, metavar="GB", help="RAM for model weights (default: available RAM measured)"
     )
-    parser.add_argument("--cpu", action="store_true", help="run models on the CPU even when a GPU is present")
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument(
+        "--cpu", dest="memory_mode", action="store_const", const="cpu", help="run models on the CPU even with a GPU"
+    )
+    modes.add_argument(
+        "--highvram",
+        dest="memory_mode",
+        action="store_const",
+        const="highvram",
+        help="keep whole models on the GPU (no offloading; an out-of-memory error still steps down and retries)",
+    )
+    modes.add_argument(
+        "--lowvram",
+        dest="memory_mode",
+        action="store_const",
+        const="lowvram",
+        help="offload models block by block: little GPU memory, some speed lost",
+    )
+    modes.add_argument(
+        "--novram",
+        dest="memory_mode",
+        action="store_const",
+        const="novram",
+        help="offload models layer by layer: the least GPU memory, the slowest",
+    )
     parser.add_argument(
         "--cache-ram", type=float, metavar="GB", help="RAM budget for cached node outputs (default: a quarter of RAM)"
     )
@@ -125,7 +149,7 @@ def app_config_from_args(args: argparse.Namespace) -> AppConfig:
         memory=MemoryConfig(
             device_budget_bytes=None if args.vram_budget is None else int(args.vram_budget * GIB),
             ram_budget_bytes=None if args.ram_budget is None else int(args.ram_budget * GIB),
-            mode="cpu" if args.cpu else "auto",
+            mode=args.memory_mode or "auto",
         ),
     )
 

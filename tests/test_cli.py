@@ -255,3 +255,18 @@ def test_memory_options_reach_the_engine_config() -> None:
     assert memory.mode == "cpu"
     with pytest.raises(SystemExit):
         main.main(["run", "w.json", "--vram-budget", "0"])
+
+
+@pytest.mark.parametrize(
+    ("flags", "mode"),
+    [([], "auto"), (["--highvram"], "highvram"), (["--lowvram"], "lowvram"), (["--novram"], "novram")],
+)
+def test_memory_mode_flags_set_the_manager_mode(flags: list[str], mode: str) -> None:
+    args = main.build_parser().parse_args(["serve", *flags])
+    assert main.app_config_from_args(args).memory.mode == mode
+
+
+def test_memory_mode_flags_exclude_each_other(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main.main(["run", "w.json", "--lowvram", "--cpu"])
+    assert exited.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
