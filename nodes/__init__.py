@@ -16,6 +16,7 @@ BUILTIN_MODULES = (
     "nodes.video",
     "nodes.video_save",
     "nodes.audio",
+    "nodes.memory",
 )
 
 

@@ -15,11 +15,13 @@ WORKFLOW = {"last_node_id": 1, "nodes": [{"id": 1, "type": "LoadVideo"}], "links
 
 @dataclass
 class NodeRunner:
-    """Runs node functions with ``folders`` as the run's folders service; ``progress`` collects (value, max)."""
+    """Runs node functions with ``folders`` as the run's folders service (plus ``services``); ``progress`` collects
+    (value, max)."""
 
     folders: Folders
     interrupt: InterruptFlag = field(default_factory=InterruptFlag)
     progress: list[tuple[float, float]] = field(default_factory=list)
+    services: dict[str, Any] = field(default_factory=dict)
 
     def bind(self, node_class: type) -> type:
         """The class as the registry holds it (loaders bound to the folders), checked like at registration."""
@@ -36,7 +38,7 @@ class NodeRunner:
             class_type=node_class.__name__,
             prompt_id="test",
             interrupt=self.interrupt,
-            services={FOLDERS_SERVICE: self.folders},
+            services={FOLDERS_SERVICE: self.folders, **self.services},
             on_progress=lambda _node, value, max_value, _preview: self.progress.append((value, max_value)),
         )
         with node_context(context):
