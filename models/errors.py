@@ -30,3 +30,9 @@ class UnsafeModelFileError(ModelLoadError):
 
 class CorruptModelFileError(ModelLoadError):
     """Unreadable: truncated, a damaged header, bad JSON, or a file missing from a model folder."""
+
+
+class StateDictError(ModelError):
+    """A state dict's tensors do not form a layout its loader knows (missing or misshapen tensors, another
+    architecture, an unsupported quantization). Raised by the functions that read tensors, which know no file;
+    loaders of files re-raise it as a ``ModelLoadError`` naming the file."""
