@@ -1,0 +1,222 @@
+"""How a model family parametrises noise: the state space, the network's input and output, the training sigmas.
+
+Samplers work on a state ``x = alpha(sigma) * x0 + sigma * noise`` at noise level ``sigma`` (k-diffusion's convention).
+``FlowSampling`` is rectified flow (``alpha = 1 - sigma``, the network predicts a velocity); ``EpsSampling`` is a
+DDPM-discrete model in the variance-exploding state space (``alpha = 1``, the network predicts noise or ``v``).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+from torch import Tensor
+
+__all__ = ["BETA_SCHEDULES", "PREDICTIONS", "EpsSampling", "FlowSampling", "ModelSampling"]
+
+BETA_SCHEDULES = ("scaled_linear", "linear")
+PREDICTIONS = ("epsilon", "v_prediction")
+
+
+def _per_sample(sigma: Tensor, like: Tensor) -> Tensor:
+    """``sigma`` (0-d or one value per batch item) shaped to broadcast against ``like``."""
+    if sigma.ndim == 0 or sigma.ndim >= like.ndim:
+        return sigma
+    return sigma.reshape(sigma.shape + (1,) * (like.ndim - sigma.ndim))
+
+
+class ModelSampling(ABC):
+    """The noise parametrisation of a model family; ``sigmas`` is its ascending float32 training sigma table."""
+
+    @property
+    @abstractmethod
+    def sigmas(self) -> Tensor:
+        """The discrete training sigmas, ascending, float32."""
+
+    @property
+    def sigma_min(self) -> float:
+        return float(self.sigmas[0])
+
+    @property
+    def sigma_max(self) -> float:
+        return float(self.sigmas[-1])
+
+    @abstractmethod
+    def timestep(self, sigma: Tensor) -> Tensor:
+        """The value the network is called with at noise level ``sigma``."""
+
+    @abstractmethod
+    def sigma(self, timestep: Tensor) -> Tensor:
+        """The noise level of a network timestep (inverse of ``timestep`` on the training range)."""
+
+    @abstractmethod
+    def alpha(self, sigma: Tensor) -> Tensor:
+        """The signal scale of the state at ``sigma``: ``x = alpha * x0 + sigma * noise``."""
+
+    @abstractmethod
+    def noise_scaling(self, sigma: Tensor, noise: Tensor, latent: Tensor) -> Tensor:
+        """The state at ``sigma`` made from a (partly) clean ``latent`` and unit Gaussian ``noise``."""
+
+    @abstractmethod
+    def inverse_noise_scaling(self, sigma: Tensor, latent: Tensor) -> Tensor:
+        """Undo the state's signal scale on the final state (at ``sigma``, usually 0)."""
+
+    @abstractmethod
+    def denoised(self, x: Tensor, sigma: Tensor, model_output: Tensor) -> Tensor:
+        """The x0 estimate from the network's raw prediction for state ``x`` at ``sigma``."""
+
+    @abstractmethod
+    def model_input(self, x: Tensor, sigma: Tensor) -> Tensor:
+        """What the network is fed for state ``x`` at ``sigma``."""
+
+    @abstractmethod
+    def percent_to_sigma(self, percent: float) -> float:
+        """The sigma reached after ``percent`` of the sampling: 1.0 gives 0.0; 0.0 gives a sigma at or above any the
+        sampling can start from (a flow model's 1.0; ``inf`` for a variance-exploding one, as ComfyUI's huge value)."""
+
+
+@dataclass(frozen=True)
+class FlowSampling(ModelSampling):
+    """Rectified flow ("CONST" in ComfyUI; SD3, Wan, Hunyuan, Mochi, LTX): ``x = (1 - sigma) x0 + sigma * noise``.
+
+    ``sigma(t) = shift * t / (1 + (shift - 1) * t)`` with ``t = timestep / multiplier``; the network is called with
+    ``sigma * multiplier`` (as diffusers' flow-match schedulers do) and predicts the velocity ``noise - x0``.
+    """
+
+    shift: float = 1.0
+    multiplier: float = 1000.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.shift) and self.shift > 0):
+            raise ValueError(f"FlowSampling: shift must be a positive number, got {self.shift}")
+        if not (math.isfinite(self.multiplier) and self.multiplier > 0):
+            raise ValueError(f"FlowSampling: multiplier must be a positive number, got {self.multiplier}")
+
+    @cached_property
+    def sigmas(self) -> Tensor:
+        t = torch.arange(1, 1001, dtype=torch.float64) / 1000.0
+        return self._shifted(t).to(torch.float32)
+
+    def _shifted(self, t: Tensor) -> Tensor:
+        return self.shift * t / (1.0 + (self.shift - 1.0) * t)
+
+    def timestep(self, sigma: Tensor) -> Tensor:
+        return sigma * self.multiplier
+
+    def sigma(self, timestep: Tensor) -> Tensor:
+        return self._shifted(timestep / self.multiplier)
+
+    def alpha(self, sigma: Tensor) -> Tensor:
+        return 1.0 - sigma
+
+    def noise_scaling(self, sigma: Tensor, noise: Tensor, latent: Tensor) -> Tensor:
+        sigma = _per_sample(sigma, latent)
+        return sigma * noise + (1.0 - sigma) * latent
+
+    def inverse_noise_scaling(self, sigma: Tensor, latent: Tensor) -> Tensor:
+        """``latent / (1 - sigma)``; where ``sigma == 1`` the state holds no signal and is returned unchanged."""
+        scale = 1.0 - _per_sample(sigma, latent)
+        return torch.where(scale > 0, latent / torch.where(scale > 0, scale, 1.0), latent)
+
+    def denoised(self, x: Tensor, sigma: Tensor, model_output: Tensor) -> Tensor:
+        return x - _per_sample(sigma, x) * model_output
+
+    def model_input(self, x: Tensor, sigma: Tensor) -> Tensor:
+        return x
+
+    def percent_to_sigma(self, percent: float) -> float:
+        if percent <= 0.0:
+            return 1.0
+        if percent >= 1.0:
+            return 0.0
+        return float(self._shifted(torch.tensor(1.0 - percent, dtype=torch.float64)))
+
+
+@dataclass(frozen=True)
+class EpsSampling(ModelSampling):
+    """A DDPM-discrete model (SD1.5, AnimateDiff) in the variance-exploding state space: ``x = x0 + sigma * noise``.
+
+    The training sigmas are ``sqrt((1 - abar_i) / abar_i)`` for the cumulative products ``abar_i`` of ``1 - beta_i``;
+    the network is called with the fractional index of ``sigma`` in the log-sigma table and predicts the noise
+    (``epsilon``) or ``v`` (``v_prediction``, with unit data scale).
+    """
+
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+    schedule: str = "scaled_linear"
+    steps: int = 1000
+    prediction: str = "epsilon"
+
+    def __post_init__(self) -> None:
+        if self.schedule not in BETA_SCHEDULES:
+            raise ValueError(f"EpsSampling: unknown schedule {self.schedule!r}; valid: {', '.join(BETA_SCHEDULES)}")
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"EpsSampling: unknown prediction {self.prediction!r}; valid: {', '.join(PREDICTIONS)}")
+        if self.steps < 2:
+            raise ValueError(f"EpsSampling: steps must be at least 2, got {self.steps}")
+        if not 0.0 < self.beta_start <= self.beta_end < 1.0:
+            raise ValueError(
+                f"EpsSampling: need 0 < beta_start <= beta_end < 1, got {self.beta_start} and {self.beta_end}"
+            )
+
+    @cached_property
+    def sigmas(self) -> Tensor:
+        if self.schedule == "scaled_linear":
+            betas = torch.linspace(self.beta_start**0.5, self.beta_end**0.5, self.steps, dtype=torch.float64) ** 2
+        else:
+            betas = torch.linspace(self.beta_start, self.beta_end, self.steps, dtype=torch.float64)
+        alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
+        return ((1.0 - alphas_cumprod) / alphas_cumprod).sqrt().to(torch.float32)
+
+    @cached_property
+    def _log_sigmas(self) -> Tensor:
+        return self.sigmas.double().log()
+
+    def timestep(self, sigma: Tensor) -> Tensor:
+        """The fractional table index whose interpolated log-sigma is ``log(sigma)``, clamped to the table."""
+        log_sigmas = self._log_sigmas
+        log_sigma = sigma.detach().double().cpu().clamp(min=float(self.sigmas[0])).log()
+        high = torch.searchsorted(log_sigmas, log_sigma).clamp(1, len(log_sigmas) - 1)
+        low = high - 1
+        frac = ((log_sigma - log_sigmas[low]) / (log_sigmas[high] - log_sigmas[low])).clamp(0.0, 1.0)
+        return (low + frac).to(device=sigma.device, dtype=torch.promote_types(sigma.dtype, torch.float32))
+
+    def sigma(self, timestep: Tensor) -> Tensor:
+        """``exp`` of the log-sigma table linearly interpolated at ``timestep`` (clamped to the table)."""
+        log_sigmas = self._log_sigmas
+        t = timestep.detach().double().cpu().clamp(0.0, len(log_sigmas) - 1)
+        low = t.floor().long()
+        high = t.ceil().long()
+        frac = t - low
+        log_sigma = (1.0 - frac) * log_sigmas[low] + frac * log_sigmas[high]
+        dtype = torch.promote_types(timestep.dtype, torch.float32)
+        return log_sigma.exp().to(device=timestep.device, dtype=dtype)
+
+    def alpha(self, sigma: Tensor) -> Tensor:
+        return torch.ones_like(sigma)
+
+    def noise_scaling(self, sigma: Tensor, noise: Tensor, latent: Tensor) -> Tensor:
+        return latent + _per_sample(sigma, noise) * noise
+
+    def inverse_noise_scaling(self, sigma: Tensor, latent: Tensor) -> Tensor:
+        return latent
+
+    def denoised(self, x: Tensor, sigma: Tensor, model_output: Tensor) -> Tensor:
+        sigma = _per_sample(sigma, x)
+        if self.prediction == "epsilon":
+            return x - sigma * model_output
+        # v = alpha_vp * noise - sigma_vp * x0 in the VP state x / sqrt(1 + sigma^2): c_skip and c_out for unit data
+        return x / (sigma**2 + 1.0) - model_output * sigma / (sigma**2 + 1.0).sqrt()
+
+    def model_input(self, x: Tensor, sigma: Tensor) -> Tensor:
+        return x / (_per_sample(sigma, x) ** 2 + 1.0).sqrt()
+
+    def percent_to_sigma(self, percent: float) -> float:
+        if percent <= 0.0:
+            return math.inf
+        if percent >= 1.0:
+            return 0.0
+        return float(self.sigma(torch.tensor((1.0 - percent) * (self.steps - 1), dtype=torch.float64)))
