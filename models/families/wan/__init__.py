@@ -1,0 +1,1 @@
+"""The Wan 2.1 / 2.2 video model family: single-file checkpoints, latents and the sampling adapter."""
