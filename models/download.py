@@ -1,9 +1,11 @@
 """Download model repos, or some of their files, from the Hugging Face Hub into the model folders.
 
-In the ``diffusers`` folder a repo keeps its layout under ``<diffusers>/<repo name>/`` (a pipeline folder). With
-another folder key the chosen files land directly in that folder under their base names, as ComfyUI's loaders
-expect (``vae/wan_2.1_vae.safetensors``, not ``vae/split_files/vae/...``). Unless patterns are given, only the formats
-Reelgraph loads are fetched; pickled weights are never fetched when the repo has safetensors.
+In the ``diffusers`` folder a repo keeps its layout under ``<diffusers>/<repo name>/`` (a pipeline folder), and in the
+``tokenizers`` folder under ``<tokenizers>/<repo name>/`` (a folder ``AutoTokenizer`` reads). With another folder key
+the chosen files land directly in that folder under their base names, as ComfyUI's loaders expect
+(``vae/wan_2.1_vae.safetensors``, not ``vae/split_files/vae/...``). Unless patterns are given, only the formats
+Reelgraph loads are fetched (in ``tokenizers``: only tokenizer files, never weights); pickled weights are never fetched
+when the repo has safetensors.
 
 huggingface_hub does the transfers: its progress bars, its retries, and its resume of a dropped connection with a
 ``Range`` request. (Version 2.4 discards a partial file when a download fails, so a new run starts that file over.)
@@ -35,7 +37,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import filter_repo_objects
 
 from graph.safe_paths import UnsafePathError, check_relative_part, resolve_inside
-from models.folders import DIFFUSERS_KEY, DIFFUSERS_MARKER, ModelFolders, UnknownModelFolderError
+from models.folders import DIFFUSERS_KEY, DIFFUSERS_MARKER, TOKENIZERS_KEY, ModelFolders, UnknownModelFolderError
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,10 @@ SAFETENSORS_SUFFIXES = frozenset({".safetensors", ".sft"})
 WEIGHT_SUFFIXES = SAFETENSORS_SUFFIXES | {".gguf"}
 CONFIG_SUFFIXES = frozenset({".json", ".txt", ".model"})  # configs, tokenizers (vocab, merges, sentencepiece)
 PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"})
+# Tokenizer files (configs, tokenizer.json, sentencepiece models such as spiece.model, vocabularies and merges): what
+# the ``tokenizers`` folder fetches by default.
+TOKENIZER_PATTERNS = ("*.json", "*.model", "*.txt")
+KEEP_LAYOUT_KEYS = frozenset({DIFFUSERS_KEY, TOKENIZERS_KEY})  # folders where a repo keeps its layout under its name
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 _TRUE_VALUES = frozenset({"1", "ON", "YES", "TRUE"})
 _STAGING_PREFIX = ".download-"
@@ -149,8 +155,9 @@ def plan_download(
     """Ask the Hub for the repo's files at ``revision`` and decide what goes where; writes nothing.
 
     Raises ``DownloadError`` when offline, when the Hub cannot be reached or has no such repo or revision, when
-    nothing (by default: no weights) is left to fetch, when the default ``diffusers`` folder is asked for a repo that is
-    no pipeline, when a file name would leave the folder, or when a flat target already exists with another size.
+    nothing (by default: no weights; in ``tokenizers``: no tokenizer files) is left to fetch, when the default
+    ``diffusers`` folder is asked for a repo that is no pipeline, when a file name would leave the folder, or when a
+    flat target already exists with another size.
     """
     settings = settings or HubSettings.from_env()
     revision = revision or DEFAULT_REVISION
@@ -160,12 +167,17 @@ def plan_download(
         root = folders.folder(folder)
     except UnknownModelFolderError as exc:
         raise DownloadError(str(exc)) from None
-    flat = folder != DIFFUSERS_KEY
+    flat = folder not in KEEP_LAYOUT_KEYS
     commit, files = _repo_files(repo_id, revision, settings)
-    selected, skipped = select_files(files, include, weights_only=flat)
-    if not selected or (not include and not any(_suffix(name) in WEIGHT_SUFFIXES for name in selected)):
-        raise DownloadError(_nothing_message(repo_id, revision, list(files), include, skipped))
-    if not flat and not include and DIFFUSERS_MARKER not in files:
+    if folder == TOKENIZERS_KEY and not include:
+        selected, skipped = select_files(files, TOKENIZER_PATTERNS)
+        if not selected:
+            raise DownloadError(_no_tokenizer_message(repo_id, revision, list(files)))
+    else:
+        selected, skipped = select_files(files, include, weights_only=flat)
+        if not selected or (not include and not any(_suffix(name) in WEIGHT_SUFFIXES for name in selected)):
+            raise DownloadError(_nothing_message(repo_id, revision, list(files), include, skipped))
+    if folder == DIFFUSERS_KEY and not include and DIFFUSERS_MARKER not in files:
         raise DownloadError(
             f"{repo_id} is not a diffusers pipeline (it has no {DIFFUSERS_MARKER}); choose its files with --include "
             "and their model folder with --folder (e.g. --folder checkpoints --include '*.safetensors')"
@@ -365,6 +377,12 @@ def _nothing_message(repo_id: str, revision: str, names: list[str], include: Seq
             f"they are downloaded only when asked for, e.g. --include '*{_suffix(pickles[0])}' (if you trust the repo)"
         )
     return f"{where} has no safetensors/gguf weights; choose files with --include (its files: {examples})"
+
+
+def _no_tokenizer_message(repo_id: str, revision: str, names: list[str]) -> str:
+    examples = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
+    patterns = " ".join(TOKENIZER_PATTERNS)
+    return f"{repo_id}@{revision} has no tokenizer files ({patterns}); its files: {examples or 'none'}"
 
 
 def _already_there(item: PlannedFile) -> bool:

@@ -28,10 +28,12 @@ FOLDER_KEYS = (
     "frame_interpolation",
     "diffusers",
     "embeddings",
+    "tokenizers",
 )
 MODEL_EXTENSIONS = frozenset({".safetensors", ".sft", ".gguf", ".ckpt", ".pt", ".pt2", ".pth", ".bin"})
 DIFFUSERS_KEY = "diffusers"
 DIFFUSERS_MARKER = "model_index.json"
+TOKENIZERS_KEY = "tokenizers"  # tokenizer folders (<name>/) for text encoders whose single files carry none
 
 
 class UnknownModelFolderError(KeyError):

@@ -103,6 +103,35 @@ def test_flat_folders_default_to_weight_files(hub: FakeHub, folders: ModelFolder
     assert "model.safetensors" in folders.list_files("text_encoders")
 
 
+UMT5_FILES = {
+    "config.json": b'{"model_type": "umt5"}',
+    "generation_config.json": b"{}",
+    "pytorch_model.bin": b"pickled weights",
+    "special_tokens_map.json": b"{}",
+    "spiece.model": b"sentencepiece",
+    "tokenizer_config.json": b'{"tokenizer_class": "T5Tokenizer"}',
+    "README.md": b"# umt5",
+}
+
+
+def test_tokenizers_keep_the_repo_layout_and_fetch_only_tokenizer_files(
+    hub: FakeHub, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hub.add_repo("google/umt5-xxl", UMT5_FILES)
+    models = tmp_path / "models"
+    assert main.main(["download", "google/umt5-xxl", "--folder", "tokenizers", "--models-dir", str(models)]) == 0
+    folder = models / "tokenizers" / "umt5-xxl"
+    wanted = {name: data for name, data in UMT5_FILES.items() if name.endswith((".json", ".model"))}
+    assert files_under(models) == {f"tokenizers/umt5-xxl/{name}": data for name, data in wanted.items()}
+    assert sorted(capsys.readouterr().out.splitlines()) == sorted(str(folder / name) for name in wanted)
+    folders = ModelFolders(models)
+    hub.add_repo("org/weights-only", {"model.safetensors": tensors(7)})
+    with pytest.raises(DownloadError, match=r"^org/weights-only@main has no tokenizer files \(\*\.json .*model\.safe"):
+        download_repo("org/weights-only", folders, "tokenizers")
+    download_repo(SPLIT, folders, "tokenizers", include=["README.md"])  # patterns choose, the layout is kept
+    assert (folders.folder("tokenizers") / "split-files" / "README.md").read_bytes() == b"# split"
+
+
 def test_a_second_run_fetches_nothing(hub: FakeHub, folders: ModelFolders) -> None:
     download_repo(PIPE, folders)
     download_repo(SPLIT, folders, "vae", include=["*.safetensors"])

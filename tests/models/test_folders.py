@@ -27,7 +27,8 @@ def folders(tmp_path: Path) -> ModelFolders:
 def test_keys_are_comfyui_folder_names(folders: ModelFolders) -> None:
     keys = folders.keys()
     assert keys[:3] == ("checkpoints", "diffusion_models", "text_encoders")
-    assert {"vae", "loras", "upscale_models", "frame_interpolation", "diffusers", "embeddings"} <= set(keys)
+    expected = {"vae", "loras", "upscale_models", "frame_interpolation", "diffusers", "embeddings", "tokenizers"}
+    assert expected <= set(keys)
     assert len(set(keys)) == len(keys)
 
 

@@ -1,0 +1,1 @@
+"""Text encoders from single files (UMT5-XXL for Wan), their tokenizers, and prompt encoding."""
