@@ -1,5 +1,5 @@
-"""Reelgraph's command line: ``serve`` (the default), ``run WORKFLOW``, ``extract-workflow FILE`` and
-``download REPO_ID``."""
+"""Reelgraph's command line: ``serve`` (the default), ``run WORKFLOW``, ``extract-workflow FILE``,
+``download REPO_ID`` and ``make-tiny-models DIR``."""
 
 from __future__ import annotations
 
@@ -107,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument(
         "--api", action="store_true", help="print the API-format prompt instead of the editor workflow"
     )
+    tiny = verbs.add_parser(
+        "make-tiny-models", help="write tiny random-weight stand-ins of the released models (offline tests, demos)"
+    )
+    tiny.add_argument("dir", type=Path, help="the models folder to write into (its checkpoints/, vae/, ... layout)")
+    tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
     fetch = verbs.add_parser(
         "download", help="download a model repo, or some of its files, from the Hugging Face Hub into a model folder"
     )
@@ -185,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
         from app.extract import extract_workflow
 
         return extract_workflow(args.file, api=args.api)
+    if args.verb == "make-tiny-models":
+        from app.tiny import make_tiny_models
+
+        return make_tiny_models(args.dir, args.seed)
     if args.verb == "download":
         from app.download import download_command, model_folders_for
 

@@ -13,6 +13,7 @@ from graph.executor import Executor
 from graph.registry import LoadReport, NodeRegistry
 from nodes import register_builtin_nodes
 from nodes.folders import FOLDERS_SERVICE
+from nodes.model_files import MODEL_FOLDERS_SERVICE
 
 if TYPE_CHECKING:
     from models.memory import ModelManager
@@ -55,7 +56,7 @@ def build_engine(config: AppConfig, sink: EventSink | None = None, interrupt: In
     from models.memory import MODELS_SERVICE, ModelManager
 
     registry = NodeRegistry()
-    report = register_builtin_nodes(registry, config.folders)
+    report = register_builtin_nodes(registry, config.folders, config.model_folders)
     for folder in (config.folders.output_dir, config.folders.input_dir, config.folders.temp_dir):
         folder.mkdir(parents=True, exist_ok=True)
     models = ModelManager(config.memory, DeviceProbe())
@@ -63,7 +64,7 @@ def build_engine(config: AppConfig, sink: EventSink | None = None, interrupt: In
         registry,
         build_cache(config),
         sink,
-        services={FOLDERS_SERVICE: config.folders, MODELS_SERVICE: models},
+        services={FOLDERS_SERVICE: config.folders, MODELS_SERVICE: models, MODEL_FOLDERS_SERVICE: config.model_folders},
         interrupt=interrupt,
         cache_all_outputs=config.cache.cache_all_outputs,
     )

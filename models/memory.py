@@ -90,6 +90,11 @@ class ModelManager:
 
     # -- public API --------------------------------------------------------------------------------------------
 
+    @property
+    def compute_device(self) -> torch.device:
+        """Where a model's inputs go: the ``torch.device`` models run on (``cuda:N`` or ``cpu``)."""
+        return self._target
+
     def load(self, key: str, loader: Callable[[], torch.nn.Module], *, size_hint: int | None = None) -> ModelHandle:
         """The handle for ``key``, running ``loader`` (into RAM) only if the model is not loaded yet.
 

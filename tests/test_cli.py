@@ -270,3 +270,20 @@ def test_memory_mode_flags_exclude_each_other(capsys: pytest.CaptureFixture[str]
     with pytest.raises(SystemExit) as exited:
         main.main(["run", "w.json", "--lowvram", "--cpu"])
     assert exited.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+def test_make_tiny_models_writes_the_release_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main.main(["make-tiny-models", str(tmp_path / "weights")]) == 0
+    printed = capsys.readouterr().out.split()
+    names = {Path(line).relative_to(tmp_path / "weights").as_posix() for line in printed}
+    assert {
+        "diffusion_models/wan2.1_t2v_1.3B_fp16.safetensors",
+        "diffusion_models/wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors",
+        "text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+        "vae/wan2.2_vae.safetensors",
+        "clip_vision/clip_vision_h.safetensors",
+    } <= names
+    assert all((tmp_path / "weights" / name).exists() for name in names)
+    (tmp_path / "file").write_text("x")
+    assert main.main(["make-tiny-models", str(tmp_path / "file")]) == 1
+    assert "not a folder" in capsys.readouterr().err

@@ -1,0 +1,177 @@
+"""The Wan family adapter: how Wan 2.1 / 2.2 transformers are called and what their latents look like.
+
+Conditioning extras it reads (ComfyUI's names, set by ``WanImageToVideo`` and friends):
+
+- ``concat_latent_image``: a raw VAE latent ``[1|B, 16, T, h, w]`` of the frames to keep (gray elsewhere);
+- ``concat_mask``: ``[1|B, 1, T or 4T, h', w']``, 1 where frames are generated, 0 where the image is kept (at latent
+  frame resolution, or at video frame resolution with the first frame counted four times, as the VAE codes it);
+- ``clip_vision_output``: a ``ClipVisionOutput`` whose penultimate hidden states feed the image cross-attention of
+  models that have one (2.1 i2v and first-last-frame).
+
+Image-to-video models get ``[x, keep mask (4 channels), image latent]`` on the channel axis, as diffusers'
+``WanImageToVideoPipeline`` builds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from models.families.base import ConditioningEntry, FamilyAdapter, LatentFormat, LatentShapeError
+from models.families.wan.checkpoint import WanTransformerSpec
+from models.families.wan.latents import latent_format_for_channels
+from models.memory_types import WorkEstimate
+from models.offload_policy import estimate_activation_bytes
+from models.sampling.model_sampling import FlowSampling
+
+__all__ = ["DEFAULT_SHIFT", "WanAdapter"]
+
+DEFAULT_SHIFT = 5.0
+"""The flow shift of the published Wan sampling settings (text-to-video 14B and 5B); ``ModelSamplingSD3`` sets
+another."""
+
+MASK_CHANNELS = 4  # the VAE codes four frames per latent frame: one keep-mask channel each
+
+
+class WanAdapter(FamilyAdapter):
+    """One Wan transformer variant (from ``detect_wan_transformer``)."""
+
+    family = "wan"
+
+    def __init__(self, spec: WanTransformerSpec) -> None:
+        self.spec = spec
+        config = spec.config
+        self.latent_format: LatentFormat = latent_format_for_channels(int(config["out_channels"]))
+        self.in_channels = int(config["in_channels"])
+        self.concat_channels = self.in_channels - self.latent_format.channels
+        self.image_dim = config.get("image_dim")
+        self.patch_size = tuple(config["patch_size"])
+        self.hidden_size = int(config["num_attention_heads"]) * int(config["attention_head_dim"])
+        if self.concat_channels not in (0, MASK_CHANNELS + self.latent_format.channels):
+            raise LatentShapeError(
+                f"{spec.describe()}: {self.in_channels} input channels do not match the {self.latent_format.name} "
+                f"latent ({self.latent_format.channels}) with or without an image-conditioning latent"
+            )
+
+    @property
+    def needs_image(self) -> bool:
+        """Whether the network takes an image-conditioning latent (image-to-video models)."""
+        return self.concat_channels > 0
+
+    def describe(self) -> str:
+        return self.spec.describe()
+
+    def default_sampling(self) -> FlowSampling:
+        return FlowSampling(shift=DEFAULT_SHIFT)
+
+    def check_conditioning(self, entry: ConditioningEntry, samples: torch.Tensor) -> None:
+        embeds, extras = entry
+        text_dim = self.spec.config.get("text_dim")
+        if embeds.dim() != 3 or (text_dim is not None and embeds.shape[-1] != text_dim):
+            raise LatentShapeError(
+                f"the text conditioning has shape {tuple(embeds.shape)}; {self.describe()} takes [batch, tokens, "
+                f"{text_dim}] (was it encoded by another family's text encoder?)"
+            )
+        image = extras.get("concat_latent_image")
+        if image is not None:
+            self.latent_format.check(image, "concat_latent_image")
+            if image.shape[2:] != samples.shape[2:]:
+                raise LatentShapeError(
+                    f"the start image latent is {_size(image)} but the latent being sampled is {_size(samples)}: "
+                    "give WanImageToVideo the same width, height and length as the latent"
+                )
+        if self.image_dim is not None and extras.get("clip_vision_output") is None:
+            raise ValueError(
+                f"{self.describe()} needs the start image's CLIP vision features: connect CLIPVisionEncode to "
+                "clip_vision_output of WanImageToVideo"
+            )
+        self._concat_mask(extras, samples)  # checks the mask's shape
+
+    def predict(
+        self,
+        network: torch.nn.Module,
+        x: torch.Tensor,
+        timestep: torch.Tensor,
+        entry: ConditioningEntry,
+        dtype: torch.dtype,
+    ) -> torch.Tensor:
+        embeds, extras = entry
+        hidden = x
+        if self.needs_image:
+            hidden = torch.cat([x, self._image_condition(extras, x)], dim=1)
+        image_embeds = None
+        if self.image_dim is not None:
+            image_embeds = _batched(extras["clip_vision_output"].penultimate_hidden_states, x).to(x.device, dtype)
+        output = network(
+            hidden_states=hidden.to(dtype),
+            timestep=timestep,
+            encoder_hidden_states=_batched(embeds, x).to(x.device, dtype),
+            encoder_hidden_states_image=image_embeds,
+            return_dict=False,
+        )[0]
+        return output.float()
+
+    def work_estimate(self, samples: torch.Tensor, streams: int) -> WorkEstimate:
+        batch, _, frames, height, width = samples.shape
+        fmt = self.latent_format
+        activation = estimate_activation_bytes(
+            "transformer",
+            width * fmt.spatial_ratio,
+            height * fmt.spatial_ratio,
+            (frames - 1) * fmt.temporal_ratio + 1,
+            batch=batch * streams,
+            hidden_size=self.hidden_size,
+            patch_size=self.patch_size,  # type: ignore[arg-type]
+            spatial_ratio=fmt.spatial_ratio,
+            temporal_ratio=fmt.temporal_ratio,
+        )
+        return WorkEstimate(activation)
+
+    def _image_condition(self, extras: Mapping[str, Any], x: torch.Tensor) -> torch.Tensor:
+        """``[keep mask (4), normalised image latent]`` for ``x``; zeros (nothing kept) without an image."""
+        image = extras.get("concat_latent_image")
+        batch, _, frames, height, width = x.shape
+        if image is None:
+            latent = torch.zeros(batch, self.latent_format.channels, frames, height, width, device=x.device)
+        else:
+            latent = self.latent_format.process_in(image.to(x.device, torch.float32))
+        keep = 1.0 - self._concat_mask(extras, x).to(x.device, torch.float32)
+        return torch.cat([_batched(keep, x), _batched(latent, x)], dim=1)
+
+    def _concat_mask(self, extras: Mapping[str, Any], x: torch.Tensor) -> torch.Tensor:
+        """The generate mask as ``[1|B, 4, T, h, w]`` (1 = generate), from ComfyUI's latent- or frame-rate mask."""
+        mask = extras.get("concat_mask")
+        _, _, frames, height, width = x.shape
+        if mask is None:
+            generate = 0.0 if extras.get("concat_latent_image") is not None else 1.0
+            return torch.full((1, MASK_CHANNELS, frames, height, width), generate)
+        if mask.dim() == 4:
+            mask = mask.unsqueeze(1)
+        if mask.dim() != 5 or mask.shape[1] != 1 or mask.shape[2] not in (frames, frames * MASK_CHANNELS):
+            raise LatentShapeError(
+                f"concat_mask has shape {tuple(mask.shape)}; for {frames} latent frames it must be [batch, 1, "
+                f"{frames} or {frames * MASK_CHANNELS}, height, width]"
+            )
+        if mask.shape[2] == frames:
+            mask = mask.expand(-1, MASK_CHANNELS, -1, -1, -1)
+        else:  # frame-rate mask: four consecutive frames per latent frame become its four channels
+            mask = mask.reshape(mask.shape[0], frames, MASK_CHANNELS, *mask.shape[3:]).transpose(1, 2)
+        if mask.shape[3:] != (height, width):
+            mask = F.interpolate(mask.float(), size=(frames, height, width), mode="nearest")
+        return mask
+
+
+def _batched(tensor: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``tensor`` with its batch repeated to ``x``'s (a batch of one serves any batch)."""
+    if tensor.shape[0] == x.shape[0]:
+        return tensor
+    if tensor.shape[0] != 1:
+        raise LatentShapeError(f"conditioning batch {tensor.shape[0]} does not match latent batch {x.shape[0]}")
+    return tensor.expand(x.shape[0], *tensor.shape[1:])
+
+
+def _size(latent: torch.Tensor) -> str:
+    return "x".join(str(n) for n in latent.shape[2:]) + " (frames x height x width)"

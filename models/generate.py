@@ -1,0 +1,84 @@
+"""One sampling run: noise a latent, run a sampler with a guider's denoiser on the model under the memory manager
+(with out-of-memory recovery), and return the raw latents.
+
+``LATENT`` values hold raw VAE latents; the run moves them into the network's space (``LatentFormat.process_in``)
+and back. With leftover noise (the last sigma above 0, as ``KSamplerAdvanced`` hands a latent from a high-noise to
+a low-noise model) the state is stored through ``inverse_noise_scaling`` so that the next run's ``noise_scaling``
+with zero noise restores it exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from models.guidance import Guider
+from models.memory import ModelManager
+from models.noise import Noise
+from models.oom import run_with_oom_recovery
+from models.sampling.samplers import Sampler
+
+__all__ = ["SamplingResult", "StepListener", "sample_latent"]
+
+StepListener = Callable[[int, int, torch.Tensor], None]
+"""Called after each step with (steps done, total steps, the step's raw x0 estimate ``[B, C, T, H, W]``)."""
+
+
+@dataclass(frozen=True)
+class SamplingResult:
+    """The sampled raw latent and the last step's x0 estimate (``SamplerCustom``'s ``denoised_output``)."""
+
+    samples: torch.Tensor
+    denoised: torch.Tensor
+
+
+def sample_latent(
+    manager: ModelManager,
+    guider: Guider,
+    sampler: Sampler,
+    sigmas: torch.Tensor,
+    latent_image: torch.Tensor,
+    noise: Noise,
+    on_step: StepListener | None = None,
+) -> SamplingResult:
+    """Sample ``latent_image`` (raw, ``[B, C, T, H, W]``) along ``sigmas`` with ``sampler`` and ``guider``.
+
+    Raises ``ValueError`` (a ``LatentShapeError`` for shapes) naming what does not fit before any step, and
+    ``ModelOutOfMemoryError`` when the model does not fit even after freeing memory and stepping the policy down.
+    """
+    model = guider.model
+    fmt = model.adapter.latent_format
+    fmt.check(latent_image, "latent_image")
+    guider.check(latent_image)
+    if sigmas.dim() != 1:
+        raise ValueError(f"sigmas must be a 1-D list of noise levels, got shape {tuple(sigmas.shape)}")
+    if len(sigmas) < 2:  # nothing to do (denoise 0, or an empty split)
+        return SamplingResult(latent_image.clone(), latent_image.clone())
+    start_noise, generator = noise.draw(latent_image)
+    device = manager.compute_device
+    sigmas = sigmas.to(device, torch.float32)
+    clean = fmt.process_in(latent_image.to(device, torch.float32))
+    x = model.sampling.noise_scaling(sigmas[0], start_noise.to(device), clean)
+    last_denoised = [clean]
+
+    def step_done(step: int, total: int, _x: torch.Tensor, denoised: torch.Tensor) -> None:
+        last_denoised[0] = denoised
+        if on_step is not None:
+            on_step(step + 1, total, fmt.process_out(denoised))
+
+    def run(network: torch.nn.Module) -> torch.Tensor:
+        return sampler.sample(
+            lambda state, sigma: guider.denoise(network, state, sigma),
+            x,
+            sigmas,
+            model.sampling,
+            generator=generator,
+            callback=step_done,
+        )
+
+    work = model.adapter.work_estimate(latent_image, guider.streams)
+    out = run_with_oom_recovery(manager, model.handle, run, work, policy=model.offload)
+    out = model.sampling.inverse_noise_scaling(sigmas[-1], out)
+    return SamplingResult(fmt.process_out(out).cpu(), fmt.process_out(last_denoised[0]).cpu())

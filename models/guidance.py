@@ -1,0 +1,101 @@
+"""Guiders (the ``GUIDER`` socket): turn a network and its conditioning into the denoiser samplers call.
+
+``Guider.denoise(network, x, sigma)`` runs the adapter once per conditioning entry (entries are averaged by their
+``strength``), combines positive and negative with classifier-free guidance on the network's raw prediction (as
+diffusers' pipelines do; for flow and epsilon models this equals guidance on the denoised estimate), and converts the
+result to the ``x0`` estimate with the model's sampling. The negative pass is skipped when ``cfg`` is 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from models.diffusion_model import DiffusionModel
+from models.families.base import ConditioningEntry
+
+__all__ = ["Conditioning", "Guider", "conditioning_entries"]
+
+Conditioning = Sequence[Sequence[Any]]
+"""ComfyUI's ``CONDITIONING``: a list of ``[tensor, extras dict]``."""
+
+
+def conditioning_entries(conditioning: Conditioning, name: str) -> list[ConditioningEntry]:
+    """The entries of a ``CONDITIONING`` value as ``(tensor, extras)`` pairs; ValueError naming ``name`` for
+    anything else (an empty list, a bare tensor)."""
+    if isinstance(conditioning, torch.Tensor) or not isinstance(conditioning, Sequence) or not conditioning:
+        raise ValueError(f"{name} is not a conditioning list ([[tensor, {{...}}], ...]) or is empty")
+    entries = []
+    for index, item in enumerate(conditioning):
+        if not isinstance(item, Sequence) or len(item) != 2 or not isinstance(item[0], torch.Tensor):
+            raise ValueError(f"{name}[{index}] is not a [tensor, dict] pair")
+        entries.append((item[0], dict(item[1] or {})))
+    return entries
+
+
+@dataclass(frozen=True)
+class Guider:
+    """``model`` guided by ``positive`` (and ``negative`` at scale ``cfg``; ``BasicGuider`` has no negative)."""
+
+    model: DiffusionModel
+    positive: Conditioning
+    negative: Conditioning | None = None
+    cfg: float = 1.0
+
+    @property
+    def uses_negative(self) -> bool:
+        return self.negative is not None and self.cfg != 1.0
+
+    @property
+    def streams(self) -> int:
+        """Network evaluations per conditioning entry and step (for the memory estimate)."""
+        return 2 if self.uses_negative else 1
+
+    def check(self, samples: torch.Tensor) -> None:
+        """Raise ``ValueError`` naming what does not fit ``samples`` before any step runs."""
+        for name, conditioning in self._parts():
+            for entry in conditioning_entries(conditioning, name):
+                try:
+                    self.model.adapter.check_conditioning(entry, samples)
+                except ValueError as exc:
+                    raise type(exc)(f"{name}: {exc}") from exc
+
+    def denoise(self, network: torch.nn.Module, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """The ``x0`` estimate for state ``x`` at ``sigma`` (0-d or ``[B]``)."""
+        sampling = self.model.sampling
+        sigmas = sigma.reshape(-1).to(x.device, torch.float32).expand(x.shape[0])
+        per_sample = sigmas.view(-1, *([1] * (x.dim() - 1)))
+        timestep = sampling.timestep(sigmas)
+        x_in = sampling.model_input(x, per_sample)
+        output = self._predict(network, x_in, timestep, self.positive, "positive")
+        if self.uses_negative:
+            assert self.negative is not None
+            negative = self._predict(network, x_in, timestep, self.negative, "negative")
+            output = negative + self.cfg * (output - negative)
+        return sampling.denoised(x, per_sample, output)
+
+    def _predict(
+        self, network: torch.nn.Module, x: torch.Tensor, timestep: torch.Tensor, conditioning: Conditioning, name: str
+    ) -> torch.Tensor:
+        entries = conditioning_entries(conditioning, name)
+        total = None
+        weight_sum = 0.0
+        for entry in entries:
+            weight = float(entry[1].get("strength", 1.0))
+            prediction = self.model.adapter.predict(network, x, timestep, entry, self.model.compute_dtype)
+            total = prediction * weight if total is None else total + prediction * weight
+            weight_sum += weight
+        assert total is not None
+        if weight_sum <= 0:
+            raise ValueError(f"{name}: the conditioning strengths add up to {weight_sum}; they must be positive")
+        return total if weight_sum == 1.0 else total / weight_sum
+
+    def _parts(self) -> list[tuple[str, Conditioning]]:
+        parts = [("positive", self.positive)]
+        if self.uses_negative:
+            assert self.negative is not None
+            parts.append(("negative", self.negative))
+        return parts

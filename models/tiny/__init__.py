@@ -1,0 +1,24 @@
+"""Tiny random-weight stand-ins for the released models, written under the releases' file names and layouts.
+
+``python main.py make-tiny-models DIR`` writes them; tests use them; a first run with no models can use them so that
+every shipped workflow runs offline. They keep the real architectures (Wan's head dim 128, the VAEs' compression),
+so the same detection and loading code serves tiny and real files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from models.tiny.text import write_tiny_clip_vision, write_tiny_umt5_files
+from models.tiny.wan import write_tiny_wan_files
+
+__all__ = ["write_tiny_models"]
+
+
+def write_tiny_models(models_dir: Path, seed: int = 0) -> list[Path]:
+    """Write every tiny stand-in below ``models_dir`` (its model folder layout); returns the paths written."""
+    models_dir = Path(models_dir)
+    written = write_tiny_wan_files(models_dir, seed)
+    written += write_tiny_umt5_files(models_dir, seed)
+    written.append(write_tiny_clip_vision(models_dir, seed))
+    return written

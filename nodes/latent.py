@@ -1,0 +1,90 @@
+"""Latent nodes for video: empty latents and trimming (``EmptyHunyuanLatentVideo``, ``TrimVideoLatent``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+CATEGORY = "latent/video"
+MAX_SIZE = 16384
+SPATIAL_RATIO, TEMPORAL_RATIO, CHANNELS = 8, 4, 16  # the 16-channel, 8x / 4x latent of Wan 2.1 and HunyuanVideo
+
+
+class EmptyHunyuanLatentVideo:
+    """Zeros in the 16-channel video latent (Wan 2.1 and 2.2 14B text-to-video start from it)."""
+
+    FUNCTION = "generate"
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("LATENT",)
+    DESCRIPTION = "An empty video latent: width/8 x height/8, (length - 1)/4 + 1 latent frames, 16 channels."
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "width": ("INT", {"default": 848, "min": 16, "max": MAX_SIZE, "step": 16}),
+                "height": ("INT", {"default": 480, "min": 16, "max": MAX_SIZE, "step": 16}),
+                "length": ("INT", {"default": 25, "min": 1, "max": MAX_SIZE, "step": 4, "tooltip": "Video frames."}),
+                "batch_size": ("INT", {"default": 1, "min": 1, "max": 4096}),
+            }
+        }
+
+    def generate(self, width: int, height: int, length: int, batch_size: int) -> tuple[dict[str, torch.Tensor]]:
+        check_video_size(width, height, length, SPATIAL_RATIO * 2)
+        frames = (length - 1) // TEMPORAL_RATIO + 1
+        samples = torch.zeros(batch_size, CHANNELS, frames, height // SPATIAL_RATIO, width // SPATIAL_RATIO)
+        return ({"samples": samples},)
+
+
+class TrimVideoLatent:
+    """Drops the first latent frames (after sampling with reference frames prepended)."""
+
+    FUNCTION = "trim"
+    CATEGORY = "latent/video"
+    RETURN_TYPES = ("LATENT",)
+    DESCRIPTION = "Removes trim_amount latent frames from the start of a video latent."
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "samples": ("LATENT", {}),
+                "trim_amount": ("INT", {"default": 0, "min": 0, "max": 99999}),
+            }
+        }
+
+    def trim(self, samples: dict[str, Any], trim_amount: int) -> tuple[dict[str, Any]]:
+        latent = samples["samples"]
+        if latent.dim() != 5:
+            raise ValueError(
+                f"samples: a video latent is [batch, channels, frames, height, width], got {tuple(latent.shape)}"
+            )
+        if trim_amount >= latent.shape[2]:
+            raise ValueError(f"trim_amount: {trim_amount} would remove all {latent.shape[2]} latent frames")
+        trimmed = dict(samples)
+        trimmed["samples"] = latent[:, :, trim_amount:].clone()
+        if isinstance(samples.get("noise_mask"), torch.Tensor) and samples["noise_mask"].dim() == 5:
+            trimmed["noise_mask"] = samples["noise_mask"][:, :, trim_amount:].clone()
+        return (trimmed,)
+
+
+def check_video_size(width: int, height: int, length: int, multiple: int) -> None:
+    """``ValueError`` naming the input unless the size is a multiple of ``multiple`` and ``length`` is 1 + 4k."""
+    for name, value in (("width", width), ("height", height)):
+        if value % multiple:
+            raise ValueError(
+                f"{name}: {value} is not a multiple of {multiple} (the latent is 1/{SPATIAL_RATIO} the size and the "
+                f"model patches it in 2x2); use {value - value % multiple or multiple}"
+            )
+    if (length - 1) % TEMPORAL_RATIO:
+        raise ValueError(
+            f"length: {length} frames cannot be coded; video VAEs take 1 + 4k frames (e.g. {length - (length - 1) % 4})"
+        )
+
+
+NODE_CLASS_MAPPINGS = {"EmptyHunyuanLatentVideo": EmptyHunyuanLatentVideo, "TrimVideoLatent": TrimVideoLatent}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "EmptyHunyuanLatentVideo": "Empty HunyuanVideo Latent",
+    "TrimVideoLatent": "Trim Video Latent",
+}

@@ -1,0 +1,145 @@
+"""Model loader nodes in ComfyUI's vocabulary: ``UNETLoader``, ``CLIPLoader``, ``VAELoader``, ``CLIPVisionLoader``.
+
+Each resolves its file in the model folders and loads it through the memory manager (shared between nodes and
+prompts, offloaded and evicted as memory requires). Widgets keep ComfyUI's order; ``UNETLoader`` adds an optional
+``offload`` choice after them, so workflows saved by ComfyUI map unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graph.context import current_context
+from models.diffusion_model import DiffusionModel
+from models.encoders import ClipVisionEncoder, TextEncoder
+from models.memory import MODELS_SERVICE, ModelManager
+from models.model_loaders import (
+    OFFLOAD_CHOICES,
+    TOKENIZER_FOR_KIND,
+    WEIGHT_DTYPES,
+    load_clip_vision,
+    load_diffusion_model,
+    load_text_encoder,
+    load_vae,
+)
+from models.video_vae import VideoVAE
+from nodes.model_files import MODEL_FOLDERS_SERVICE, ModelFolderBound, resolve_model_file
+
+CATEGORY = "loaders"
+
+
+def _manager() -> ModelManager:
+    return current_context().service(MODELS_SERVICE)
+
+
+class UNETLoader(ModelFolderBound):
+    """A diffusion model file (original key names, fp16/bf16/fp8, fp8 with per-weight scales)."""
+
+    FUNCTION = "load_unet"
+    CATEGORY = "advanced/loaders"
+    RETURN_TYPES = ("MODEL",)
+    DESCRIPTION = "Loads a video diffusion model (Wan 2.1 / 2.2) from the diffusion_models folder."
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "unet_name": (cls.model_choices("diffusion_models"), {"tooltip": "The diffusion model file."}),
+                "weight_dtype": (
+                    list(WEIGHT_DTYPES),
+                    {"tooltip": "default: compute precision; fp8: store weights in 8 bits (half the memory)."},
+                ),
+            },
+            "optional": {
+                "offload": (
+                    list(OFFLOAD_CHOICES),
+                    {
+                        "default": "auto",
+                        "tooltip": "Where the weights live while sampling: auto chooses from free memory; resident, "
+                        "model, block, leaf and disk force a policy (each saves more memory, more slowly).",
+                    },
+                ),
+            },
+        }
+
+    def load_unet(self, unet_name: str, weight_dtype: str, offload: str = "auto") -> tuple[DiffusionModel]:
+        path = resolve_model_file("diffusion_models", unet_name, "unet_name")
+        return (load_diffusion_model(_manager(), path, weight_dtype, offload),)
+
+
+class CLIPLoader(ModelFolderBound):
+    """A text encoder file with the tokenizer its type needs."""
+
+    FUNCTION = "load_clip"
+    CATEGORY = "advanced/loaders"
+    RETURN_TYPES = ("CLIP",)
+    DESCRIPTION = "Loads a text encoder from the text_encoders folder (type wan: UMT5-XXL, with its tokenizer)."
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "clip_name": (cls.model_choices("text_encoders"), {"tooltip": "The text encoder file."}),
+                "type": (list(TOKENIZER_FOR_KIND), {"tooltip": "The model family the encoder serves."}),
+            },
+            "optional": {
+                "device": (["default", "cpu"], {"tooltip": "Where the encoder runs."}),
+            },
+        }
+
+    def load_clip(self, clip_name: str, type: str, device: str = "default") -> tuple[TextEncoder]:
+        manager = _manager()
+        if device == "cpu" and manager.compute_device.type != "cpu":
+            raise ValueError(
+                "device: 'cpu' is not supported yet with a GPU; choose default (the memory manager offloads the "
+                "encoder when the GPU is short of memory)"
+            )
+        path = resolve_model_file("text_encoders", clip_name, "clip_name")
+        folders = current_context().service(MODEL_FOLDERS_SERVICE)
+        return (load_text_encoder(manager, folders, path, type),)
+
+
+class VAELoader(ModelFolderBound):
+    """A video VAE file."""
+
+    FUNCTION = "load_vae"
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("VAE",)
+    DESCRIPTION = "Loads a VAE (Wan 2.1 or 2.2) from the vae folder."
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"vae_name": (cls.model_choices("vae"), {"tooltip": "The VAE file."})}}
+
+    def load_vae(self, vae_name: str) -> tuple[VideoVAE]:
+        return (load_vae(_manager(), resolve_model_file("vae", vae_name, "vae_name")),)
+
+
+class CLIPVisionLoader(ModelFolderBound):
+    """A CLIP image encoder file (Wan 2.1 image-to-video uses ``clip_vision_h``)."""
+
+    FUNCTION = "load_clip"
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("CLIP_VISION",)
+    DESCRIPTION = "Loads a CLIP vision encoder from the clip_vision folder."
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"clip_name": (cls.model_choices("clip_vision"), {"tooltip": "The CLIP vision file."})}}
+
+    def load_clip(self, clip_name: str) -> tuple[ClipVisionEncoder]:
+        return (load_clip_vision(_manager(), resolve_model_file("clip_vision", clip_name, "clip_name")),)
+
+
+NODE_CLASS_MAPPINGS = {
+    "UNETLoader": UNETLoader,
+    "CLIPLoader": CLIPLoader,
+    "VAELoader": VAELoader,
+    "CLIPVisionLoader": CLIPVisionLoader,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "UNETLoader": "Load Diffusion Model",
+    "CLIPLoader": "Load CLIP",
+    "VAELoader": "Load VAE",
+    "CLIPVisionLoader": "Load CLIP Vision",
+}

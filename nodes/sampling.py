@@ -1,0 +1,255 @@
+"""Sampler nodes in ComfyUI's vocabulary: ``KSampler``, ``KSamplerAdvanced``, ``SamplerCustom``,
+``SamplerCustomAdvanced``. All run ``models.generate.sample_latent``: per-step progress, interrupt between steps,
+deterministic seeds, the memory manager's placement and out-of-memory recovery."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from graph.context import current_context
+from models.diffusion_model import DiffusionModel
+from models.generate import SamplingResult, sample_latent
+from models.guidance import Conditioning, Guider
+from models.memory import MODELS_SERVICE
+from models.noise import SEED_MAX, Noise
+from models.sampling.samplers import SAMPLER_NAMES, Sampler, get_sampler
+from models.sampling.schedulers import SCHEDULER_NAMES, make_sigmas
+
+CATEGORY = "sampling"
+MAX_STEPS = 10000
+
+
+def _seed(tooltip: str = "The noise seed.") -> tuple[str, dict[str, Any]]:
+    return ("INT", {"default": 0, "min": 0, "max": SEED_MAX, "control_after_generate": True, "tooltip": tooltip})
+
+
+def _cfg() -> tuple[str, dict[str, Any]]:
+    return (
+        "FLOAT",
+        {"default": 8.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01, "tooltip": "Guidance scale (1: none)."},
+    )
+
+
+def _latent(samples: dict[str, Any], name: str = "latent_image") -> torch.Tensor:
+    if not isinstance(samples, dict) or not isinstance(samples.get("samples"), torch.Tensor):
+        raise ValueError(f"{name}: not a LATENT (a dict with a 'samples' tensor)")
+    return samples["samples"]
+
+
+def run_sampling(
+    guider: Guider, sampler: Sampler, sigmas: torch.Tensor, latent: dict[str, Any], noise: Noise
+) -> SamplingResult:
+    """Sample with the run's model manager, reporting each step as the node's progress."""
+    context = current_context()
+    samples = _latent(latent)
+    if latent.get("noise_mask") is not None:
+        raise ValueError(
+            "latent_image: latents with a noise_mask (inpainting, Wan 2.2 image-to-video) are not supported yet"
+        )
+
+    def on_step(done: int, total: int, _denoised: torch.Tensor) -> None:
+        context.report_progress(done, total)
+
+    return sample_latent(context.service(MODELS_SERVICE), guider, sampler, sigmas, samples, noise, on_step)
+
+
+def _out(latent: dict[str, Any], samples: torch.Tensor) -> dict[str, Any]:
+    result = {key: value for key, value in latent.items() if key not in ("samples", "noise_mask")}
+    result["samples"] = samples
+    return result
+
+
+class KSampler:
+    """Denoise a latent with a model, a sampler and a scheduler."""
+
+    FUNCTION = "sample"
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("LATENT",)
+    DESCRIPTION = "Samples a latent: noise from the seed, steps of the sampler along the scheduler's noise levels."
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "model": ("MODEL", {}),
+                "seed": _seed(),
+                "steps": ("INT", {"default": 20, "min": 1, "max": MAX_STEPS}),
+                "cfg": _cfg(),
+                "sampler_name": (list(SAMPLER_NAMES), {}),
+                "scheduler": (list(SCHEDULER_NAMES), {}),
+                "positive": ("CONDITIONING", {}),
+                "negative": ("CONDITIONING", {}),
+                "latent_image": ("LATENT", {}),
+                "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}),
+            }
+        }
+
+    def sample(
+        self,
+        model: DiffusionModel,
+        seed: int,
+        steps: int,
+        cfg: float,
+        sampler_name: str,
+        scheduler: str,
+        positive: Conditioning,
+        negative: Conditioning,
+        latent_image: dict[str, Any],
+        denoise: float = 1.0,
+    ) -> tuple[dict[str, Any]]:
+        sigmas = make_sigmas(scheduler, model.sampling, steps, denoise)
+        guider = Guider(model, positive, negative, cfg)
+        result = run_sampling(guider, get_sampler(sampler_name), sigmas, latent_image, Noise(seed))
+        return (_out(latent_image, result.samples),)
+
+
+class KSamplerAdvanced:
+    """``KSampler`` over a range of steps, optionally without adding noise or keeping the leftover noise: how Wan
+    2.2 14B workflows hand a latent from the high-noise model to the low-noise one."""
+
+    FUNCTION = "sample"
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("LATENT",)
+    DESCRIPTION = "Samples steps start_at_step..end_at_step of a schedule; can continue from a noisy latent."
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "model": ("MODEL", {}),
+                "add_noise": (["enable", "disable"], {}),
+                "noise_seed": _seed(),
+                "steps": ("INT", {"default": 20, "min": 1, "max": MAX_STEPS}),
+                "cfg": _cfg(),
+                "sampler_name": (list(SAMPLER_NAMES), {}),
+                "scheduler": (list(SCHEDULER_NAMES), {}),
+                "positive": ("CONDITIONING", {}),
+                "negative": ("CONDITIONING", {}),
+                "latent_image": ("LATENT", {}),
+                "start_at_step": ("INT", {"default": 0, "min": 0, "max": MAX_STEPS}),
+                "end_at_step": ("INT", {"default": MAX_STEPS, "min": 0, "max": MAX_STEPS}),
+                "return_with_leftover_noise": (["disable", "enable"], {}),
+            }
+        }
+
+    def sample(
+        self,
+        model: DiffusionModel,
+        add_noise: str,
+        noise_seed: int,
+        steps: int,
+        cfg: float,
+        sampler_name: str,
+        scheduler: str,
+        positive: Conditioning,
+        negative: Conditioning,
+        latent_image: dict[str, Any],
+        start_at_step: int,
+        end_at_step: int,
+        return_with_leftover_noise: str,
+    ) -> tuple[dict[str, Any]]:
+        sigmas = step_range(
+            make_sigmas(scheduler, model.sampling, steps), start_at_step, end_at_step, return_with_leftover_noise
+        )
+        guider = Guider(model, positive, negative, cfg)
+        noise = Noise(noise_seed, enabled=add_noise == "enable")
+        result = run_sampling(guider, get_sampler(sampler_name), sigmas, latent_image, noise)
+        return (_out(latent_image, result.samples),)
+
+
+def step_range(sigmas: torch.Tensor, start: int, end: int, leftover_noise: str) -> torch.Tensor:
+    """The part of a schedule from step ``start`` to step ``end``; it ends at 0 unless the leftover noise is kept
+    (``leftover_noise == "enable"``) and the range stops early. An empty range gives one sigma (nothing to do)."""
+    if end < len(sigmas) - 1:
+        sigmas = sigmas[: end + 1].clone()
+        if leftover_noise != "enable":
+            sigmas[-1] = 0.0
+    if start >= len(sigmas) - 1:
+        return sigmas[-1:]
+    return sigmas[start:]
+
+
+class SamplerCustom:
+    """Sample with a given sampler and sigmas (noise, CFG and conditioning as inputs)."""
+
+    FUNCTION = "sample"
+    CATEGORY = "sampling/custom_sampling"
+    RETURN_TYPES = ("LATENT", "LATENT")
+    RETURN_NAMES = ("output", "denoised_output")
+    DESCRIPTION = "Runs a SAMPLER along SIGMAS with classifier-free guidance; also gives the last x0 estimate."
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "model": ("MODEL", {}),
+                "add_noise": ("BOOLEAN", {"default": True}),
+                "noise_seed": _seed(),
+                "cfg": _cfg(),
+                "positive": ("CONDITIONING", {}),
+                "negative": ("CONDITIONING", {}),
+                "sampler": ("SAMPLER", {}),
+                "sigmas": ("SIGMAS", {}),
+                "latent_image": ("LATENT", {}),
+            }
+        }
+
+    def sample(
+        self,
+        model: DiffusionModel,
+        add_noise: bool,
+        noise_seed: int,
+        cfg: float,
+        positive: Conditioning,
+        negative: Conditioning,
+        sampler: Sampler,
+        sigmas: torch.Tensor,
+        latent_image: dict[str, Any],
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        guider = Guider(model, positive, negative, cfg)
+        result = run_sampling(guider, sampler, sigmas, latent_image, Noise(noise_seed, enabled=add_noise))
+        return _out(latent_image, result.samples), _out(latent_image, result.denoised)
+
+
+class SamplerCustomAdvanced:
+    """Sample with separate noise, guider, sampler and sigmas."""
+
+    FUNCTION = "sample"
+    CATEGORY = "sampling/custom_sampling"
+    RETURN_TYPES = ("LATENT", "LATENT")
+    RETURN_NAMES = ("output", "denoised_output")
+    DESCRIPTION = "Runs a SAMPLER along SIGMAS with a GUIDER from NOISE; also gives the last x0 estimate."
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "noise": ("NOISE", {}),
+                "guider": ("GUIDER", {}),
+                "sampler": ("SAMPLER", {}),
+                "sigmas": ("SIGMAS", {}),
+                "latent_image": ("LATENT", {}),
+            }
+        }
+
+    def sample(
+        self, noise: Noise, guider: Guider, sampler: Sampler, sigmas: torch.Tensor, latent_image: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        result = run_sampling(guider, sampler, sigmas, latent_image, noise)
+        return _out(latent_image, result.samples), _out(latent_image, result.denoised)
+
+
+NODE_CLASS_MAPPINGS = {
+    "KSampler": KSampler,
+    "KSamplerAdvanced": KSamplerAdvanced,
+    "SamplerCustom": SamplerCustom,
+    "SamplerCustomAdvanced": SamplerCustomAdvanced,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "KSampler": "KSampler",
+    "KSamplerAdvanced": "KSampler (Advanced)",
+    "SamplerCustom": "SamplerCustom",
+    "SamplerCustomAdvanced": "SamplerCustomAdvanced",
+}

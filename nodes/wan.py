@@ -1,0 +1,180 @@
+"""Wan conditioning nodes: a start (and end) frame for image-to-video (``WanImageToVideo``,
+``WanFirstLastFrameToVideo``). They encode the frames with the VAE and attach ComfyUI's conditioning extras
+(``concat_latent_image``, ``concat_mask``, ``clip_vision_output``) that the Wan adapter reads."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+from graph.context import current_context
+from models.clip_vision import ClipVisionOutput
+from models.guidance import Conditioning, conditioning_entries
+from models.memory import MODELS_SERVICE
+from models.video_vae import VideoVAE
+from nodes.image import resize_images
+from nodes.latent import MAX_SIZE, check_video_size
+
+CATEGORY = "conditioning/video_models"
+GRAY = 0.5  # frames to generate are encoded as mid-gray, as the Wan pipelines do (zero in -1..1)
+
+
+def _video_inputs(length_default: int = 81) -> dict[str, Any]:
+    return {
+        "positive": ("CONDITIONING", {}),
+        "negative": ("CONDITIONING", {}),
+        "vae": ("VAE", {}),
+        "width": ("INT", {"default": 832, "min": 16, "max": MAX_SIZE, "step": 16}),
+        "height": ("INT", {"default": 480, "min": 16, "max": MAX_SIZE, "step": 16}),
+        "length": ("INT", {"default": length_default, "min": 1, "max": MAX_SIZE, "step": 4}),
+        "batch_size": ("INT", {"default": 1, "min": 1, "max": 4096}),
+    }
+
+
+def _fit(image: torch.Tensor, width: int, height: int, length: int, name: str) -> torch.Tensor:
+    """At most ``length`` frames of ``image`` resized to the video size (bilinear, center crop)."""
+    if image.dim() != 4 or image.shape[-1] != 3:
+        raise ValueError(f"{name}: expected IMAGE frames [N, H, W, 3], got {tuple(image.shape)}")
+    frames = image[:length]
+    if frames.shape[1:3] != (height, width):
+        frames = resize_images(frames, width, height, "bilinear", "center")
+    return frames
+
+
+def _with_extras(conditioning: Conditioning, name: str, extras: dict[str, Any]) -> list[list[Any]]:
+    return [[tensor, {**old, **extras}] for tensor, old in conditioning_entries(conditioning, name)]
+
+
+class WanImageToVideo:
+    """Image-to-video conditioning from a start image (and its CLIP vision features for Wan 2.1 i2v)."""
+
+    FUNCTION = "encode"
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("CONDITIONING", "CONDITIONING", "LATENT")
+    RETURN_NAMES = ("positive", "negative", "latent")
+    DESCRIPTION = "Encodes a start image into the conditioning of a Wan image-to-video model; gives an empty latent."
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": _video_inputs(),
+            "optional": {"clip_vision_output": ("CLIP_VISION_OUTPUT", {}), "start_image": ("IMAGE", {})},
+        }
+
+    def encode(
+        self,
+        positive: Conditioning,
+        negative: Conditioning,
+        vae: VideoVAE,
+        width: int,
+        height: int,
+        length: int,
+        batch_size: int,
+        clip_vision_output: ClipVisionOutput | None = None,
+        start_image: torch.Tensor | None = None,
+    ) -> tuple[list[list[Any]], list[list[Any]], dict[str, torch.Tensor]]:
+        check_video_size(width, height, length, vae.latent_format.spatial_ratio * 2)
+        fmt = vae.latent_format
+        latent = torch.zeros(
+            batch_size, fmt.channels, fmt.latent_frames(length), height // fmt.spatial_ratio, width // fmt.spatial_ratio
+        )
+        extras: dict[str, Any] = {}
+        if start_image is not None:
+            start = _fit(start_image, width, height, length, "start_image")
+            video = torch.full((length, height, width, 3), GRAY)
+            video[: start.shape[0]] = start
+            extras["concat_latent_image"] = vae.encode(current_context().service(MODELS_SERVICE), video)
+            mask = torch.ones(1, 1, *latent.shape[2:])
+            mask[:, :, : fmt.latent_frames(start.shape[0])] = 0.0
+            extras["concat_mask"] = mask
+        if clip_vision_output is not None:
+            extras["clip_vision_output"] = clip_vision_output
+        return (
+            _with_extras(positive, "positive", extras),
+            _with_extras(negative, "negative", extras),
+            {"samples": latent},
+        )
+
+
+class WanFirstLastFrameToVideo:
+    """First-last-frame conditioning: the video starts at one image and ends at another."""
+
+    FUNCTION = "encode"
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("CONDITIONING", "CONDITIONING", "LATENT")
+    RETURN_NAMES = ("positive", "negative", "latent")
+    DESCRIPTION = "Encodes start and end images for a Wan first-last-frame model; gives an empty latent."
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": _video_inputs(),
+            "optional": {
+                "clip_vision_start_image": ("CLIP_VISION_OUTPUT", {}),
+                "clip_vision_end_image": ("CLIP_VISION_OUTPUT", {}),
+                "start_image": ("IMAGE", {}),
+                "end_image": ("IMAGE", {}),
+            },
+        }
+
+    def encode(
+        self,
+        positive: Conditioning,
+        negative: Conditioning,
+        vae: VideoVAE,
+        width: int,
+        height: int,
+        length: int,
+        batch_size: int,
+        clip_vision_start_image: ClipVisionOutput | None = None,
+        clip_vision_end_image: ClipVisionOutput | None = None,
+        start_image: torch.Tensor | None = None,
+        end_image: torch.Tensor | None = None,
+    ) -> tuple[list[list[Any]], list[list[Any]], dict[str, torch.Tensor]]:
+        check_video_size(width, height, length, vae.latent_format.spatial_ratio * 2)
+        fmt = vae.latent_format
+        frames = fmt.latent_frames(length)
+        latent = torch.zeros(batch_size, fmt.channels, frames, height // fmt.spatial_ratio, width // fmt.spatial_ratio)
+        video = torch.full((length, height, width, 3), GRAY)
+        # frame-rate mask (1 = generate), the first frame counted four times as the VAE codes it alone
+        mask = torch.ones(1, 1, frames * fmt.temporal_ratio, *latent.shape[3:])
+        if start_image is not None:
+            start = _fit(start_image, width, height, length, "start_image")
+            video[: start.shape[0]] = start
+            mask[:, :, : start.shape[0] + fmt.temporal_ratio - 1] = 0.0
+        if end_image is not None:
+            end = _fit(end_image, width, height, length, "end_image")
+            video[-end.shape[0] :] = end
+            mask[:, :, -end.shape[0] :] = 0.0
+        extras: dict[str, Any] = {}
+        if start_image is not None or end_image is not None:
+            extras["concat_latent_image"] = vae.encode(current_context().service(MODELS_SERVICE), video)
+            extras["concat_mask"] = mask
+        vision = [output for output in (clip_vision_start_image, clip_vision_end_image) if output is not None]
+        if vision:
+            extras["clip_vision_output"] = _joined(vision)
+        return (
+            _with_extras(positive, "positive", extras),
+            _with_extras(negative, "negative", extras),
+            {"samples": latent},
+        )
+
+
+def _joined(outputs: list[ClipVisionOutput]) -> ClipVisionOutput:
+    """CLIP vision outputs of several images as one sequence (first-last-frame models read both in a row)."""
+    if len(outputs) == 1:
+        return outputs[0]
+    return dataclasses.replace(
+        outputs[0],
+        penultimate_hidden_states=torch.cat([o.penultimate_hidden_states for o in outputs], dim=-2),
+        last_hidden_state=torch.cat([o.last_hidden_state for o in outputs], dim=-2),
+    )
+
+
+NODE_CLASS_MAPPINGS = {"WanImageToVideo": WanImageToVideo, "WanFirstLastFrameToVideo": WanFirstLastFrameToVideo}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "WanImageToVideo": "Wan Image To Video",
+    "WanFirstLastFrameToVideo": "Wan First Last Frame To Video",
+}

@@ -1,0 +1,143 @@
+"""Fidelity to diffusers: our nodes (SamplerCustom with euler over the sigmas of diffusers' flow-matching Euler
+scheduler) reproduce ``WanPipeline`` and ``WanImageToVideoPipeline`` frames for the same tiny model files, prompts,
+seed and guidance, in float32."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline, WanPipeline
+from PIL import Image
+from transformers import CLIPImageProcessor
+
+from nodes.conditioning import CLIPTextEncode, CLIPVisionEncode
+from nodes.latent import EmptyHunyuanLatentVideo
+from nodes.loaders import CLIPLoader, CLIPVisionLoader, UNETLoader, VAELoader
+from nodes.sampling import SamplerCustom
+from nodes.sampling_parts import KSamplerSelect, ModelSamplingSD3
+from nodes.vae import VAEDecode
+from nodes.wan import WanImageToVideo
+from tests.nodes.node_runner import NodeRunner
+
+PROMPT = "a red car on the beach in snow"
+NEGATIVE = "a dog"
+SEED, STEPS, CFG, SHIFT = 42, 4, 5.0, 3.0
+WIDTH = HEIGHT = 64
+LENGTH = 9
+I2V_SIZE = 224
+
+
+def _frames(output: torch.Tensor) -> torch.Tensor:
+    """diffusers' ``output_type="pt"`` video ``[1, F, C, H, W]`` as ``IMAGE`` frames ``[F, H, W, C]``."""
+    return output[0].permute(0, 2, 3, 1).float()
+
+
+def _common(runner: NodeRunner, unet: str) -> tuple:
+    (model,) = runner.call(UNETLoader, unet_name=unet, weight_dtype="default")
+    (model,) = runner.call(ModelSamplingSD3, model=model, shift=SHIFT)
+    (clip,) = runner.call(CLIPLoader, clip_name="umt5_xxl_fp16.safetensors", type="wan")
+    (positive,) = runner.call(CLIPTextEncode, clip=clip, text=PROMPT)
+    (negative,) = runner.call(CLIPTextEncode, clip=clip, text=NEGATIVE)
+    (vae,) = runner.call(VAELoader, vae_name="wan_2.1_vae.safetensors")
+    return model, clip, vae, positive, negative
+
+
+def _sample(runner: NodeRunner, model, positive, negative, latent, vae) -> torch.Tensor:
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=SHIFT)
+    scheduler.set_timesteps(STEPS)
+    (sampler,) = runner.call(KSamplerSelect, sampler_name="euler")
+    output, _ = runner.call(
+        SamplerCustom,
+        model=model,
+        add_noise=True,
+        noise_seed=SEED,
+        cfg=CFG,
+        positive=positive,
+        negative=negative,
+        sampler=sampler,
+        sigmas=scheduler.sigmas,
+        latent_image=latent,
+    )
+    (frames,) = runner.call(VAEDecode, samples=output, vae=vae)
+    return frames
+
+
+def test_text_to_video_matches_wan_pipeline(runner: NodeRunner) -> None:
+    model, clip, vae, positive, negative = _common(runner, "wan2.1_t2v_1.3B_fp16.safetensors")
+    (latent,) = runner.call(EmptyHunyuanLatentVideo, width=WIDTH, height=HEIGHT, length=LENGTH, batch_size=1)
+    ours = _sample(runner, model, positive, negative, latent, vae)
+    assert ours.shape == (LENGTH, HEIGHT, WIDTH, 3)
+    assert len(runner.progress) > 0 and runner.progress[-1] == (STEPS, STEPS)
+
+    with model.handle.use() as transformer, clip.handle.use() as encoder, vae.handle.use() as autoencoder:
+        pipeline = WanPipeline(
+            tokenizer=clip.tokenizer,
+            text_encoder=encoder,
+            vae=autoencoder,
+            scheduler=FlowMatchEulerDiscreteScheduler(shift=SHIFT),
+            transformer=transformer,
+        )
+        reference = pipeline(
+            prompt=PROMPT,
+            negative_prompt=NEGATIVE,
+            height=HEIGHT,
+            width=WIDTH,
+            num_frames=LENGTH,
+            num_inference_steps=STEPS,
+            guidance_scale=CFG,
+            generator=torch.Generator().manual_seed(SEED),
+            output_type="pt",
+        ).frames
+    difference = (ours - _frames(reference)).abs().max().item()
+    assert difference < 1e-4, difference
+    assert ours.std() > 0.01  # not a constant picture
+
+
+def test_image_to_video_matches_wan_image_to_video_pipeline(runner: NodeRunner) -> None:
+    """At 224x224, CLIP's own input size, so both sides see the start image without resizing (PIL's and torch's
+    bicubic resize differ by a few 1/255, measured in ``test_clip_vision``)."""
+    model, clip, vae, positive, negative = _common(runner, "wan2.1_i2v_480p_14B_fp16.safetensors")
+    (clip_vision,) = runner.call(CLIPVisionLoader, clip_name="clip_vision_h.safetensors")
+    pixels = np.random.default_rng(3).integers(0, 256, (I2V_SIZE, I2V_SIZE, 3), dtype=np.uint8)
+    start = torch.from_numpy(pixels).float().div(255.0).unsqueeze(0)
+    (vision,) = runner.call(CLIPVisionEncode, clip_vision=clip_vision, image=start, crop="center")
+    positive, negative, latent = runner.call(
+        WanImageToVideo,
+        positive=positive,
+        negative=negative,
+        vae=vae,
+        width=I2V_SIZE,
+        height=I2V_SIZE,
+        length=LENGTH,
+        batch_size=1,
+        clip_vision_output=vision,
+        start_image=start,
+    )
+    ours = _sample(runner, model, positive, negative, latent, vae)
+
+    handles = (model.handle, clip.handle, vae.handle, clip_vision.handle)
+    with handles[0].use() as transformer, handles[1].use() as encoder, handles[2].use() as autoencoder:
+        with handles[3].use() as image_encoder:
+            pipeline = WanImageToVideoPipeline(
+                tokenizer=clip.tokenizer,
+                text_encoder=encoder,
+                vae=autoencoder,
+                scheduler=FlowMatchEulerDiscreteScheduler(shift=SHIFT),
+                transformer=transformer,
+                image_encoder=image_encoder,
+                image_processor=CLIPImageProcessor(),  # OpenAI CLIP's 224 px preprocessing
+            )
+            reference = pipeline(
+                image=Image.fromarray(pixels),
+                prompt=PROMPT,
+                negative_prompt=NEGATIVE,
+                height=I2V_SIZE,
+                width=I2V_SIZE,
+                num_frames=LENGTH,
+                num_inference_steps=STEPS,
+                guidance_scale=CFG,
+                generator=torch.Generator().manual_seed(SEED),
+                output_type="pt",
+            ).frames
+    difference = (ours - _frames(reference)).abs().max().item()
+    assert difference < 1e-4, difference
