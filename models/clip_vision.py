@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from transformers import CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
 
 from models.errors import StateDictError
+from models.state_dict_checks import check_tensor_shapes
 
 __all__ = [
     "CLIP_MEAN",
@@ -138,7 +139,7 @@ def clip_vision_from_state_dict(
     with torch.device("meta"):
         model = CLIPVisionModelWithProjection(config) if with_projection else CLIPVisionModel(config)
     expected = {key: tuple(tensor.shape) for key, tensor in model.state_dict().items()}
-    _check_keys(tensors, expected)
+    check_tensor_shapes(tensors, expected, "CLIP vision model")
     model.load_state_dict({key: tensor.to(dtype) for key, tensor in tensors.items()}, strict=True, assign=True)
     embeddings = model.vision_model.embeddings if with_projection else model.embeddings
     embeddings.position_ids = torch.arange(embeddings.num_positions).expand((1, -1))  # a buffer, not in files
@@ -274,24 +275,6 @@ def _config_of(tensors: Mapping[str, torch.Tensor]) -> CLIPVisionConfig:
         layer_norm_eps=LAYER_NORM_EPS,
         **options,
     )
-
-
-def _check_keys(given: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]]) -> None:
-    """Raise ``StateDictError`` listing missing, unexpected and misshapen tensors (a few of each)."""
-    missing = sorted(set(expected) - set(given))
-    unexpected = sorted(set(given) - set(expected))
-    misshapen = [
-        f"{key} {tuple(given[key].shape)} (expected {expected[key]})"
-        for key in sorted(set(given) & set(expected))
-        if tuple(given[key].shape) != expected[key]
-    ]
-    problems = [
-        f"{label}: {', '.join(items[:4])}{', ...' if len(items) > 4 else ''} ({len(items)})"
-        for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshapen))
-        if items
-    ]
-    if problems:
-        raise StateDictError("CLIP vision tensors do not match its config; " + "; ".join(problems))
 
 
 def _shape(tensors: Mapping[str, torch.Tensor], key: str, dims: int) -> tuple[int, ...]:

@@ -22,6 +22,7 @@ from transformers import UMT5Config, UMT5EncoderModel
 
 from models.errors import StateDictError
 from models.scaled_fp8 import dequantize_scaled
+from models.state_dict_checks import check_tensor_shapes
 
 __all__ = ["UMT5_XXL", "detect_umt5_config", "is_umt5", "umt5_from_state_dict", "umt5_to_single_file"]
 
@@ -124,7 +125,7 @@ def umt5_from_state_dict(
         if tensor is not None and tuple(tensor.shape) != expected[key]:
             raise StateDictError(f"UMT5 {key} has shape {tuple(tensor.shape)}, expected {expected[key]}")
     plain[SHARED] = plain[EMBED_TOKENS] = shared if shared is not None else embed
-    _check_keys(plain, expected)
+    check_tensor_shapes(plain, expected, "UMT5 encoder")
     keep_float32 = tuple(model._keep_in_fp32_modules or ()) if dtype == torch.float16 else ()
     tensors = {
         key: tensor.to(_dtype_of(key, dtype, keep_float32)) for key, tensor in plain.items() if key != EMBED_TOKENS
@@ -168,24 +169,6 @@ def _check_umt5(state_dict: Mapping[str, torch.Tensor]) -> None:
     if SHARED not in state_dict and EMBED_TOKENS not in state_dict:
         raise StateDictError(f"UMT5 encoder without its token embedding ({SHARED}); is the file truncated?")
     raise StateDictError(f"UMT5 encoder without {_feed_forward(0, 'wi_0')}: not a gated UMT5 feed-forward")
-
-
-def _check_keys(given: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]]) -> None:
-    """Raise ``StateDictError`` listing missing, unexpected and misshapen tensors (a few of each)."""
-    missing = sorted(set(expected) - set(given))
-    unexpected = sorted(set(given) - set(expected))
-    misshapen = [
-        f"{key} {tuple(given[key].shape)} (expected {expected[key]})"
-        for key in sorted(set(given) & set(expected))
-        if tuple(given[key].shape) != expected[key]
-    ]
-    problems = [
-        f"{label}: {', '.join(items[:4])}{', ...' if len(items) > 4 else ''} ({len(items)})"
-        for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshapen))
-        if items
-    ]
-    if problems:
-        raise StateDictError("UMT5 encoder tensors do not match its config; " + "; ".join(problems))
 
 
 def _shape(state_dict: Mapping[str, torch.Tensor], key: str, dims: int) -> tuple[int, ...]:

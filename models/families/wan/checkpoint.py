@@ -31,6 +31,7 @@ import torch
 
 from models.errors import StateDictError
 from models.scaled_fp8 import MARKER, dequantize_scaled
+from models.state_dict_checks import check_tensor_shapes
 
 if TYPE_CHECKING:
     from diffusers import WanTransformer3DModel
@@ -228,7 +229,8 @@ def build_from_state_dict(
 
     with init_empty_weights():
         model = model_class(**config)
-    _check_tensors(model.state_dict(), state_dict, what, original_name)
+    expected = {key: tuple(tensor.shape) for key, tensor in model.state_dict().items()}
+    check_tensor_shapes(state_dict, expected, what, original_name)
     keep = frozenset(getattr(model_class, "_keep_in_fp32_modules", None) or ())
     tensors: dict[str, torch.Tensor] = {}
     for key in list(state_dict):
@@ -238,28 +240,6 @@ def build_from_state_dict(
         tensors[key] = tensor
     model.load_state_dict(tensors, strict=True, assign=True)
     return model.eval()
-
-
-def _check_tensors(
-    expected: Mapping[str, torch.Tensor],
-    found: Mapping[str, torch.Tensor],
-    what: str,
-    original_name: Callable[[str], str],
-) -> None:
-    missing = [original_name(key) for key in expected if key not in found]
-    unexpected = [original_name(key) for key in found if key not in expected]
-    misshapen = [
-        f"{original_name(key)} is {tuple(tensor.shape)}, expected {tuple(expected[key].shape)}"
-        for key, tensor in found.items()
-        if key in expected and tensor.shape != expected[key].shape
-    ]
-    problems = [
-        f"{len(names)} {label} ({'; '.join(names[:_MAX_LISTED])}{', ...' if len(names) > _MAX_LISTED else ''})"
-        for label, names in (("missing", missing), ("unexpected", unexpected), ("misshapen", misshapen))
-        if names
-    ]
-    if problems:
-        raise StateDictError(f"{what}: tensors do not fit: " + "; ".join(problems))
 
 
 class _Shapes:
