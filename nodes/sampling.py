@@ -55,6 +55,13 @@ def run_sampling(
     return sample_latent(context.service(MODELS_SERVICE), guider, sampler, sigmas, samples, noise, on_step)
 
 
+def with_memory_info(guider: Guider, *outputs: Any) -> dict[str, Any]:
+    """The node's result with the memory manager's placement decision as its output info (``ui.text``)."""
+    plan = guider.model.handle.plan
+    text = f"memory: {plan.policy}: {plan.reason}" if plan is not None else "memory: placed whole"
+    return {"ui": {"text": [text]}, "result": outputs}
+
+
 def _out(latent: dict[str, Any], samples: torch.Tensor) -> dict[str, Any]:
     result = {key: value for key, value in latent.items() if key not in ("samples", "noise_mask")}
     result["samples"] = samples
@@ -98,11 +105,11 @@ class KSampler:
         negative: Conditioning,
         latent_image: dict[str, Any],
         denoise: float = 1.0,
-    ) -> tuple[dict[str, Any]]:
+    ) -> dict[str, Any]:
         sigmas = make_sigmas(scheduler, model.sampling, steps, denoise)
         guider = Guider(model, positive, negative, cfg)
         result = run_sampling(guider, get_sampler(sampler_name), sigmas, latent_image, Noise(seed))
-        return (_out(latent_image, result.samples),)
+        return with_memory_info(guider, _out(latent_image, result.samples))
 
 
 class KSamplerAdvanced:
@@ -149,14 +156,14 @@ class KSamplerAdvanced:
         start_at_step: int,
         end_at_step: int,
         return_with_leftover_noise: str,
-    ) -> tuple[dict[str, Any]]:
+    ) -> dict[str, Any]:
         sigmas = step_range(
             make_sigmas(scheduler, model.sampling, steps), start_at_step, end_at_step, return_with_leftover_noise
         )
         guider = Guider(model, positive, negative, cfg)
         noise = Noise(noise_seed, enabled=add_noise == "enable")
         result = run_sampling(guider, get_sampler(sampler_name), sigmas, latent_image, noise)
-        return (_out(latent_image, result.samples),)
+        return with_memory_info(guider, _out(latent_image, result.samples))
 
 
 def step_range(sigmas: torch.Tensor, start: int, end: int, leftover_noise: str) -> torch.Tensor:
@@ -207,10 +214,10 @@ class SamplerCustom:
         sampler: Sampler,
         sigmas: torch.Tensor,
         latent_image: dict[str, Any],
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    ) -> dict[str, Any]:
         guider = Guider(model, positive, negative, cfg)
         result = run_sampling(guider, sampler, sigmas, latent_image, Noise(noise_seed, enabled=add_noise))
-        return _out(latent_image, result.samples), _out(latent_image, result.denoised)
+        return with_memory_info(guider, _out(latent_image, result.samples), _out(latent_image, result.denoised))
 
 
 class SamplerCustomAdvanced:
@@ -236,9 +243,9 @@ class SamplerCustomAdvanced:
 
     def sample(
         self, noise: Noise, guider: Guider, sampler: Sampler, sigmas: torch.Tensor, latent_image: dict[str, Any]
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    ) -> dict[str, Any]:
         result = run_sampling(guider, sampler, sigmas, latent_image, noise)
-        return _out(latent_image, result.samples), _out(latent_image, result.denoised)
+        return with_memory_info(guider, _out(latent_image, result.samples), _out(latent_image, result.denoised))
 
 
 NODE_CLASS_MAPPINGS = {

@@ -44,6 +44,11 @@ class NodeRunner:
         with node_context(context):
             return getattr(bound(), bound.FUNCTION)(**inputs)
 
+    def result(self, node_class: type, **inputs: Any) -> tuple[Any, ...]:
+        """The node's outputs, whether it returned a tuple or ``{"ui": ..., "result": ...}``."""
+        returned = self.call(node_class, **inputs)
+        return tuple(returned["result"]) if isinstance(returned, dict) else returned
+
     def save(self, node_class: type, **inputs: Any) -> dict[str, Any]:
         """Run an output node with the test prompt and workflow as its hidden inputs; returns its ``ui`` dict."""
         result = self.call(node_class, prompt=PROMPT, extra_pnginfo={"workflow": WORKFLOW}, **inputs)

@@ -46,7 +46,7 @@ def _sample(runner: NodeRunner, model, positive, negative, latent, vae) -> torch
     scheduler = FlowMatchEulerDiscreteScheduler(shift=SHIFT)
     scheduler.set_timesteps(STEPS)
     (sampler,) = runner.call(KSamplerSelect, sampler_name="euler")
-    output, _ = runner.call(
+    output, _ = runner.result(
         SamplerCustom,
         model=model,
         add_noise=True,

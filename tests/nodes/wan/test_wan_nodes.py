@@ -3,6 +3,7 @@ KSamplerAdvanced, and clear errors for files, sizes and latents that do not fit.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -33,10 +34,18 @@ def parts(runner: NodeRunner) -> dict:
 
 
 def _ksampler(runner: NodeRunner, parts: dict, seed: int, sampler: str = "euler") -> torch.Tensor:
-    (out,) = runner.call(
+    (out,) = runner.result(
         KSampler, seed=seed, steps=3, cfg=4.0, sampler_name=sampler, scheduler="simple", denoise=1.0, **parts
     )
     return out["samples"]
+
+
+def test_ksampler_reports_the_memory_decision(runner: NodeRunner, parts: dict) -> None:
+    returned = runner.call(
+        KSampler, seed=1, steps=1, cfg=1.0, sampler_name="euler", scheduler="simple", denoise=1.0, **parts
+    )
+    assert returned["result"][0]["samples"].shape == (1, 16, 2, 4, 4)
+    assert re.fullmatch(r"memory: resident: .*\d+ MB.*", returned["ui"]["text"][0]), returned["ui"]
 
 
 def test_ksampler_is_deterministic_per_seed(runner: NodeRunner, parts: dict) -> None:
@@ -51,7 +60,7 @@ def test_ksampler_advanced_hands_over_with_leftover_noise(runner: NodeRunner, pa
     """Wan 2.2 A14B workflows split the steps between two models; with one model on both sides the split run equals
     one run over all steps."""
     common = {"noise_seed": 5, "steps": 4, "cfg": 3.0, "sampler_name": "euler", "scheduler": "simple", **parts}
-    (whole,) = runner.call(
+    (whole,) = runner.result(
         KSamplerAdvanced,
         add_noise="enable",
         start_at_step=0,
@@ -59,7 +68,7 @@ def test_ksampler_advanced_hands_over_with_leftover_noise(runner: NodeRunner, pa
         return_with_leftover_noise="disable",
         **common,
     )
-    (high,) = runner.call(
+    (high,) = runner.result(
         KSamplerAdvanced,
         add_noise="enable",
         start_at_step=0,
@@ -68,7 +77,7 @@ def test_ksampler_advanced_hands_over_with_leftover_noise(runner: NodeRunner, pa
         **common,
     )
     common["latent_image"] = high
-    (low,) = runner.call(
+    (low,) = runner.result(
         KSamplerAdvanced,
         add_noise="disable",
         start_at_step=2,
