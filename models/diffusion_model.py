@@ -37,6 +37,3 @@ class DiffusionModel:
 
     def with_sampling(self, sampling: ModelSampling) -> DiffusionModel:
         return dataclasses.replace(self, sampling=sampling)
-
-    def describe(self) -> str:
-        return f"{self.name} ({self.adapter.describe()})"

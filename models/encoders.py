@@ -16,31 +16,28 @@ from models.memory import ModelManager
 from models.memory_types import WorkEstimate
 from models.model_handle import ModelHandle
 from models.oom import run_with_oom_recovery
-from models.text_encoders.wan_prompt import encode_wan_prompts
+from models.text_encoders.wan_prompt import WAN_MAX_LENGTH, encode_wan_prompts
 
 __all__ = ["ClipVisionEncoder", "TextEncoder"]
 
 UMT5_XXL_FFN = 10240
 VIT_H_TOKENS, VIT_H_WIDTH = 257, 1280
-TEXT_KINDS = ("wan",)
-"""``CLIPLoader`` types Reelgraph implements."""
 
 
 @dataclass(frozen=True)
 class TextEncoder:
-    """A text encoder and its tokenizer: ``kind`` says how prompts become embeddings (``TEXT_KINDS``)."""
+    """A text encoder and its tokenizer; ``kind`` is the ``CLIPLoader`` type (``wan``: UMT5-XXL embeddings as the Wan
+    pipelines compute them)."""
 
     name: str
     kind: str
     handle: ModelHandle
     tokenizer: Any
     compute_dtype: torch.dtype
-    max_length: int = 512
+    max_length: int = WAN_MAX_LENGTH
 
     def encode(self, manager: ModelManager, text: str) -> list[list[Any]]:
         """``CONDITIONING`` for ``text``: ``[[embeddings [1, tokens, dim] float32 on the CPU, {}]]``."""
-        if self.kind != "wan":
-            raise ValueError(f"text encoder kind {self.kind!r} is not one of {', '.join(TEXT_KINDS)}")
 
         def run(module: torch.nn.Module) -> torch.Tensor:
             return encode_wan_prompts(

@@ -24,6 +24,7 @@ from models.families.wan.vae_checkpoint import detect_wan_vae, is_wan_vae, wan_v
 from models.folders import ModelFolders
 from models.loading import load_state_dict
 from models.memory import ModelManager
+from models.model_handle import ModelHandle
 from models.offload import POLICIES
 from models.text_encoders.tokenizers import load_tokenizer
 from models.text_encoders.umt5 import is_umt5, umt5_from_state_dict
@@ -87,14 +88,13 @@ def load_diffusion_model(
     compute = compute_dtype_for(manager.compute_device)
     storage = WEIGHT_DTYPES[weight_dtype]
 
-    def build() -> torch.nn.Module:
-        state = load_state_dict(path)
-        module = _read_layout(path, lambda: wan_transformer_from_state_dict(state, compute, shapes.metadata))
+    def build(state: dict[str, torch.Tensor]) -> torch.nn.Module:
+        module = wan_transformer_from_state_dict(state, compute, shapes.metadata)
         if storage is not None:
             module.enable_layerwise_casting(storage_dtype=storage, compute_dtype=compute)
-        return module.eval().requires_grad_(False)
+        return module
 
-    handle = manager.load(_key("diffusion_model", path, weight_dtype), build, size_hint=_size_at(shapes, compute))
+    handle = _managed(manager, "diffusion_model", shapes, compute, build, weight_dtype)
     adapter = WanAdapter(spec)
     return DiffusionModel(path.name, handle, adapter, adapter.default_sampling(), compute, offload)
 
@@ -106,13 +106,9 @@ def load_text_encoder(manager: ModelManager, folders: ModelFolders, path: Path, 
     shapes = _shapes_of(path, "a UMT5 text encoder", is_umt5)
     tokenizer = load_tokenizer(folders, TOKENIZER_FOR_KIND[kind])
     compute = compute_dtype_for(manager.compute_device)
-
-    def build() -> torch.nn.Module:
-        state = load_state_dict(path)
-        module = _read_layout(path, lambda: umt5_from_state_dict(state, compute, shapes.metadata))
-        return module.eval().requires_grad_(False)
-
-    handle = manager.load(_key("text_encoder", path), build, size_hint=_size_at(shapes, compute))
+    handle = _managed(
+        manager, "text_encoder", shapes, compute, lambda state: umt5_from_state_dict(state, compute, shapes.metadata)
+    )
     return TextEncoder(path.name, kind, handle, tokenizer, compute)
 
 
@@ -121,13 +117,7 @@ def load_vae(manager: ModelManager, path: Path) -> VideoVAE:
     shapes = _shapes_of(path, "a Wan VAE", is_wan_vae)
     spec = _read_layout(path, lambda: detect_wan_vae(shapes.tensors))
     compute = compute_dtype_for(manager.compute_device)
-
-    def build() -> torch.nn.Module:
-        state = load_state_dict(path)
-        module = _read_layout(path, lambda: wan_vae_from_state_dict(state, compute))
-        return module.eval().requires_grad_(False)
-
-    handle = manager.load(_key("vae", path), build, size_hint=_size_at(shapes, compute))
+    handle = _managed(manager, "vae", shapes, compute, lambda state: wan_vae_from_state_dict(state, compute))
     latent_format = latent_format_for_channels(int(spec.config["z_dim"]))
     return VideoVAE(path.name, handle, latent_format, compute)
 
@@ -136,14 +126,29 @@ def load_clip_vision(manager: ModelManager, path: Path) -> ClipVisionEncoder:
     """A CLIP vision file (``clip_vision``) as ``CLIP_VISION``."""
     shapes = _shapes_of(path, "a CLIP vision encoder", is_clip_vision)
     compute = compute_dtype_for(manager.compute_device)
-
-    def build() -> torch.nn.Module:
-        state = load_state_dict(path)
-        module = _read_layout(path, lambda: clip_vision_from_state_dict(state, compute))
-        return module.eval().requires_grad_(False)
-
-    handle = manager.load(_key("clip_vision", path), build, size_hint=_size_at(shapes, compute))
+    handle = _managed(
+        manager, "clip_vision", shapes, compute, lambda state: clip_vision_from_state_dict(state, compute)
+    )
     return ClipVisionEncoder(path.name, handle, compute)
+
+
+def _managed(
+    manager: ModelManager,
+    kind: str,
+    shapes: CheckpointShapes,
+    compute: torch.dtype,
+    build: Callable[[dict[str, torch.Tensor]], torch.nn.Module],
+    *options: str,
+) -> ModelHandle:
+    """The manager's handle for the file of ``shapes``: its loader reads the weights, ``build``s the module (a
+    ``StateDictError`` becomes a ``CorruptModelFileError`` naming the file) and freezes it for inference."""
+    path = shapes.path
+
+    def load() -> torch.nn.Module:
+        state = load_state_dict(path)
+        return _read_layout(path, lambda: build(state)).eval().requires_grad_(False)
+
+    return manager.load(_key(kind, path, *options), load, size_hint=_size_at(shapes, compute))
 
 
 def _shapes_of(path: Path, wanted: str, matches: Callable[[Mapping[str, torch.Tensor]], bool]) -> CheckpointShapes:

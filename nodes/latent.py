@@ -55,7 +55,7 @@ class TrimVideoLatent:
         }
 
     def trim(self, samples: dict[str, Any], trim_amount: int) -> tuple[dict[str, Any]]:
-        latent = samples["samples"]
+        latent = latent_samples(samples, "samples")
         if latent.dim() != 5:
             raise ValueError(
                 f"samples: a video latent is [batch, channels, frames, height, width], got {tuple(latent.shape)}"
@@ -67,6 +67,13 @@ class TrimVideoLatent:
         if isinstance(samples.get("noise_mask"), torch.Tensor) and samples["noise_mask"].dim() == 5:
             trimmed["noise_mask"] = samples["noise_mask"][:, :, trim_amount:].clone()
         return (trimmed,)
+
+
+def latent_samples(value: Any, name: str) -> torch.Tensor:
+    """The ``samples`` tensor of a ``LATENT`` input; ``ValueError`` naming the input for anything else."""
+    if not isinstance(value, dict) or not isinstance(value.get("samples"), torch.Tensor):
+        raise ValueError(f"{name}: not a LATENT (a dict with a 'samples' tensor)")
+    return value["samples"]
 
 
 def check_video_size(width: int, height: int, length: int, multiple: int) -> None:

@@ -16,26 +16,21 @@ from models.memory import MODELS_SERVICE
 from models.noise import SEED_MAX, Noise
 from models.sampling.samplers import SAMPLER_NAMES, Sampler, get_sampler
 from models.sampling.schedulers import SCHEDULER_NAMES, make_sigmas
+from nodes.latent import latent_samples
 
 CATEGORY = "sampling"
 MAX_STEPS = 10000
 
 
-def _seed(tooltip: str = "The noise seed.") -> tuple[str, dict[str, Any]]:
+def seed_input(tooltip: str = "The noise seed.") -> tuple[str, dict[str, Any]]:
     return ("INT", {"default": 0, "min": 0, "max": SEED_MAX, "control_after_generate": True, "tooltip": tooltip})
 
 
-def _cfg() -> tuple[str, dict[str, Any]]:
+def cfg_input() -> tuple[str, dict[str, Any]]:
     return (
         "FLOAT",
         {"default": 8.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01, "tooltip": "Guidance scale (1: none)."},
     )
-
-
-def _latent(samples: dict[str, Any], name: str = "latent_image") -> torch.Tensor:
-    if not isinstance(samples, dict) or not isinstance(samples.get("samples"), torch.Tensor):
-        raise ValueError(f"{name}: not a LATENT (a dict with a 'samples' tensor)")
-    return samples["samples"]
 
 
 def run_sampling(
@@ -43,7 +38,7 @@ def run_sampling(
 ) -> SamplingResult:
     """Sample with the run's model manager, reporting each step as the node's progress."""
     context = current_context()
-    samples = _latent(latent)
+    samples = latent_samples(latent, "latent_image")
     if latent.get("noise_mask") is not None:
         raise ValueError(
             "latent_image: latents with a noise_mask (inpainting, Wan 2.2 image-to-video) are not supported yet"
@@ -81,9 +76,9 @@ class KSampler:
         return {
             "required": {
                 "model": ("MODEL", {}),
-                "seed": _seed(),
+                "seed": seed_input(),
                 "steps": ("INT", {"default": 20, "min": 1, "max": MAX_STEPS}),
-                "cfg": _cfg(),
+                "cfg": cfg_input(),
                 "sampler_name": (list(SAMPLER_NAMES), {}),
                 "scheduler": (list(SCHEDULER_NAMES), {}),
                 "positive": ("CONDITIONING", {}),
@@ -127,9 +122,9 @@ class KSamplerAdvanced:
             "required": {
                 "model": ("MODEL", {}),
                 "add_noise": (["enable", "disable"], {}),
-                "noise_seed": _seed(),
+                "noise_seed": seed_input(),
                 "steps": ("INT", {"default": 20, "min": 1, "max": MAX_STEPS}),
-                "cfg": _cfg(),
+                "cfg": cfg_input(),
                 "sampler_name": (list(SAMPLER_NAMES), {}),
                 "scheduler": (list(SCHEDULER_NAMES), {}),
                 "positive": ("CONDITIONING", {}),
@@ -193,8 +188,8 @@ class SamplerCustom:
             "required": {
                 "model": ("MODEL", {}),
                 "add_noise": ("BOOLEAN", {"default": True}),
-                "noise_seed": _seed(),
-                "cfg": _cfg(),
+                "noise_seed": seed_input(),
+                "cfg": cfg_input(),
                 "positive": ("CONDITIONING", {}),
                 "negative": ("CONDITIONING", {}),
                 "sampler": ("SAMPLER", {}),

@@ -15,7 +15,7 @@ from models.noise import Noise
 from models.sampling.model_sampling import FlowSampling
 from models.sampling.samplers import SAMPLER_NAMES, Sampler, get_sampler
 from models.sampling.schedulers import SCHEDULER_NAMES, make_sigmas
-from nodes.sampling import MAX_STEPS, _cfg, _seed
+from nodes.sampling import MAX_STEPS, cfg_input, seed_input
 
 CATEGORY = "sampling/custom_sampling"
 
@@ -42,7 +42,7 @@ class RandomNoise:
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
-        return {"required": {"noise_seed": _seed()}}
+        return {"required": {"noise_seed": seed_input()}}
 
     def noise(self, noise_seed: int) -> tuple[Noise]:
         return (Noise(noise_seed),)
@@ -75,7 +75,7 @@ class CFGGuider:
                 "model": ("MODEL", {}),
                 "positive": ("CONDITIONING", {}),
                 "negative": ("CONDITIONING", {}),
-                "cfg": _cfg(),
+                "cfg": cfg_input(),
             }
         }
 

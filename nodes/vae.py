@@ -9,14 +9,9 @@ import torch
 from graph.context import current_context
 from models.memory import MODELS_SERVICE
 from models.video_vae import TileSettings, VideoVAE
+from nodes.latent import latent_samples
 
 CATEGORY = "latent"
-
-
-def _samples(samples: Any) -> torch.Tensor:
-    if not isinstance(samples, dict) or not isinstance(samples.get("samples"), torch.Tensor):
-        raise ValueError("samples: not a LATENT (a dict with a 'samples' tensor)")
-    return samples["samples"]
 
 
 class VAEDecode:
@@ -30,7 +25,7 @@ class VAEDecode:
         return {"required": {"samples": ("LATENT", {}), "vae": ("VAE", {})}}
 
     def decode(self, samples: dict[str, Any], vae: VideoVAE) -> tuple[torch.Tensor]:
-        return (vae.decode(current_context().service(MODELS_SERVICE), _samples(samples)),)
+        return (vae.decode(current_context().service(MODELS_SERVICE), latent_samples(samples, "samples")),)
 
 
 class VAEDecodeTiled:
@@ -67,7 +62,7 @@ class VAEDecodeTiled:
         if overlap >= tile_size // 2:
             raise ValueError(f"overlap: {overlap} must be below half the tile size ({tile_size})")
         tiles = TileSettings(tile_size, overlap)
-        return (vae.decode(current_context().service(MODELS_SERVICE), _samples(samples), tiles),)
+        return (vae.decode(current_context().service(MODELS_SERVICE), latent_samples(samples, "samples"), tiles),)
 
 
 class VAEEncode:
