@@ -113,6 +113,37 @@ class ModelManager:
         self._ensure_loaded(handle)
         return handle
 
+    def derive(
+        self, base: ModelHandle, suffix: str, transform: Callable[[torch.nn.Module], torch.nn.Module]
+    ) -> ModelHandle:
+        """The handle of ``base``'s model changed by ``transform`` (a LoRA merge), keyed ``base.key + suffix``.
+
+        Its loader takes ``base``'s module when ``base`` is loaded and idle (``base`` unloads, and reloads from its
+        own loader if it is used again), so a model loaded only to be patched is not read or held twice; otherwise
+        it runs ``base``'s loader. ``transform`` may change the module in place and must return it.
+        """
+
+        def load() -> torch.nn.Module:
+            module = self._take_idle_module(base)
+            return transform(module if module is not None else base._loader())
+
+        return self.load(base.key + suffix, load, size_hint=base.nbytes)
+
+    def _take_idle_module(self, handle: ModelHandle) -> torch.nn.Module | None:
+        """Unload ``handle`` and return its module in RAM, or None if it is not loaded, in use, or streamed from
+        disk (its weights are not all in memory)."""
+        with self._lock:
+            module = handle._module
+            if module is None or handle._refs or handle._loader_thread is not None:
+                return None
+            if handle._applied is not None and handle._applied.policy == "disk":
+                return None
+            self._drop_plan_locked(handle, "its module is handed to a derived model")
+            if handle._location == Location.DEVICE:
+                self._move_locked(handle, Location.CPU)
+            self._unload_locked(handle, "its module is handed to a derived model")
+            return module
+
     def free(self, unload_all: bool = True, *, keep: Collection[str] = ()) -> int:
         """Unload every idle model (``unload_all``) or only move idle models off the device; returns bytes freed.
 
