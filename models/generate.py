@@ -5,6 +5,10 @@
 and back. With leftover noise (the last sigma above 0, as ``KSamplerAdvanced`` hands a latent from a high-noise to
 a low-noise model) the state is stored through ``inverse_noise_scaling`` so that the next run's ``noise_scaling``
 with zero noise restores it exactly.
+
+With a noise mask (1 = generate, 0 = keep), the kept region is put back into the state before every network call
+(as the family's adapter wants it: noised to the step's sigma, or clean for per-token-timestep families) and into
+every x0 estimate, and the result keeps that region's latent unchanged.
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ from dataclasses import dataclass
 
 import torch
 
+from models.families.base import LatentShapeError
 from models.guidance import Guider
 from models.memory import ModelManager
 from models.noise import Noise
+from models.noise_mask import latent_noise_mask
 from models.oom import run_with_oom_recovery
 from models.sampling.samplers import Sampler
 
@@ -42,8 +48,10 @@ def sample_latent(
     latent_image: torch.Tensor,
     noise: Noise,
     on_step: StepListener | None = None,
+    noise_mask: torch.Tensor | None = None,
 ) -> SamplingResult:
-    """Sample ``latent_image`` (raw, ``[B, C, T, H, W]``) along ``sigmas`` with ``sampler`` and ``guider``.
+    """Sample ``latent_image`` (raw, ``[B, C, T, H, W]``) along ``sigmas`` with ``sampler`` and ``guider``; only
+    where ``noise_mask`` (any form ``latent_noise_mask`` takes) is 1, when given.
 
     Raises ``ValueError`` (a ``LatentShapeError`` for shapes) naming what does not fit before any step, and
     ``ModelOutOfMemoryError`` when the model does not fit even after freeing memory and stepping the policy down.
@@ -54,23 +62,43 @@ def sample_latent(
     guider.check(latent_image)
     if sigmas.dim() != 1:
         raise ValueError(f"sigmas must be a 1-D list of noise levels, got shape {tuple(sigmas.shape)}")
+    mask = None
+    if noise_mask is not None:
+        try:
+            mask = latent_noise_mask(noise_mask, latent_image.shape, fmt)
+        except LatentShapeError as exc:
+            raise LatentShapeError(f"latent_image: {exc}") from exc
     if len(sigmas) < 2:  # nothing to do (denoise 0, or an empty split)
         return SamplingResult(latent_image.clone(), latent_image.clone())
     start_noise, generator = noise.draw(latent_image)
     device = manager.compute_device
     sigmas = sigmas.to(device, torch.float32)
+    start_noise = start_noise.to(device)
     clean = fmt.process_in(latent_image.to(device, torch.float32))
-    x = model.sampling.noise_scaling(sigmas[0], start_noise.to(device), clean)
+    x = model.sampling.noise_scaling(sigmas[0], start_noise, clean)
     last_denoised = [clean]
+    if mask is not None:
+        mask = mask.to(device)
 
     def step_done(step: int, total: int, _x: torch.Tensor, denoised: torch.Tensor) -> None:
         last_denoised[0] = denoised
         if on_step is not None:
             on_step(step + 1, total, fmt.process_out(denoised))
 
+    def denoiser(network: torch.nn.Module) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        if mask is None:
+            return lambda state, sigma: guider.denoise(network, state, sigma)
+
+        def masked(state: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            known = model.adapter.known_state(model.sampling, sigma, start_noise, clean)
+            denoised = guider.denoise(network, state * mask + known * (1.0 - mask), sigma, mask)
+            return denoised * mask + clean * (1.0 - mask)
+
+        return masked
+
     def run(network: torch.nn.Module) -> torch.Tensor:
         return sampler.sample(
-            lambda state, sigma: guider.denoise(network, state, sigma),
+            denoiser(network),
             x,
             sigmas,
             model.sampling,
@@ -80,5 +108,8 @@ def sample_latent(
 
     work = model.adapter.work_estimate(latent_image, guider.streams)
     out = run_with_oom_recovery(manager, model.handle, run, work, policy=model.offload)
-    out = model.sampling.inverse_noise_scaling(sigmas[-1], out)
-    return SamplingResult(fmt.process_out(out).cpu(), fmt.process_out(last_denoised[0]).cpu())
+    samples = fmt.process_out(model.sampling.inverse_noise_scaling(sigmas[-1], out)).cpu()
+    if mask is not None:  # the kept region exactly as given (not through the normalisation and back)
+        keep = mask.cpu() == 0
+        samples = torch.where(keep, latent_image, samples)
+    return SamplingResult(samples, fmt.process_out(last_denoised[0]).cpu())

@@ -63,29 +63,38 @@ class Guider:
                 except ValueError as exc:
                     raise type(exc)(f"{name}: {exc}") from exc
 
-    def denoise(self, network: torch.nn.Module, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """The ``x0`` estimate for state ``x`` at ``sigma`` (0-d or ``[B]``)."""
+    def denoise(
+        self, network: torch.nn.Module, x: torch.Tensor, sigma: torch.Tensor, denoise_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The ``x0`` estimate for state ``x`` at ``sigma`` (0-d or ``[B]``); ``denoise_mask`` (``[B, 1, T, H, W]``,
+        1 = generated) goes to the adapter when the latent keeps a region."""
         sampling = self.model.sampling
         sigmas = sigma.reshape(-1).to(x.device, torch.float32).expand(x.shape[0])
         per_sample = sigmas.view(-1, *([1] * (x.dim() - 1)))
         timestep = sampling.timestep(sigmas)
         x_in = sampling.model_input(x, per_sample)
-        output = self._predict(network, x_in, timestep, self.positive, "positive")
+        output = self._predict(network, x_in, timestep, self.positive, "positive", denoise_mask)
         if self.uses_negative:
             assert self.negative is not None
-            negative = self._predict(network, x_in, timestep, self.negative, "negative")
+            negative = self._predict(network, x_in, timestep, self.negative, "negative", denoise_mask)
             output = negative + self.cfg * (output - negative)
         return sampling.denoised(x, per_sample, output)
 
     def _predict(
-        self, network: torch.nn.Module, x: torch.Tensor, timestep: torch.Tensor, conditioning: Conditioning, name: str
+        self,
+        network: torch.nn.Module,
+        x: torch.Tensor,
+        timestep: torch.Tensor,
+        conditioning: Conditioning,
+        name: str,
+        denoise_mask: torch.Tensor | None,
     ) -> torch.Tensor:
         entries = conditioning_entries(conditioning, name)
         total = None
         weight_sum = 0.0
         for entry in entries:
             weight = float(entry[1].get("strength", 1.0))
-            prediction = self.model.adapter.predict(network, x, timestep, entry, self.model.compute_dtype)
+            prediction = self.model.adapter.predict(network, x, timestep, entry, self.model.compute_dtype, denoise_mask)
             total = prediction * weight if total is None else total + prediction * weight
             weight_sum += weight
         assert total is not None

@@ -31,7 +31,7 @@ class EmptyHunyuanLatentVideo:
         }
 
     def generate(self, width: int, height: int, length: int, batch_size: int) -> tuple[dict[str, torch.Tensor]]:
-        check_video_size(width, height, length, SPATIAL_RATIO * 2)
+        check_video_size(width, height, length)
         frames = (length - 1) // TEMPORAL_RATIO + 1
         samples = torch.zeros(batch_size, CHANNELS, frames, height // SPATIAL_RATIO, width // SPATIAL_RATIO)
         return ({"samples": samples},)
@@ -76,12 +76,14 @@ def latent_samples(value: Any, name: str) -> torch.Tensor:
     return value["samples"]
 
 
-def check_video_size(width: int, height: int, length: int, multiple: int) -> None:
-    """``ValueError`` naming the input unless the size is a multiple of ``multiple`` and ``length`` is 1 + 4k."""
+def check_video_size(width: int, height: int, length: int, spatial_ratio: int = SPATIAL_RATIO) -> None:
+    """``ValueError`` naming the input unless the size is a multiple of ``2 * spatial_ratio`` (the VAE's
+    compression and the model's 2x2 patches) and ``length`` is 1 + 4k."""
+    multiple = 2 * spatial_ratio
     for name, value in (("width", width), ("height", height)):
         if value % multiple:
             raise ValueError(
-                f"{name}: {value} is not a multiple of {multiple} (the latent is 1/{SPATIAL_RATIO} the size and the "
+                f"{name}: {value} is not a multiple of {multiple} (the latent is 1/{spatial_ratio} the size and the "
                 f"model patches it in 2x2); use {value - value % multiple or multiple}"
             )
     if (length - 1) % TEMPORAL_RATIO:

@@ -39,15 +39,15 @@ def run_sampling(
     """Sample with the run's model manager, reporting each step as the node's progress."""
     context = current_context()
     samples = latent_samples(latent, "latent_image")
-    if latent.get("noise_mask") is not None:
-        raise ValueError(
-            "latent_image: latents with a noise_mask (inpainting, Wan 2.2 image-to-video) are not supported yet"
-        )
+    noise_mask = latent.get("noise_mask")
+    if noise_mask is not None and not isinstance(noise_mask, torch.Tensor):
+        raise ValueError(f"latent_image: its noise_mask is a {type(noise_mask).__name__}, not a tensor")
 
     def on_step(done: int, total: int, _denoised: torch.Tensor) -> None:
         context.report_progress(done, total)
 
-    return sample_latent(context.service(MODELS_SERVICE), guider, sampler, sigmas, samples, noise, on_step)
+    manager = context.service(MODELS_SERVICE)
+    return sample_latent(manager, guider, sampler, sigmas, samples, noise, on_step, noise_mask)
 
 
 def with_memory_info(guider: Guider, *outputs: Any) -> dict[str, Any]:
@@ -58,9 +58,7 @@ def with_memory_info(guider: Guider, *outputs: Any) -> dict[str, Any]:
 
 
 def _out(latent: dict[str, Any], samples: torch.Tensor) -> dict[str, Any]:
-    result = {key: value for key, value in latent.items() if key not in ("samples", "noise_mask")}
-    result["samples"] = samples
-    return result
+    return {**latent, "samples": samples}  # a noise mask stays: the next sampler keeps the same region
 
 
 class KSampler:

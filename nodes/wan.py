@@ -1,6 +1,8 @@
 """Wan conditioning nodes: a start (and end) frame for image-to-video (``WanImageToVideo``,
 ``WanFirstLastFrameToVideo``). They encode the frames with the VAE and attach ComfyUI's conditioning extras
-(``concat_latent_image``, ``concat_mask``, ``clip_vision_output``) that the Wan adapter reads."""
+(``concat_latent_image``, ``concat_mask``, ``clip_vision_output``) that the Wan adapter reads.
+``Wan22ImageToVideoLatent`` instead puts the start frame into the latent itself, with a noise mask that keeps it
+(the Wan 2.2 TI2V 5B model)."""
 
 from __future__ import annotations
 
@@ -75,7 +77,7 @@ class WanImageToVideo:
         clip_vision_output: ClipVisionOutput | None = None,
         start_image: torch.Tensor | None = None,
     ) -> tuple[list[list[Any]], list[list[Any]], dict[str, torch.Tensor]]:
-        check_video_size(width, height, length, vae.latent_format.spatial_ratio * 2)
+        check_video_size(width, height, length, vae.latent_format.spatial_ratio)
         fmt = vae.latent_format
         latent = torch.zeros(
             batch_size, fmt.channels, fmt.latent_frames(length), height // fmt.spatial_ratio, width // fmt.spatial_ratio
@@ -133,7 +135,7 @@ class WanFirstLastFrameToVideo:
         start_image: torch.Tensor | None = None,
         end_image: torch.Tensor | None = None,
     ) -> tuple[list[list[Any]], list[list[Any]], dict[str, torch.Tensor]]:
-        check_video_size(width, height, length, vae.latent_format.spatial_ratio * 2)
+        check_video_size(width, height, length, vae.latent_format.spatial_ratio)
         fmt = vae.latent_format
         frames = fmt.latent_frames(length)
         latent = torch.zeros(batch_size, fmt.channels, frames, height // fmt.spatial_ratio, width // fmt.spatial_ratio)
@@ -173,8 +175,68 @@ def _joined(outputs: list[ClipVisionOutput]) -> ClipVisionOutput:
     )
 
 
-NODE_CLASS_MAPPINGS = {"WanImageToVideo": WanImageToVideo, "WanFirstLastFrameToVideo": WanFirstLastFrameToVideo}
+class Wan22ImageToVideoLatent:
+    """The latent for Wan 2.2 TI2V 5B: empty, or starting with the encoded start frames kept by a noise mask."""
+
+    FUNCTION = "encode"
+    CATEGORY = "conditioning/inpaint"
+    RETURN_TYPES = ("LATENT",)
+    DESCRIPTION = (
+        "An empty Wan 2.2 video latent; with a start image, its first latent frames hold the encoded image and a "
+        "noise mask keeps them while the rest is generated."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "vae": ("VAE", {}),
+                "width": ("INT", {"default": 1280, "min": 32, "max": MAX_SIZE, "step": 32}),
+                "height": ("INT", {"default": 704, "min": 32, "max": MAX_SIZE, "step": 32}),
+                "length": ("INT", {"default": 49, "min": 1, "max": MAX_SIZE, "step": 4}),
+                "batch_size": ("INT", {"default": 1, "min": 1, "max": 4096}),
+            },
+            "optional": {"start_image": ("IMAGE", {})},
+        }
+
+    def encode(
+        self,
+        vae: VideoVAE,
+        width: int,
+        height: int,
+        length: int,
+        batch_size: int,
+        start_image: torch.Tensor | None = None,
+    ) -> tuple[dict[str, torch.Tensor]]:
+        fmt = vae.latent_format
+        check_video_size(width, height, length, fmt.spatial_ratio)
+        shape = (1, fmt.channels, fmt.latent_frames(length), height // fmt.spatial_ratio, width // fmt.spatial_ratio)
+        latent = torch.zeros(shape)
+        if start_image is None:
+            return ({"samples": latent.repeat(batch_size, 1, 1, 1, 1)},)
+        start = _fit(start_image, width, height, length, "start_image")
+        encoded = vae.encode(current_context().service(MODELS_SERVICE), start)
+        kept = encoded.shape[2]
+        mask = torch.ones(1, 1, *shape[2:])
+        mask[:, :, :kept] = 0.0
+        # generated frames start at the latent space's zero (its mean in raw values), kept ones hold the image
+        latent = fmt.process_out(latent) * mask
+        latent[:, :, :kept] = encoded
+        return (
+            {
+                "samples": latent.repeat(batch_size, 1, 1, 1, 1),
+                "noise_mask": mask.repeat(batch_size, 1, 1, 1, 1),
+            },
+        )
+
+
+NODE_CLASS_MAPPINGS = {
+    "WanImageToVideo": WanImageToVideo,
+    "WanFirstLastFrameToVideo": WanFirstLastFrameToVideo,
+    "Wan22ImageToVideoLatent": Wan22ImageToVideoLatent,
+}
 NODE_DISPLAY_NAME_MAPPINGS = {
     "WanImageToVideo": "Wan Image To Video",
     "WanFirstLastFrameToVideo": "Wan First Last Frame To Video",
+    "Wan22ImageToVideoLatent": "Wan22 Image To Video Latent",
 }

@@ -103,10 +103,19 @@ class FamilyAdapter(ABC):
         timestep: torch.Tensor,
         entry: ConditioningEntry,
         dtype: torch.dtype,
+        denoise_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The network's raw prediction for state ``x`` (the network's space, float32, ``[B, C, T, H, W]``) at
         ``timestep`` (``[B]``) under one conditioning entry, as float32 shaped like ``x``; the network computes in
-        ``dtype`` (its weights may be stored in another, e.g. fp8)."""
+        ``dtype`` (its weights may be stored in another, e.g. fp8). ``denoise_mask`` (``[B, 1, T, H, W]``, 1 where
+        generated) is given when the latent keeps a region; families with per-token timesteps use it."""
+
+    def known_state(
+        self, sampling: ModelSampling, sigma: torch.Tensor, noise: torch.Tensor, clean: torch.Tensor
+    ) -> torch.Tensor:
+        """What the network sees, at ``sigma``, of the region a noise mask keeps: by default the kept latent noised
+        to ``sigma`` with the run's starting noise (inpainting); families that denoise per token keep it clean."""
+        return sampling.noise_scaling(sigma, noise, clean)
 
     @abstractmethod
     def check_conditioning(self, entry: ConditioningEntry, samples: torch.Tensor) -> None:

@@ -9,7 +9,9 @@ Conditioning extras it reads (ComfyUI's names, set by ``WanImageToVideo`` and fr
   models that have one (2.1 i2v and first-last-frame).
 
 Image-to-video models get ``[x, keep mask (4 channels), image latent]`` on the channel axis, as diffusers'
-``WanImageToVideoPipeline`` builds it.
+``WanImageToVideoPipeline`` builds it. The 2.2 TI2V 5B model instead keeps its start frame in the latent itself
+(``Wan22ImageToVideoLatent``'s noise mask): that region stays clean and its tokens get timestep 0, as diffusers'
+``expand_timesteps`` does.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from models.families.wan.checkpoint import WanTransformerSpec
 from models.families.wan.latents import latent_format_for_channels
 from models.memory_types import WorkEstimate
 from models.offload_policy import estimate_activation_bytes
-from models.sampling.model_sampling import FlowSampling
+from models.sampling.model_sampling import FlowSampling, ModelSampling
 
 __all__ = ["DEFAULT_SHIFT", "WanAdapter"]
 
@@ -55,6 +57,11 @@ class WanAdapter(FamilyAdapter):
                 f"{spec.describe()}: {self.in_channels} input channels do not match the {self.latent_format.name} "
                 f"latent ({self.latent_format.channels}) with or without an image-conditioning latent"
             )
+
+    @property
+    def per_token_timesteps(self) -> bool:
+        """Whether a noise mask sets each token's timestep (the 2.2 TI2V 5B model, trained that way)."""
+        return self.spec.variant == "ti2v"
 
     @property
     def needs_image(self) -> bool:
@@ -97,8 +104,11 @@ class WanAdapter(FamilyAdapter):
         timestep: torch.Tensor,
         entry: ConditioningEntry,
         dtype: torch.dtype,
+        denoise_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         embeds, extras = entry
+        if denoise_mask is not None and self.per_token_timesteps:
+            timestep = self._token_timesteps(timestep, denoise_mask)
         hidden = x
         if self.needs_image:
             hidden = torch.cat([x, self._image_condition(extras, x)], dim=1)
@@ -113,6 +123,19 @@ class WanAdapter(FamilyAdapter):
             return_dict=False,
         )[0]
         return output.float()
+
+    def known_state(
+        self, sampling: ModelSampling, sigma: torch.Tensor, noise: torch.Tensor, clean: torch.Tensor
+    ) -> torch.Tensor:
+        if self.per_token_timesteps:
+            return clean
+        return super().known_state(sampling, sigma, noise, clean)
+
+    def _token_timesteps(self, timestep: torch.Tensor, denoise_mask: torch.Tensor) -> torch.Tensor:
+        """``[B, tokens]`` timesteps: each patch's mask value (its first latent pixel) times the step's timestep."""
+        _, patch_h, patch_w = self.patch_size
+        per_token = denoise_mask[:, 0, :, ::patch_h, ::patch_w].flatten(1)
+        return per_token * timestep.reshape(-1, 1).to(per_token)
 
     def work_estimate(self, samples: torch.Tensor, streams: int) -> WorkEstimate:
         batch, _, frames, height, width = samples.shape

@@ -1,5 +1,5 @@
 """Fidelity to diffusers: our nodes (SamplerCustom with euler over the sigmas of diffusers' flow-matching Euler
-scheduler) reproduce ``WanPipeline`` and ``WanImageToVideoPipeline`` frames for the same tiny model files, prompts,
+scheduler) reproduce ``WanPipeline`` and ``WanImageToVideoPipeline`` (also with 2.2's ``expand_timesteps``) frames for the same tiny model files, prompts,
 seed and guidance, in float32."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from nodes.loaders import CLIPLoader, CLIPVisionLoader, UNETLoader, VAELoader
 from nodes.sampling import SamplerCustom
 from nodes.sampling_parts import KSamplerSelect, ModelSamplingSD3
 from nodes.vae import VAEDecode
-from nodes.wan import WanImageToVideo
+from nodes.wan import Wan22ImageToVideoLatent, WanImageToVideo
 from tests.nodes.node_runner import NodeRunner
 
 PROMPT = "a red car on the beach in snow"
@@ -25,6 +25,7 @@ SEED, STEPS, CFG, SHIFT = 42, 4, 5.0, 3.0
 WIDTH = HEIGHT = 64
 LENGTH = 9
 I2V_SIZE = 224
+TI2V_SIZE = 64
 
 
 def _frames(output: torch.Tensor) -> torch.Tensor:
@@ -141,3 +142,50 @@ def test_image_to_video_matches_wan_image_to_video_pipeline(runner: NodeRunner) 
             ).frames
     difference = (ours - _frames(reference)).abs().max().item()
     assert difference < 1e-4, difference
+
+
+def test_ti2v_start_image_matches_the_expand_timesteps_pipeline(runner: NodeRunner) -> None:
+    """Wan 2.2 TI2V 5B: the start frame kept clean in the latent with per-token timesteps 0 (diffusers'
+    ``expand_timesteps``), reproduced by ``Wan22ImageToVideoLatent``'s noise mask."""
+    model, clip, _, positive, negative = _common(runner, "wan2.2_ti2v_5B_fp16.safetensors")
+    (vae,) = runner.call(VAELoader, vae_name="wan2.2_vae.safetensors")
+    pixels = np.random.default_rng(5).integers(0, 256, (TI2V_SIZE, TI2V_SIZE, 3), dtype=np.uint8)
+    start = torch.from_numpy(pixels).float().div(255.0).unsqueeze(0)
+    (latent,) = runner.call(
+        Wan22ImageToVideoLatent,
+        vae=vae,
+        width=TI2V_SIZE,
+        height=TI2V_SIZE,
+        length=LENGTH,
+        batch_size=1,
+        start_image=start,
+    )
+    assert latent["noise_mask"].shape == (1, 1, 3, TI2V_SIZE // 16, TI2V_SIZE // 16)
+    ours = _sample(runner, model, positive, negative, latent, vae)
+
+    with model.handle.use() as transformer, clip.handle.use() as encoder, vae.handle.use() as autoencoder:
+        pipeline = WanImageToVideoPipeline(
+            tokenizer=clip.tokenizer,
+            text_encoder=encoder,
+            vae=autoencoder,
+            scheduler=FlowMatchEulerDiscreteScheduler(shift=SHIFT),
+            transformer=transformer,
+            expand_timesteps=True,
+        )
+        reference = pipeline(
+            image=Image.fromarray(pixels),
+            prompt=PROMPT,
+            negative_prompt=NEGATIVE,
+            height=TI2V_SIZE,
+            width=TI2V_SIZE,
+            num_frames=LENGTH,
+            num_inference_steps=STEPS,
+            guidance_scale=CFG,
+            generator=torch.Generator().manual_seed(SEED),
+            output_type="pt",
+        ).frames
+    difference = (ours - _frames(reference)).abs().max().item()
+    assert difference < 1e-4, difference
+    # the first frame is the start image through the VAE, not generated
+    (first,) = runner.call(VAEDecode, samples={"samples": latent["samples"][:, :, :1]}, vae=vae)
+    assert (ours[0] - first[0]).abs().max().item() < 1e-4
