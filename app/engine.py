@@ -53,6 +53,7 @@ def build_engine(config: AppConfig, sink: EventSink | None = None, interrupt: In
     import without torch.
     """
     from models.devices import DeviceProbe
+    from models.latent_preview import LATENT_PREVIEWS_SERVICE, LatentPreviews
     from models.memory import MODELS_SERVICE, ModelManager
 
     registry = NodeRegistry()
@@ -64,7 +65,12 @@ def build_engine(config: AppConfig, sink: EventSink | None = None, interrupt: In
         registry,
         build_cache(config),
         sink,
-        services={FOLDERS_SERVICE: config.folders, MODELS_SERVICE: models, MODEL_FOLDERS_SERVICE: config.model_folders},
+        services={
+            FOLDERS_SERVICE: config.folders,
+            MODELS_SERVICE: models,
+            MODEL_FOLDERS_SERVICE: config.model_folders,
+            LATENT_PREVIEWS_SERVICE: LatentPreviews(),
+        },
         interrupt=interrupt,
         cache_all_outputs=config.cache.cache_all_outputs,
     )

@@ -12,6 +12,7 @@ from typing import Any
 from graph.context import current_context
 from models.diffusion_model import DiffusionModel
 from models.encoders import ClipVisionEncoder, TextEncoder
+from models.latent_preview import LATENT_PREVIEWS_SERVICE
 from models.memory import MODELS_SERVICE, ModelManager
 from models.model_loaders import (
     OFFLOAD_CHOICES,
@@ -112,7 +113,12 @@ class VAELoader(ModelFolderBound):
         return {"required": {"vae_name": (cls.model_choices("vae"), {"tooltip": "The VAE file."})}}
 
     def load_vae(self, vae_name: str) -> tuple[VideoVAE]:
-        return (load_vae(_manager(), resolve_model_file("vae", vae_name, "vae_name")),)
+        manager = _manager()
+        vae = load_vae(manager, resolve_model_file("vae", vae_name, "vae_name"))
+        previews = current_context().services.get(LATENT_PREVIEWS_SERVICE)
+        if previews is not None:  # samplers of this latent format show previews in the VAE's colours
+            previews.learn(vae, manager)
+        return (vae,)
 
 
 class CLIPVisionLoader(ModelFolderBound):

@@ -1,6 +1,7 @@
 """Sampler nodes in ComfyUI's vocabulary: ``KSampler``, ``KSamplerAdvanced``, ``SamplerCustom``,
-``SamplerCustomAdvanced``. All run ``models.generate.sample_latent``: per-step progress, interrupt between steps,
-deterministic seeds, the memory manager's placement and out-of-memory recovery."""
+``SamplerCustomAdvanced``. All run ``models.generate.sample_latent``: per-step progress with a latent preview
+(``models.latent_preview``), interrupt between steps, deterministic seeds, the memory manager's placement and
+out-of-memory recovery."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from graph.context import current_context
 from models.diffusion_model import DiffusionModel
 from models.generate import SamplingResult, sample_latent
 from models.guidance import Conditioning, Guider
+from models.latent_preview import LATENT_PREVIEWS_SERVICE, LatentRgbProjection, pca_projection
 from models.memory import MODELS_SERVICE
 from models.noise import SEED_MAX, Noise
 from models.sampling.samplers import SAMPLER_NAMES, Sampler, get_sampler
@@ -43,8 +45,17 @@ def run_sampling(
     if noise_mask is not None and not isinstance(noise_mask, torch.Tensor):
         raise ValueError(f"latent_image: its noise_mask is a {type(noise_mask).__name__}, not a tensor")
 
-    def on_step(done: int, total: int, _denoised: torch.Tensor) -> None:
-        context.report_progress(done, total)
+    previews = context.services.get(LATENT_PREVIEWS_SERVICE)
+    fmt = guider.model.adapter.latent_format
+    fallback: list[LatentRgbProjection] = []
+
+    def on_step(done: int, total: int, denoised: torch.Tensor) -> None:
+        projection = previews.projection(fmt) if previews is not None else None
+        if projection is None:  # no VAE of this format seen yet: principal components, fixed for the run
+            if not fallback:
+                fallback.append(pca_projection(denoised))
+            projection = fallback[0]
+        context.report_progress(done, total, projection.image(denoised))
 
     manager = context.service(MODELS_SERVICE)
     return sample_latent(manager, guider, sampler, sigmas, samples, noise, on_step, noise_mask)

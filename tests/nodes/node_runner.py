@@ -16,11 +16,12 @@ WORKFLOW = {"last_node_id": 1, "nodes": [{"id": 1, "type": "LoadVideo"}], "links
 @dataclass
 class NodeRunner:
     """Runs node functions with ``folders`` as the run's folders service (plus ``services``); ``progress`` collects
-    (value, max)."""
+    (value, max), ``previews`` the preview each progress report carried (or None)."""
 
     folders: Folders
     interrupt: InterruptFlag = field(default_factory=InterruptFlag)
     progress: list[tuple[float, float]] = field(default_factory=list)
+    previews: list[Any] = field(default_factory=list)
     services: dict[str, Any] = field(default_factory=dict)
 
     def bind(self, node_class: type) -> type:
@@ -39,10 +40,14 @@ class NodeRunner:
             prompt_id="test",
             interrupt=self.interrupt,
             services={FOLDERS_SERVICE: self.folders, **self.services},
-            on_progress=lambda _node, value, max_value, _preview: self.progress.append((value, max_value)),
+            on_progress=self._record_progress,
         )
         with node_context(context):
             return getattr(bound(), bound.FUNCTION)(**inputs)
+
+    def _record_progress(self, _node: str, value: float, max_value: float, preview: Any) -> None:
+        self.progress.append((value, max_value))
+        self.previews.append(preview)
 
     def result(self, node_class: type, **inputs: Any) -> tuple[Any, ...]:
         """The node's outputs, whether it returned a tuple or ``{"ui": ..., "result": ...}``."""
