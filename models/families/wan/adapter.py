@@ -90,10 +90,18 @@ class WanAdapter(FamilyAdapter):
                     f"the start image latent is {_size(image)} but the latent being sampled is {_size(samples)}: "
                     "give WanImageToVideo the same width, height and length as the latent"
                 )
-        if self.image_dim is not None and extras.get("clip_vision_output") is None:
+        vision = extras.get("clip_vision_output")
+        if self.image_dim is not None and vision is None:
             raise ValueError(
                 f"{self.describe()} needs the start image's CLIP vision features: connect CLIPVisionEncode to "
                 "clip_vision_output of WanImageToVideo"
+            )
+        image_tokens = self.spec.config.get("pos_embed_seq_len")
+        if vision is not None and image_tokens and vision.penultimate_hidden_states.shape[-2] != image_tokens:
+            raise ValueError(
+                f"{self.describe()} takes the CLIP vision features of two images ({image_tokens} tokens), got "
+                f"{vision.penultimate_hidden_states.shape[-2]}: connect CLIPVisionEncode of both the start and the "
+                "end image to WanFirstLastFrameToVideo"
             )
         self._concat_mask(extras, samples)  # checks the mask's shape
 
@@ -115,6 +123,8 @@ class WanAdapter(FamilyAdapter):
         image_embeds = None
         if self.image_dim is not None:
             image_embeds = _batched(extras["clip_vision_output"].penultimate_hidden_states, x).to(x.device, dtype)
+            if self.spec.config.get("pos_embed_seq_len"):  # two images in a row; diffusers takes them stacked
+                image_embeds = image_embeds.reshape(-1, image_embeds.shape[1] // 2, image_embeds.shape[2])
         output = network(
             hidden_states=hidden.to(dtype),
             timestep=timestep,

@@ -1,10 +1,12 @@
 """Fidelity to diffusers: our nodes (SamplerCustom with euler over the sigmas of diffusers' flow-matching Euler
-scheduler) reproduce ``WanPipeline`` and ``WanImageToVideoPipeline`` (also with 2.2's ``expand_timesteps``) frames for the same tiny model files, prompts,
+scheduler) reproduce ``WanPipeline`` and ``WanImageToVideoPipeline`` (first-last-frame, and 2.2's
+``expand_timesteps``) frames for the same tiny model files, prompts,
 seed and guidance, in float32."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline, WanPipeline
 from PIL import Image
@@ -16,7 +18,7 @@ from nodes.loaders import CLIPLoader, CLIPVisionLoader, UNETLoader, VAELoader
 from nodes.sampling import SamplerCustom
 from nodes.sampling_parts import KSamplerSelect, ModelSamplingSD3
 from nodes.vae import VAEDecode
-from nodes.wan import Wan22ImageToVideoLatent, WanImageToVideo
+from nodes.wan import Wan22ImageToVideoLatent, WanFirstLastFrameToVideo, WanImageToVideo
 from tests.nodes.node_runner import NodeRunner
 
 PROMPT = "a red car on the beach in snow"
@@ -189,3 +191,70 @@ def test_ti2v_start_image_matches_the_expand_timesteps_pipeline(runner: NodeRunn
     # the first frame is the start image through the VAE, not generated
     (first,) = runner.call(VAEDecode, samples={"samples": latent["samples"][:, :, :1]}, vae=vae)
     assert (ours[0] - first[0]).abs().max().item() < 1e-4
+
+
+def test_first_last_frame_matches_wan_image_to_video_pipeline(runner: NodeRunner) -> None:
+    model, clip, vae, positive, negative = _common(runner, "wan2.1_flf2v_720p_14B_fp16.safetensors")
+    (clip_vision,) = runner.call(CLIPVisionLoader, clip_name="clip_vision_h.safetensors")
+    rng = np.random.default_rng(4)
+    pixels = [rng.integers(0, 256, (I2V_SIZE, I2V_SIZE, 3), dtype=np.uint8) for _ in range(2)]
+    images = [torch.from_numpy(p).float().div(255.0).unsqueeze(0) for p in pixels]
+    visions = [runner.call(CLIPVisionEncode, clip_vision=clip_vision, image=i, crop="center")[0] for i in images]
+    positive, negative, latent = runner.call(
+        WanFirstLastFrameToVideo,
+        positive=positive,
+        negative=negative,
+        vae=vae,
+        width=I2V_SIZE,
+        height=I2V_SIZE,
+        length=LENGTH,
+        batch_size=1,
+        clip_vision_start_image=visions[0],
+        clip_vision_end_image=visions[1],
+        start_image=images[0],
+        end_image=images[1],
+    )
+    ours = _sample(runner, model, positive, negative, latent, vae)
+
+    handles = (model.handle, clip.handle, vae.handle, clip_vision.handle)
+    with handles[0].use() as transformer, handles[1].use() as encoder, handles[2].use() as autoencoder:
+        with handles[3].use() as image_encoder:
+            pipeline = WanImageToVideoPipeline(
+                tokenizer=clip.tokenizer,
+                text_encoder=encoder,
+                vae=autoencoder,
+                scheduler=FlowMatchEulerDiscreteScheduler(shift=SHIFT),
+                transformer=transformer,
+                image_encoder=image_encoder,
+                image_processor=CLIPImageProcessor(),
+            )
+            reference = pipeline(
+                image=Image.fromarray(pixels[0]),
+                last_image=Image.fromarray(pixels[1]),
+                prompt=PROMPT,
+                negative_prompt=NEGATIVE,
+                height=I2V_SIZE,
+                width=I2V_SIZE,
+                num_frames=LENGTH,
+                num_inference_steps=STEPS,
+                guidance_scale=CFG,
+                generator=torch.Generator().manual_seed(SEED),
+                output_type="pt",
+            ).frames
+    difference = (ours - _frames(reference)).abs().max().item()
+    assert difference < 1e-4, difference
+
+    one_image, _, _ = runner.call(
+        WanFirstLastFrameToVideo,
+        positive=positive,
+        negative=negative,
+        vae=vae,
+        width=I2V_SIZE,
+        height=I2V_SIZE,
+        length=LENGTH,
+        batch_size=1,
+        clip_vision_start_image=visions[0],
+        start_image=images[0],
+    )
+    with pytest.raises(ValueError, match=r"two images .* connect CLIPVisionEncode of both"):
+        _sample(runner, model, one_image, negative, latent, vae)
