@@ -21,6 +21,8 @@ BUILTIN_MODULES = (
     "nodes.audio",
     "nodes.memory",
     "nodes.loaders",
+    "nodes.lora",
+    "nodes.pipeline_loaders",
     "nodes.conditioning",
     "nodes.latent",
     "nodes.wan",

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from models.tiny.pipelines import write_tiny_pipelines
 from models.tiny.text import write_tiny_clip_vision, write_tiny_umt5_files
 from models.tiny.wan import write_tiny_wan_files
+from models.tiny.wan_lora import write_tiny_wan_loras
 
 __all__ = ["write_tiny_models"]
 
@@ -19,6 +21,8 @@ def write_tiny_models(models_dir: Path, seed: int = 0) -> list[Path]:
     """Write every tiny stand-in below ``models_dir`` (its model folder layout); returns the paths written."""
     models_dir = Path(models_dir)
     written = write_tiny_wan_files(models_dir, seed)
+    written += write_tiny_wan_loras(models_dir, seed)
     written += write_tiny_umt5_files(models_dir, seed)
     written.append(write_tiny_clip_vision(models_dir, seed))
+    written += write_tiny_pipelines(models_dir, seed)
     return written

@@ -42,6 +42,7 @@ __all__ = [
     "build_from_state_dict",
     "detect_wan_transformer",
     "is_wan_transformer",
+    "variant_of_config",
     "wan_transformer_from_state_dict",
     "wan_transformer_to_original",
 ]
@@ -301,6 +302,12 @@ def _variant(shapes: _Shapes, config: Mapping[str, Any]) -> Variant:
         return "vace"
     if shapes.has("control_adapter.conv.weight"):
         return "camera"
+    return variant_of_config(config)
+
+
+def variant_of_config(config: Mapping[str, Any]) -> Variant:
+    """The variant a ``WanTransformer3DModel`` config makes: ``flf2v``, ``i2v``, ``ti2v`` or ``t2v`` (VACE and camera
+    control are told apart by their own modules, not by this config)."""
     if config["pos_embed_seq_len"] is not None:
         return "flf2v"
     if config["image_dim"] is not None or config["in_channels"] > config["out_channels"]:
