@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="override an input before running (repeatable); VALUE is JSON or plain text",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--tiny-models",
+        action="store_true",
+        help="if none of the models the workflow lists is there yet, write tiny random-weight stand-ins to "
+        "--models-dir first (offline demos; output is noise; real files are never replaced)",
+    )
     extract = verbs.add_parser(
         "extract-workflow", help="print the workflow embedded in a saved image or video (PNG, WebP, GIF, mp4, webm)"
     )
@@ -219,11 +225,18 @@ def main(argv: list[str] | None = None) -> int:
         from app.headless import run_workflow
 
         return run_workflow(
-            config, args.workflow, args.overrides, show_progress=not args.no_progress, verbose=args.verbose
+            config,
+            args.workflow,
+            args.overrides,
+            show_progress=not args.no_progress,
+            verbose=args.verbose,
+            tiny_models=args.tiny_models,
         )
     server_config = server_config_from_args(args, parser)
+    from app.first_run import log_serve_offer
     from server.app import serve
 
+    log_serve_offer(config.model_folders, config.models_dir)
     return serve(config, server_config)
 
 

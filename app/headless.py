@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from app.config import AppConfig
 from app.engine import build_engine
+from app.first_run import offer_tiny_models
 from app.overrides import OverrideError, apply_overrides, parse_override
 from graph import events
 from graph.api_to_ui import api_to_ui
@@ -65,8 +66,14 @@ def run_workflow(
     err: TextIO | None = None,
     show_progress: bool = True,
     verbose: bool = False,
+    tiny_models: bool = False,
+    stdin: TextIO | None = None,
 ) -> int:
-    """Load, validate and run ``workflow``; print where outputs went. Returns the process exit code."""
+    """Load, validate and run ``workflow``; print where outputs went. Returns the process exit code.
+
+    Missing models the workflow lists are reported first, with the offer of tiny stand-ins (``tiny_models``
+    accepts it; otherwise a terminal on ``stdin`` is asked).
+    """
     out = out or sys.stdout
     err = err or sys.stderr
     interrupt = InterruptFlag()
@@ -78,6 +85,9 @@ def run_workflow(
     except (WorkflowFormatError, OverrideError) as exc:
         print(f"error: {exc}", file=err)
         return EXIT_INVALID
+    offer_tiny_models(
+        loaded.ui, config.model_folders, config.models_dir, accept=tiny_models, stdin=stdin or sys.stdin, err=err
+    )
     validated = validate_prompt(prompt, engine.registry)
     if validated.node_errors or not validated.ok:
         _print_validation(workflow, validated, err)

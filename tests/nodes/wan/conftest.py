@@ -1,4 +1,4 @@
-"""Tiny Wan models on disk (written once per session) and a node runner whose run has a model manager."""
+"""A node runner whose run has a model manager and the tiny models (``tiny_models_dir``, tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,17 +10,9 @@ import pytest
 from models.devices import DeviceProbe
 from models.folders import ModelFolders
 from models.memory import MODELS_SERVICE, MemoryConfig, ModelManager
-from models.tiny import write_tiny_models
 from nodes.folders import Folders
 from nodes.model_files import MODEL_FOLDERS_SERVICE
 from tests.nodes.node_runner import NodeRunner
-
-
-@pytest.fixture(scope="session")
-def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    models_dir = tmp_path_factory.mktemp("weights")
-    write_tiny_models(models_dir)
-    return models_dir
 
 
 @pytest.fixture

@@ -1,0 +1,651 @@
+"""Sampling benchmark: our graph against the bare diffusers ``WanPipeline`` call, same work, in one process.
+
+Both sides do the same denoising work from the same files: N steps of euler with classifier-free guidance (two
+transformer forwards per step) over the sigmas of diffusers' ``FlowMatchEulerDiscreteScheduler`` at the same shift,
+from the same seeded CPU noise, then a VAE decode to float32 frames on the CPU.
+
+- ours: the API prompt ``UNETLoader -> ModelSamplingSD3 -> KSampler (euler, normal)`` with ``CLIPLoader ->
+  CLIPTextEncode`` (positive and negative), ``EmptyHunyuanLatentVideo``, ``VAELoader -> VAEDecode`` and a bench-only
+  output node that keeps the frames (no encoding, no file), queued as the server does: ``Prompt.parse`` +
+  ``validate_prompt`` + ``Executor.execute`` on the engine the app builds (cache, events, memory manager). Loaders
+  and text encodings come from the output cache (the seed changes every repeat, so sampling and decode always run).
+- diffusers: ``WanPipeline(...)(prompt_embeds=..., negative_prompt_embeds=..., output_type="np")``, its transformer,
+  VAE and text encoder loaded by diffusers/transformers ``from_pretrained`` from folders saved with the same weights
+  (the files' values), on the same device and in the same dtypes; the embeddings come from ``encode_prompt`` before
+  timing. Text encoding is therefore timed on neither side.
+
+Models (``bench/sampling_models.py``): ``tiny`` = the ``models/tiny`` stand-ins; ``480p`` = a real-size random Wan
+2.1 T2V 1.3B transformer and 2.1 VAE (bfloat16 files), with a random UMT5 as wide as UMT5-XXL (4096) but one thin
+block, since the text encoder is timed on neither side and only the width of its output must be real.
+
+Warm runs only (two untimed runs of ours first, the first loading the models, and one of diffusers), the order
+alternating every repeat; medians of wall and CPU time, the overhead ratio ours / diffusers - 1 (target: under 5%),
+per-step intervals, and the largest difference between the two sides' frames for the same seed (the check that the
+comparison is of the same work).
+
+    python bench/sampling.py                                   # tiny random models on the CPU
+    python bench/sampling.py --threads 1                       # the same, steadier on a busy CPU
+    python bench/sampling.py --device cuda --size 480p         # real-size random Wan 2.1 1.3B, 832x480, 81 frames
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+import torch  # noqa: E402
+
+from app.config import AppConfig  # noqa: E402
+from app.engine import Engine, build_engine  # noqa: E402
+from bench.plot import Style, draw_line_chart, side_by_side  # noqa: E402
+from bench.sampling_models import ModelSet, write_model_set  # noqa: E402
+from graph import events  # noqa: E402
+from graph.prompt import Prompt  # noqa: E402
+from graph.validation import validate_prompt  # noqa: E402
+from models.memory_types import MemoryConfig  # noqa: E402
+from models.model_loaders import compute_dtype_for  # noqa: E402
+
+SEED = 42
+SHIFT = 3.0
+CFG = 5.0
+PROMPT = "a red car driving on the beach at sunset, cinematic"
+NEGATIVE = "blurry, low quality"
+MAX_SEQUENCE_LENGTH = 512  # UMT5 tokens, as WanPipeline.__call__ and our CLIPTextEncode pad them
+TARGET_OVERHEAD = 0.05
+SAMPLER_NODE = "sample"
+RUN_NODES = (SAMPLER_NODE, "decode", "frames")  # what a warm run with a new seed must execute, nothing else
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Default picture size, length, steps and repeats of one ``--size``."""
+
+    width: int
+    height: int
+    frames: int
+    steps: int
+    repeats: int
+
+
+PRESETS: Mapping[str, Preset] = MappingProxyType(
+    {"tiny": Preset(128, 128, 17, 8, 10), "480p": Preset(832, 480, 81, 10, 3)}
+)
+QUICK = Preset(64, 64, 9, 2, 2)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one benchmark run does."""
+
+    size: str
+    device: str
+    width: int
+    height: int
+    frames: int
+    steps: int
+    repeats: int
+    seed: int = SEED
+    shift: float = SHIFT
+    cfg: float = CFG
+
+
+class Stopwatch:
+    """Wall and CPU seconds (all of the process's threads) of a ``with`` block; garbage is collected before it and
+    the device synchronized at both ends. ``mark()`` notes a moment (seconds from the start)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.started = self.cpu_started = 0.0
+        self.wall_s = self.cpu_s = 0.0
+        self.marks: list[float] = []
+
+    def mark(self) -> None:
+        self.marks.append(time.perf_counter() - self.started)
+
+    def __enter__(self) -> Stopwatch:
+        gc.collect()
+        _synchronize(self.device)
+        self.marks = []
+        self.started, self.cpu_started = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        _synchronize(self.device)
+        self.wall_s = time.perf_counter() - self.started
+        self.cpu_s = time.process_time() - self.cpu_started
+
+
+@dataclass
+class Timed:
+    """One timed run: wall and CPU seconds, the step marks (seconds from the start), and the frames it made."""
+
+    total_s: float
+    cpu_s: float
+    step_marks_s: list[float]
+    frames: np.ndarray = field(repr=False)
+
+    @classmethod
+    def of(cls, watch: Stopwatch, frames: np.ndarray) -> Timed:
+        return cls(watch.wall_s, watch.cpu_s, list(watch.marks), frames)
+
+    def figures(self) -> dict[str, Any]:
+        """Total, CPU, first step (queueing and set-up included), step intervals, and the tail (decode, output)."""
+        marks = self.step_marks_s
+        intervals = [b - a for a, b in zip([0.0, *marks[:-1]], marks, strict=True)]
+        return {
+            "total_s": self.total_s,
+            "cpu_s": self.cpu_s,
+            "first_step_s": intervals[0] if intervals else None,
+            "step_intervals_s": intervals,
+            "step_s": statistics.median(intervals[1:]) if len(intervals) > 1 else None,
+            "tail_s": self.total_s - marks[-1] if marks else None,
+        }
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ----- ours: the graph through the executor ----------------------------------------------------------------------
+
+
+class FrameStore:
+    """Where the bench's output node leaves the last frames it received."""
+
+    def __init__(self) -> None:
+        self.frames: torch.Tensor | None = None
+
+
+def frames_node(store: FrameStore) -> type:
+    """An output node class that keeps its ``IMAGE`` input in ``store`` (standing in for a Save node, without the
+    encoding, so both sides end at frames in memory)."""
+
+    class BenchFrames:
+        FUNCTION = "keep"
+        CATEGORY = "bench"
+        RETURN_TYPES = ()
+        OUTPUT_NODE = True
+        DESCRIPTION = "Keeps the frames for the benchmark's comparison."
+
+        @classmethod
+        def INPUT_TYPES(cls) -> dict[str, Any]:
+            return {"required": {"images": ("IMAGE", {})}}
+
+        def keep(self, images: torch.Tensor) -> tuple[()]:
+            store.frames = images
+            return ()
+
+    return BenchFrames
+
+
+class StepClock:
+    """An event sink marking the stopwatch when the sampler node reports a finished step."""
+
+    def __init__(self, watch: Stopwatch) -> None:
+        self.watch = watch
+
+    def emit(self, event: events.Event) -> None:
+        if isinstance(event, events.Progress) and event.node_id == SAMPLER_NODE and event.value >= 1:
+            self.watch.mark()
+
+
+def api_prompt(models: ModelSet, settings: Settings, seed: int) -> dict[str, Any]:
+    """The text-to-video graph in API format; only the seed changes between repeats."""
+    return {
+        "unet": {"class_type": "UNETLoader", "inputs": {"unet_name": models.unet, "weight_dtype": "default"}},
+        "shift": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["unet", 0], "shift": settings.shift}},
+        "clip": {"class_type": "CLIPLoader", "inputs": {"clip_name": models.text_encoder, "type": "wan"}},
+        "positive": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["clip", 0], "text": PROMPT}},
+        "negative": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["clip", 0], "text": NEGATIVE}},
+        "vae": {"class_type": "VAELoader", "inputs": {"vae_name": models.vae}},
+        "latent": {
+            "class_type": "EmptyHunyuanLatentVideo",
+            "inputs": {"width": settings.width, "height": settings.height, "length": settings.frames, "batch_size": 1},
+        },
+        SAMPLER_NODE: {
+            "class_type": "KSampler",
+            "inputs": {
+                "model": ["shift", 0],
+                "seed": seed,
+                "steps": settings.steps,
+                "cfg": settings.cfg,
+                "sampler_name": "euler",
+                "scheduler": "normal",  # equals FlowMatchEulerDiscreteScheduler's sigmas exactly
+                "positive": ["positive", 0],
+                "negative": ["negative", 0],
+                "latent_image": ["latent", 0],
+                "denoise": 1.0,
+            },
+        },
+        "decode": {"class_type": "VAEDecode", "inputs": {"samples": [SAMPLER_NODE, 0], "vae": ["vae", 0]}},
+        "frames": {"class_type": "BenchFrames", "inputs": {"images": ["decode", 0]}},
+    }
+
+
+class OursRunner:
+    """Queues the graph on an engine built as the app builds it, models from ``models_dir``."""
+
+    def __init__(self, settings: Settings, models: ModelSet, work: Path) -> None:
+        self.settings = settings
+        self.models = models
+        self.device = torch.device(settings.device)
+        memory = MemoryConfig(mode="cpu") if self.device.type == "cpu" else MemoryConfig()
+        config = AppConfig.from_dirs(
+            work / "output", work / "input", work / "temp", models_dir=models.models_dir, memory=memory
+        )
+        self.watch = Stopwatch(self.device)
+        self.engine: Engine = build_engine(config, sink=StepClock(self.watch))
+        if self.engine.load_report.failures:
+            raise RuntimeError(f"built-in nodes failed to load: {self.engine.load_report.failures}")
+        self.store = FrameStore()
+        self.engine.registry.register("BenchFrames", frames_node(self.store))
+
+    async def run(self, seed: int, warm: bool = True) -> Timed:
+        """Parse, validate and execute the prompt for ``seed``; when ``warm``, only sampling and decode may run."""
+        api = api_prompt(self.models, self.settings, seed)
+        self.store.frames = None
+        with self.watch:
+            validation = validate_prompt(Prompt.parse(api), self.engine.registry)
+            if not validation.ok:
+                raise RuntimeError(f"the prompt is invalid: {validation.error} {validation.node_errors}")
+            result = await self.engine.executor.execute(validation.prompt, validation.outputs)
+        if result.status != "success":
+            error = result.error
+            raise RuntimeError(f"our run failed: {error.node_type}: {error.exception_message}" if error else "")
+        if warm and sorted(result.executed) != sorted(RUN_NODES):
+            raise RuntimeError(f"a warm run should execute {list(RUN_NODES)}, it executed {result.executed}")
+        if self.store.frames is None:
+            raise RuntimeError("the frames node received nothing")
+        return Timed.of(self.watch, self.store.frames.numpy())
+
+
+# ----- diffusers: the bare pipeline call -------------------------------------------------------------------------
+
+
+class DiffusersRunner:
+    """``WanPipeline`` over diffusers' own loading of the same weights; embeddings computed once, untimed."""
+
+    def __init__(self, settings: Settings, models: ModelSet) -> None:
+        from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline
+
+        self.settings = settings
+        self.device = torch.device(settings.device)
+        dtype = compute_dtype_for(self.device)
+        components = models.diffusers_components(dtype)
+        self.pipeline = WanPipeline(
+            tokenizer=components.tokenizer,
+            text_encoder=components.text_encoder,
+            vae=components.vae,
+            transformer=components.transformer,
+            scheduler=FlowMatchEulerDiscreteScheduler(shift=settings.shift),
+        ).to(self.device)
+        self.pipeline.set_progress_bar_config(disable=True)
+        with torch.no_grad():
+            self.positive, self.negative = self.pipeline.encode_prompt(
+                PROMPT,
+                NEGATIVE,
+                do_classifier_free_guidance=True,
+                max_sequence_length=MAX_SEQUENCE_LENGTH,
+                device=self.device,
+            )
+
+    def run(self, seed: int) -> Timed:
+        """One pipeline call for ``seed`` (noise drawn on the CPU, as ours)."""
+        watch = Stopwatch(self.device)
+
+        def on_step(_pipeline: Any, _index: int, _timestep: Any, _tensors: dict[str, Any]) -> dict[str, Any]:
+            watch.mark()
+            return {}
+
+        settings = self.settings
+        with watch:
+            frames = self.pipeline(
+                prompt_embeds=self.positive,
+                negative_prompt_embeds=self.negative,
+                height=settings.height,
+                width=settings.width,
+                num_frames=settings.frames,
+                num_inference_steps=settings.steps,
+                guidance_scale=settings.cfg,
+                generator=torch.Generator().manual_seed(seed),
+                output_type="np",
+                callback_on_step_end=on_step,
+            ).frames
+        return Timed.of(watch, np.asarray(frames[0]))
+
+
+# ----- measuring --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Samples:
+    """Every timed run of both sides, per repeat in the order they ran."""
+
+    seeds: list[int] = field(default_factory=list)
+    order: list[list[str]] = field(default_factory=list)
+    ours: list[dict[str, Any]] = field(default_factory=list)
+    diffusers: list[dict[str, Any]] = field(default_factory=list)
+    max_abs_diff: list[float] = field(default_factory=list)
+    frames_shape: list[int] = field(default_factory=list)
+    frames_std: float = 0.0
+    warmup_s: dict[str, float] = field(default_factory=dict)
+
+
+async def measure(settings: Settings, ours: OursRunner, theirs: DiffusersRunner) -> Samples:
+    """Untimed warm-ups (ours twice: the first loads its models and encodes the prompts; diffusers once), then
+    ``repeats`` pairs on a new seed each, the side that goes first alternating."""
+    samples = Samples()
+    started = time.perf_counter()
+    await ours.run(settings.seed, warm=False)
+    samples.warmup_s["ours_cold"] = time.perf_counter() - started
+    samples.warmup_s["ours_warm"] = (await ours.run(settings.seed + 1)).total_s
+    samples.warmup_s["diffusers"] = theirs.run(settings.seed).total_s
+    for repeat in range(settings.repeats):
+        seed = settings.seed + 2 + repeat
+        order = ["ours", "diffusers"] if repeat % 2 == 0 else ["diffusers", "ours"]
+        runs: dict[str, Timed] = {}
+        for side in order:
+            runs[side] = await ours.run(seed) if side == "ours" else theirs.run(seed)
+        ours_frames, their_frames = runs["ours"].frames, runs["diffusers"].frames
+        if ours_frames.shape != their_frames.shape:
+            raise RuntimeError(f"frames differ in shape: ours {ours_frames.shape}, diffusers {their_frames.shape}")
+        samples.seeds.append(seed)
+        samples.order.append(order)
+        samples.ours.append(runs["ours"].figures())
+        samples.diffusers.append(runs["diffusers"].figures())
+        samples.max_abs_diff.append(float(np.abs(ours_frames - their_frames).max()))
+        samples.frames_shape = list(ours_frames.shape)
+        samples.frames_std = float(ours_frames.std())
+        print(
+            f"repeat {repeat + 1}/{settings.repeats}: ours {runs['ours'].total_s:.3f} s, "
+            f"diffusers {runs['diffusers'].total_s:.3f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+    return samples
+
+
+def medians(runs: list[dict[str, Any]], steps: int) -> dict[str, float | None]:
+    """Medians over repeats of each figure, and seconds per step (total / steps)."""
+
+    def median_of(key: str) -> float | None:
+        values = [run[key] for run in runs if run[key] is not None]
+        return statistics.median(values) if values else None
+
+    total = median_of("total_s")
+    return {
+        "total_s": total,
+        "s_per_step": total / steps if total is not None else None,
+        "first_step_s": median_of("first_step_s"),
+        "step_s": median_of("step_s"),
+        "tail_s": median_of("tail_s"),
+        "min_total_s": min(run["total_s"] for run in runs),
+        "cpu_s": median_of("cpu_s"),
+    }
+
+
+def overhead(samples: Samples, summary: dict[str, dict[str, float | None]]) -> dict[str, Any]:
+    """ours / diffusers - 1 from the medians (the headline), from the fastest runs, and per pair."""
+    ours, theirs = summary["ours"], summary["diffusers"]
+    assert ours["total_s"] is not None and theirs["total_s"] is not None
+    ratio = ours["total_s"] / theirs["total_s"] - 1
+    pairs = [a["total_s"] / b["total_s"] - 1 for a, b in zip(samples.ours, samples.diffusers, strict=True)]
+    return {
+        "ratio": ratio,
+        "min_ratio": ours["min_total_s"] / theirs["min_total_s"] - 1,
+        "paired_median_ratio": statistics.median(pairs),
+        "paired_ratios": pairs,
+        "seconds": ours["total_s"] - theirs["total_s"],
+        "cpu_ratio": ours["cpu_s"] / theirs["cpu_s"] - 1 if ours["cpu_s"] and theirs["cpu_s"] else None,
+        "target": TARGET_OVERHEAD,
+        "passed": ratio < TARGET_OVERHEAD,
+    }
+
+
+# ----- report -----------------------------------------------------------------------------------------------------
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    """What the figures depend on."""
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "ram_bytes": psutil.virtual_memory().total,
+        "device": str(device),
+    }
+    try:
+        import diffusers
+        import transformers
+
+        info |= {"diffusers": diffusers.__version__, "transformers": transformers.__version__}
+    except ImportError:  # pragma: no cover - both are requirements
+        pass
+    if device.type == "cuda":
+        properties = torch.cuda.get_device_properties(device)
+        info |= {"cuda": torch.version.cuda, "cuda_device_name": properties.name}
+    return info
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if value >= 1:
+        return f"{value:.3g} s"
+    return f"{value * 1e3:.3g} ms"
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain-text table, columns right-aligned except the first."""
+    table = [list(headers), *(list(row) for row in rows)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
+    lines = []
+    for index, row in enumerate(table):
+        cells = [row[0].ljust(widths[0]), *(cell.rjust(w) for cell, w in zip(row[1:], widths[1:], strict=True))]
+        lines.append("  ".join(cells))
+        if index == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def summary_text(results: dict[str, Any]) -> str:
+    """The printed report."""
+    s = results["settings"]
+    head = (
+        f"Sampling benchmark: Wan 2.1 t2v ({s['size']}: {results['models']['transformer']['description']}), "
+        f"{s['width']}x{s['height']}, {s['frames']} frames, {s['steps']} euler steps, cfg {s['cfg']:g}, "
+        f"shift {s['shift']:g}, {s['device']} {s['dtype']}\n"
+        f"medians of {s['repeats']} warm runs each, order alternated; torch {results['machine']['torch']}, "
+        f"{results['machine']['torch_threads']} threads"
+    )
+    rows = []
+    for side, label in (("ours", "ours (graph via executor)"), ("diffusers", "diffusers WanPipeline")):
+        m = results["medians"][side]
+        rows.append(
+            [
+                label,
+                _seconds(m["total_s"]),
+                _seconds(m["min_total_s"]),
+                _seconds(m["s_per_step"]),
+                _seconds(m["first_step_s"]),
+                _seconds(m["step_s"]),
+                _seconds(m["tail_s"]),
+                _seconds(m["cpu_s"]),
+            ]
+        )
+    headers = ("", "median", "fastest", "per step", "to step 1", "step", "decode+out", "CPU time")
+    table = format_table(headers, rows)
+    o = results["overhead"]
+    verdict = "PASS" if o["passed"] else "FAIL"
+    lines = [
+        f"overhead ours/diffusers - 1 = {o['ratio'] * 100:+.1f}% ({o['seconds'] * 1e3:+.1f} ms per run; "
+        f"target < {o['target'] * 100:g}%: {verdict}); fastest runs {o['min_ratio'] * 100:+.1f}%, "
+        f"median of pairs {o['paired_median_ratio'] * 100:+.1f}%"
+        + (f", CPU time {o['cpu_ratio'] * 100:+.1f}%" if o["cpu_ratio"] is not None else ""),
+        f"frames: max |ours - diffusers| = {max(results['frames']['max_abs_diff']):.2e} over {s['repeats']} seeds "
+        f"(frames {results['frames']['shape']}, std {results['frames']['std']:.3f})",
+        "to step 1 = from queueing (ours: parse + validate + execute) or the call (diffusers) to the end of step 1; "
+        "step = median interval between steps 2..N; decode+out = after the last step to the frames on the CPU;\n"
+        "CPU time = the process's CPU seconds in the run (all threads; steadier than wall time on a busy CPU).",
+    ]
+    load = results["machine"].get("load_average")
+    if load and load[0] is not None:
+        lines.append(f"load average (1 min) before / after: {load[0][0]:.2f} / {load[1][0]:.2f}")
+    return "\n\n".join([head, table, "\n".join(lines)])
+
+
+def plot(path: Path, results: dict[str, Any]) -> Path:
+    """Seconds per run over the repeats, and the median interval of each step, for both sides."""
+    styles = {"ours (graph)": Style("#1f77b4"), "diffusers": Style("#d62728", dashed=True)}
+    sides = (("ours (graph)", "ours"), ("diffusers", "diffusers"))
+    samples = results["samples"]
+    per_run = {name: [(float(i + 1), run["total_s"]) for i, run in enumerate(samples[key])] for name, key in sides}
+    per_step: dict[str, list[tuple[float, float]]] = {}
+    for name, key in sides:
+        intervals = [run["step_intervals_s"] for run in samples[key]]
+        count = min(len(values) for values in intervals)
+        per_step[name] = [(float(i + 1), statistics.median(v[i] for v in intervals)) for i in range(count)]
+    charts = [
+        draw_line_chart("Seconds per run (warm)", "repeat", "seconds", per_run, log_x=False, styles=styles),
+        draw_line_chart(
+            "Median seconds per step",
+            "step (1: from queueing / the call)",
+            "seconds",
+            per_step,
+            log_x=False,
+            styles=styles,
+        ),
+    ]
+    return side_by_side(path, charts)
+
+
+# ----- command line -----------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda if available")
+    parser.add_argument("--size", choices=(*PRESETS, "auto"), default="auto", help="auto: tiny on cpu, 480p on cuda")
+    parser.add_argument("--steps", type=int, help="euler steps (tiny 8, 480p 10)")
+    parser.add_argument("--frames", type=int, help="video frames, 1 + 4k (tiny 17, 480p 81)")
+    parser.add_argument("--width", type=int, help="picture width, a multiple of 16 (tiny 128, 480p 832)")
+    parser.add_argument("--height", type=int, help="picture height, a multiple of 16 (tiny 128, 480p 480)")
+    parser.add_argument("--repeats", type=int, help="timed runs per side (tiny 10, 480p 3)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: tiny, 64x64, 9 frames, 2 steps, 2 repeats")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "sampling.json", help="JSON results")
+    parser.add_argument("--plot", type=Path, help="PNG chart (default: --out with .png)")
+    args = parser.parse_args(argv)
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device")
+    if args.quick and args.size == "480p":
+        parser.error("--quick runs the tiny models")
+    if args.size == "auto":
+        args.size = "tiny" if args.quick or args.device == "cpu" else "480p"
+    preset = QUICK if args.quick else PRESETS[args.size]
+    for name in ("width", "height", "frames", "steps", "repeats"):
+        if getattr(args, name) is None:
+            setattr(args, name, getattr(preset, name))
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    if args.width % 16 or args.height % 16:
+        parser.error("--width and --height must be multiples of 16")
+    if (args.frames - 1) % 4:
+        parser.error("--frames must be 1 + a multiple of 4 (the VAE's temporal compression)")
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be at least 1")
+    if args.plot is None:
+        args.plot = args.out.with_suffix(".png")
+    return args
+
+
+def _load_average() -> list[float] | None:
+    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+
+
+async def run(settings: Settings, work: Path) -> tuple[ModelSet, Samples]:
+    """Write the models, build both sides, measure."""
+    models = write_model_set(settings.size, work / "models", settings.seed)
+    print(f"models written under {models.models_dir}", file=sys.stderr, flush=True)
+    ours = OursRunner(settings, models, work)
+    theirs = DiffusersRunner(settings, models)
+    return models, await measure(settings, ours, theirs)
+
+
+def _quiet_libraries() -> None:
+    """Keep diffusers' and transformers' info messages and progress bars (saving, loading) out of the report."""
+    import diffusers
+    import transformers
+
+    for library in (diffusers, transformers):
+        library.utils.logging.set_verbosity_error()
+        library.utils.logging.disable_progress_bar()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    _quiet_libraries()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    settings = Settings(args.size, args.device, args.width, args.height, args.frames, args.steps, args.repeats)
+    device = torch.device(settings.device)
+    started = time.perf_counter()
+    load_before = _load_average()
+    with tempfile.TemporaryDirectory(prefix="reelgraph-sampling-bench-") as temp:
+        models, samples = asyncio.run(run(settings, Path(temp)))
+    summary = {"ours": medians(samples.ours, settings.steps), "diffusers": medians(samples.diffusers, settings.steps)}
+    results = {
+        "benchmark": "sampling: our graph via the executor vs the bare diffusers WanPipeline call",
+        "settings": asdict(settings)
+        | {"dtype": str(compute_dtype_for(device)).removeprefix("torch."), "quick": args.quick},
+        "timed": {
+            "ours": "Prompt.parse + validate_prompt + Executor.execute of the API prompt (loaders and text encodings "
+            "from the output cache; KSampler euler/normal, VAEDecode and an output node keeping the frames run)",
+            "diffusers": "WanPipeline.__call__(prompt_embeds=..., negative_prompt_embeds=..., output_type='np')",
+            "not_timed": "model loading, text encoding (cached by ours, precomputed for diffusers), the warm-up runs",
+            "step_marks": "ours: the sampler node's progress events; diffusers: callback_on_step_end; "
+            "on CUDA taken without synchronizing, so totals stay honest",
+        },
+        "models": models.describe(),
+        "machine": machine_info(device) | {"load_average": [load_before, _load_average()]},
+        "samples": asdict(samples),
+        "medians": summary,
+        "overhead": overhead(samples, summary),
+        "frames": {"max_abs_diff": samples.max_abs_diff, "shape": samples.frames_shape, "std": samples.frames_std},
+        "total_s": time.perf_counter() - started,
+        "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+    print(summary_text(results))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"\nwrote {args.out} and {plot(args.plot, results)} in {results['total_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
