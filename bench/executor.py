@@ -24,7 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ import torch  # noqa: E402
 from app.config import AppConfig  # noqa: E402
 from app.engine import build_engine  # noqa: E402
 from bench.plot import Style, draw_line_chart, side_by_side  # noqa: E402
+from bench.report import format_table  # noqa: E402
 from graph.executor import Executor  # noqa: E402
 from graph.prompt import Prompt  # noqa: E402
 from graph.validation import validate_prompt  # noqa: E402
@@ -283,19 +284,6 @@ def _seconds(value: float) -> str:
     if value >= 1e-3:
         return f"{value * 1e3:.3g} ms"
     return f"{value * 1e6:.3g} us"
-
-
-def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    """A plain-text table, columns right-aligned except the first."""
-    rows = [list(headers), *(list(row) for row in rows)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(headers))]
-    lines = []
-    for index, row in enumerate(rows):
-        cells = [row[0].ljust(widths[0]), *(cell.rjust(w) for cell, w in zip(row[1:], widths[1:], strict=True))]
-        lines.append("  ".join(cells))
-        if index == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def size_rows(summaries: dict[int, dict[str, float]]) -> list[list[str]]:

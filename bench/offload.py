@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import re
 import resource
 import statistics
@@ -44,6 +42,7 @@ import psutil  # noqa: E402
 import torch  # noqa: E402
 
 from bench.plot import Style, draw_line_chart, side_by_side  # noqa: E402
+from bench.report import format_table, load_average, torch_machine_info  # noqa: E402
 from models.offload import POLICIES, OffloadConfig, apply_offload  # noqa: E402
 from models.offload_policy import offload_sizes  # noqa: E402
 
@@ -314,46 +313,7 @@ def merge_runs(policy: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-def _load_average() -> list[float] | None:
-    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-
-
 # ----- report ----------------------------------------------------------------------------------------------------
-
-
-def machine_info(device: torch.device) -> dict[str, Any]:
-    """What the figures depend on."""
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "ram_bytes": psutil.virtual_memory().total,
-        "device": str(device),
-    }
-    if device.type == "cuda":
-        properties = torch.cuda.get_device_properties(device)
-        info |= {
-            "cuda": torch.version.cuda,
-            "cuda_device_name": properties.name,
-            "cuda_memory_bytes": properties.total_memory,
-            "cuda_capability": f"{properties.major}.{properties.minor}",
-        }
-    return info
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain-text table, columns right-aligned except the first."""
-    table = [list(headers), *(list(row) for row in rows)]
-    widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
-    lines = []
-    for index, row in enumerate(table):
-        cells = [row[0].ljust(widths[0]), *(cell.rjust(w) for cell, w in zip(row[1:], widths[1:], strict=True))]
-        lines.append("  ".join(cells))
-        if index == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def _seconds(value: float) -> str:
@@ -545,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(run_policy(args, policy, Path(work))))
         return 0
     started = time.perf_counter()
-    load_before = _load_average()
+    load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="reelgraph-offload-bench-") as temp:
         policies = run_rounds(args, Path(temp))
     settings = {name: getattr(args, name) for name in MODEL_FLAGS}
@@ -563,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = {
         "benchmark": "offload policies: WanTransformer3DModel forward",
         "settings": settings,
-        "machine": machine_info(torch.device(args.device)) | {"load_average": [load_before, _load_average()]},
+        "machine": torch_machine_info(torch.device(args.device)) | {"load_average": [load_before, load_average()]},
         "policies": policies,
         "total_s": time.perf_counter() - started,
         "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

@@ -33,10 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
-import gc
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -52,13 +49,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-import psutil  # noqa: E402
 import torch  # noqa: E402
 
 from app.config import AppConfig  # noqa: E402
 from app.engine import Engine, build_engine  # noqa: E402
 from bench.plot import Style, draw_line_chart, side_by_side  # noqa: E402
+from bench.report import format_table, load_average, torch_machine_info  # noqa: E402
 from bench.sampling_models import ModelSet, write_model_set  # noqa: E402
+from bench.timing import Stopwatch, Timed  # noqa: E402
 from graph import events  # noqa: E402
 from graph.prompt import Prompt  # noqa: E402
 from graph.validation import validate_prompt  # noqa: E402
@@ -107,64 +105,6 @@ class Settings:
     seed: int = SEED
     shift: float = SHIFT
     cfg: float = CFG
-
-
-class Stopwatch:
-    """Wall and CPU seconds (all of the process's threads) of a ``with`` block; garbage is collected before it and
-    the device synchronized at both ends. ``mark()`` notes a moment (seconds from the start)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.started = self.cpu_started = 0.0
-        self.wall_s = self.cpu_s = 0.0
-        self.marks: list[float] = []
-
-    def mark(self) -> None:
-        self.marks.append(time.perf_counter() - self.started)
-
-    def __enter__(self) -> Stopwatch:
-        gc.collect()
-        _synchronize(self.device)
-        self.marks = []
-        self.started, self.cpu_started = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        _synchronize(self.device)
-        self.wall_s = time.perf_counter() - self.started
-        self.cpu_s = time.process_time() - self.cpu_started
-
-
-@dataclass
-class Timed:
-    """One timed run: wall and CPU seconds, the step marks (seconds from the start), and the frames it made."""
-
-    total_s: float
-    cpu_s: float
-    step_marks_s: list[float]
-    frames: np.ndarray = field(repr=False)
-
-    @classmethod
-    def of(cls, watch: Stopwatch, frames: np.ndarray) -> Timed:
-        return cls(watch.wall_s, watch.cpu_s, list(watch.marks), frames)
-
-    def figures(self) -> dict[str, Any]:
-        """Total, CPU, first step (queueing and set-up included), step intervals, and the tail (decode, output)."""
-        marks = self.step_marks_s
-        intervals = [b - a for a, b in zip([0.0, *marks[:-1]], marks, strict=True)]
-        return {
-            "total_s": self.total_s,
-            "cpu_s": self.cpu_s,
-            "first_step_s": intervals[0] if intervals else None,
-            "step_intervals_s": intervals,
-            "step_s": statistics.median(intervals[1:]) if len(intervals) > 1 else None,
-            "tail_s": self.total_s - marks[-1] if marks else None,
-        }
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # ----- ours: the graph through the executor ----------------------------------------------------------------------
@@ -426,49 +366,12 @@ def overhead(samples: Samples, summary: dict[str, dict[str, float | None]]) -> d
 # ----- report -----------------------------------------------------------------------------------------------------
 
 
-def machine_info(device: torch.device) -> dict[str, Any]:
-    """What the figures depend on."""
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "ram_bytes": psutil.virtual_memory().total,
-        "device": str(device),
-    }
-    try:
-        import diffusers
-        import transformers
-
-        info |= {"diffusers": diffusers.__version__, "transformers": transformers.__version__}
-    except ImportError:  # pragma: no cover - both are requirements
-        pass
-    if device.type == "cuda":
-        properties = torch.cuda.get_device_properties(device)
-        info |= {"cuda": torch.version.cuda, "cuda_device_name": properties.name}
-    return info
-
-
 def _seconds(value: float | None) -> str:
     if value is None:
         return "n/a"
     if value >= 1:
         return f"{value:.3g} s"
     return f"{value * 1e3:.3g} ms"
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain-text table, columns right-aligned except the first."""
-    table = [list(headers), *(list(row) for row in rows)]
-    widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
-    lines = []
-    for index, row in enumerate(table):
-        cells = [row[0].ljust(widths[0]), *(cell.rjust(w) for cell, w in zip(row[1:], widths[1:], strict=True))]
-        lines.append("  ".join(cells))
-        if index == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def summary_text(results: dict[str, Any]) -> str:
@@ -584,10 +487,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _load_average() -> list[float] | None:
-    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-
-
 async def run(settings: Settings, work: Path) -> tuple[ModelSet, Samples]:
     """Write the models, build both sides, measure."""
     models = write_model_set(settings.size, work / "models", settings.seed)
@@ -615,7 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings(args.size, args.device, args.width, args.height, args.frames, args.steps, args.repeats)
     device = torch.device(settings.device)
     started = time.perf_counter()
-    load_before = _load_average()
+    load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="reelgraph-sampling-bench-") as temp:
         models, samples = asyncio.run(run(settings, Path(temp)))
     summary = {"ours": medians(samples.ours, settings.steps), "diffusers": medians(samples.diffusers, settings.steps)}
@@ -632,7 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "on CUDA taken without synchronizing, so totals stay honest",
         },
         "models": models.describe(),
-        "machine": machine_info(device) | {"load_average": [load_before, _load_average()]},
+        "machine": torch_machine_info(device) | {"load_average": [load_before, load_average()]},
         "samples": asdict(samples),
         "medians": summary,
         "overhead": overhead(samples, summary),

@@ -65,6 +65,34 @@ def _sample(runner: NodeRunner, model, positive, negative, latent, vae) -> torch
     return frames
 
 
+def _image_to_video_reference(model, clip, vae, clip_vision, **images: Image.Image) -> torch.Tensor:
+    """``WanImageToVideoPipeline``'s frames at ``I2V_SIZE`` for the start (and ``last_image``) images."""
+    handles = (model.handle, clip.handle, vae.handle, clip_vision.handle)
+    with handles[0].use() as transformer, handles[1].use() as encoder, handles[2].use() as autoencoder:
+        with handles[3].use() as image_encoder:
+            pipeline = WanImageToVideoPipeline(
+                tokenizer=clip.tokenizer,
+                text_encoder=encoder,
+                vae=autoencoder,
+                scheduler=FlowMatchEulerDiscreteScheduler(shift=SHIFT),
+                transformer=transformer,
+                image_encoder=image_encoder,
+                image_processor=CLIPImageProcessor(),  # OpenAI CLIP's 224 px preprocessing
+            )
+            return pipeline(
+                **images,
+                prompt=PROMPT,
+                negative_prompt=NEGATIVE,
+                height=I2V_SIZE,
+                width=I2V_SIZE,
+                num_frames=LENGTH,
+                num_inference_steps=STEPS,
+                guidance_scale=CFG,
+                generator=torch.Generator().manual_seed(SEED),
+                output_type="pt",
+            ).frames
+
+
 def test_text_to_video_matches_wan_pipeline(runner: NodeRunner) -> None:
     model, clip, vae, positive, negative = _common(runner, "wan2.1_t2v_1.3B_fp16.safetensors")
     (latent,) = runner.call(EmptyHunyuanLatentVideo, width=WIDTH, height=HEIGHT, length=LENGTH, batch_size=1)
@@ -118,30 +146,7 @@ def test_image_to_video_matches_wan_image_to_video_pipeline(runner: NodeRunner) 
     )
     ours = _sample(runner, model, positive, negative, latent, vae)
 
-    handles = (model.handle, clip.handle, vae.handle, clip_vision.handle)
-    with handles[0].use() as transformer, handles[1].use() as encoder, handles[2].use() as autoencoder:
-        with handles[3].use() as image_encoder:
-            pipeline = WanImageToVideoPipeline(
-                tokenizer=clip.tokenizer,
-                text_encoder=encoder,
-                vae=autoencoder,
-                scheduler=FlowMatchEulerDiscreteScheduler(shift=SHIFT),
-                transformer=transformer,
-                image_encoder=image_encoder,
-                image_processor=CLIPImageProcessor(),  # OpenAI CLIP's 224 px preprocessing
-            )
-            reference = pipeline(
-                image=Image.fromarray(pixels),
-                prompt=PROMPT,
-                negative_prompt=NEGATIVE,
-                height=I2V_SIZE,
-                width=I2V_SIZE,
-                num_frames=LENGTH,
-                num_inference_steps=STEPS,
-                guidance_scale=CFG,
-                generator=torch.Generator().manual_seed(SEED),
-                output_type="pt",
-            ).frames
+    reference = _image_to_video_reference(model, clip, vae, clip_vision, image=Image.fromarray(pixels))
     difference = (ours - _frames(reference)).abs().max().item()
     assert difference < 1e-4, difference
 
@@ -216,31 +221,9 @@ def test_first_last_frame_matches_wan_image_to_video_pipeline(runner: NodeRunner
     )
     ours = _sample(runner, model, positive, negative, latent, vae)
 
-    handles = (model.handle, clip.handle, vae.handle, clip_vision.handle)
-    with handles[0].use() as transformer, handles[1].use() as encoder, handles[2].use() as autoencoder:
-        with handles[3].use() as image_encoder:
-            pipeline = WanImageToVideoPipeline(
-                tokenizer=clip.tokenizer,
-                text_encoder=encoder,
-                vae=autoencoder,
-                scheduler=FlowMatchEulerDiscreteScheduler(shift=SHIFT),
-                transformer=transformer,
-                image_encoder=image_encoder,
-                image_processor=CLIPImageProcessor(),
-            )
-            reference = pipeline(
-                image=Image.fromarray(pixels[0]),
-                last_image=Image.fromarray(pixels[1]),
-                prompt=PROMPT,
-                negative_prompt=NEGATIVE,
-                height=I2V_SIZE,
-                width=I2V_SIZE,
-                num_frames=LENGTH,
-                num_inference_steps=STEPS,
-                guidance_scale=CFG,
-                generator=torch.Generator().manual_seed(SEED),
-                output_type="pt",
-            ).frames
+    reference = _image_to_video_reference(
+        model, clip, vae, clip_vision, image=Image.fromarray(pixels[0]), last_image=Image.fromarray(pixels[1])
+    )
     difference = (ours - _frames(reference)).abs().max().item()
     assert difference < 1e-4, difference
 
