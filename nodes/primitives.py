@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from models.noise import SEED_MAX
+
 CATEGORY = "utils/primitive"
 INT_MIN = -(2**63)
 INT_MAX = 2**63 - 1
-SEED_MAX = 0xFFFFFFFFFFFFFFFF
 
 
 class _Primitive:
