@@ -23,3 +23,31 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$reqs"
   echo "$want" > "$stamp"
 fi
+
+# The editor's canvas library (package.json / package-lock.json), served from node_modules/ without a build step.
+npm_stamp="$root/node_modules/.installed-lock"
+npm_want="$(sha256sum "$root/package-lock.json" | cut -d' ' -f1)"
+if [ ! -f "$npm_stamp" ] || [ "$(cat "$npm_stamp")" != "$npm_want" ]; then
+  if command -v npm >/dev/null 2>&1; then
+    if (cd "$root" && npm ci --no-audit --no-fund --loglevel=error); then
+      echo "$npm_want" > "$npm_stamp"
+    else
+      echo "warning: npm ci failed, so the browser editor is not installed (the API works); run this again" >&2
+    fi
+  else
+    echo "warning: npm not found; the browser editor needs Node.js 20+ and npm (then run this again)" >&2
+  fi
+fi
+
+# The browser tests drive Debian's Chromium (Playwright's own browser download does not work here).
+if [ "$kind" = dev ] && [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian's chromium for the browser tests ..." >&2
+    apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 \
+      || { apt-get update >/dev/null && apt-get install -y --no-install-recommends chromium >/dev/null; } \
+      || echo "warning: could not install chromium; the browser tests will be skipped" >&2
+  else
+    echo "warning: /usr/bin/chromium is missing, so the browser tests will be skipped;" \
+      "install it with: sudo apt-get install -y --no-install-recommends chromium" >&2
+  fi
+fi

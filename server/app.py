@@ -10,8 +10,8 @@ from aiohttp import web
 
 from app.config import REPO_ROOT, AppConfig
 from app.engine import Engine, build_engine
-from graph.safe_paths import UnsafePathError, resolve_inside
 from server import (
+    editor_routes,
     file_routes,
     model_routes,
     node_routes,
@@ -22,8 +22,16 @@ from server import (
     ws_routes,
 )
 from server.config import ServerConfig
-from server.errors import ApiError
-from server.keys import ENGINE, MODEL_FOLDERS, RUNTIME, SERVER_CONFIG, SYSTEM_INFO, WEB_ROOT
+from server.keys import (
+    ENGINE,
+    LIBRARY_ROOT,
+    MODEL_FOLDERS,
+    RUNTIME,
+    SERVER_CONFIG,
+    SYSTEM_INFO,
+    TEMPLATES_ROOT,
+    WEB_ROOT,
+)
 from server.runtime import ServerRuntime
 from server.security import middlewares
 from server.store import StoreError
@@ -32,6 +40,7 @@ from server.system_info import SystemInfo
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api"
+LITEGRAPH_DIST = REPO_ROOT / "node_modules" / "@comfyorg" / "litegraph" / "dist"
 ROUTE_MODULES = (
     node_routes,
     prompt_routes,
@@ -41,23 +50,23 @@ ROUTE_MODULES = (
     userdata_routes,
     workflow_routes,
     ws_routes,
+    editor_routes,
 )
 
 
-async def _web_file(request: web.Request) -> web.FileResponse:
-    """A file of the editor (``web/``); unknown names and escapes are JSON 404s like every other error."""
-    name = request.match_info.get("path") or "index.html"
-    try:
-        path = resolve_inside(request.app[WEB_ROOT], name, what="file")
-    except UnsafePathError as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
-    if not path.is_file():
-        raise ApiError(404, "not_found", f"no route or file {request.path!r}")
-    return web.FileResponse(path)
+def create_app(
+    engine: Engine,
+    server_config: ServerConfig,
+    web_root: Path = REPO_ROOT / "web",
+    library_root: Path = LITEGRAPH_DIST,
+    templates_root: Path = REPO_ROOT / "workflows",
+) -> web.Application:
+    """Build the application; every API route is served at ``/x`` and ``/api/x`` like ComfyUI.
 
-
-def create_app(engine: Engine, server_config: ServerConfig, web_root: Path = REPO_ROOT / "web") -> web.Application:
-    """Build the application; every API route is served at ``/x`` and ``/api/x`` like ComfyUI."""
+    Args:
+        web_root: the editor's own files; library_root: the canvas library's ``dist/``; templates_root: the
+            shipped workflows the editor offers as templates.
+    """
     server_config.check()
     app = web.Application(middlewares=middlewares(server_config), client_max_size=server_config.max_body_bytes)
     app[ENGINE] = engine
@@ -65,6 +74,8 @@ def create_app(engine: Engine, server_config: ServerConfig, web_root: Path = REP
     app[SYSTEM_INFO] = SystemInfo()
     app[SERVER_CONFIG] = server_config
     app[WEB_ROOT] = web_root
+    app[LIBRARY_ROOT] = library_root
+    app[TEMPLATES_ROOT] = templates_root
     runtime = ServerRuntime(engine, server_config)
     app[RUNTIME] = runtime
     app.cleanup_ctx.append(runtime.lifecycle)
@@ -73,7 +84,7 @@ def create_app(engine: Engine, server_config: ServerConfig, web_root: Path = REP
             assert isinstance(route, web.RouteDef)
             app.router.add_route(route.method, route.path, route.handler)
             app.router.add_route(route.method, API_PREFIX + route.path, route.handler)
-    app.router.add_get("/{path:.*}", _web_file)
+    editor_routes.add_static_routes(app)
     return app
 
 

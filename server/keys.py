@@ -14,6 +14,8 @@ from server.system_info import SystemInfo
 
 ENGINE = web.AppKey("engine", Engine)
 WEB_ROOT = web.AppKey("web_root", Path)
+LIBRARY_ROOT = web.AppKey("library_root", Path)
+TEMPLATES_ROOT = web.AppKey("templates_root", Path)
 SERVER_CONFIG = web.AppKey("server_config", ServerConfig)
 RUNTIME = web.AppKey("runtime", ServerRuntime)
 MODEL_FOLDERS = web.AppKey("model_folders", ModelFolders)

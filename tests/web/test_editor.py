@@ -1,0 +1,146 @@
+"""The browser editor against the real server: node types, templates, queueing, errors and autosave."""
+
+from __future__ import annotations
+
+from app.config import REPO_ROOT
+from tests.server.process import ServerProcess
+from tests.web.conftest import EditorPage
+
+SCREENSHOT = REPO_ROOT / "bench" / "results" / "editor.png"
+
+NODE_STATE = """(id) => {
+  const node = reelgraph.graph.getNodeById(id);
+  return {
+    running: node.run.running,
+    error: node.run.error,
+    hasErrors: !!node.has_errors,
+    images: node.run.images.map((image) => ({src: image.src, width: image.naturalWidth})),
+  };
+}"""
+
+
+def test_the_page_loads_without_console_errors(editor: EditorPage) -> None:
+    assert editor.evaluate("document.title") == "Reelgraph"
+    assert editor.evaluate("reelgraph.graph._nodes.length") > 0  # the default template opens on a first visit
+    editor.page.wait_for_timeout(300)
+    assert editor.errors == []
+
+
+def test_node_types_come_from_object_info(editor: EditorPage, server: ServerProcess) -> None:
+    info = server.get("/object_info")
+    registered = editor.evaluate("Object.keys(reelgraph.LiteGraph.registered_node_types)")
+    assert set(info) <= set(registered)
+    sampler = editor.evaluate(
+        """() => {
+      const node = reelgraph.LiteGraph.createNode("KSampler");
+      return {
+        inputs: node.inputs.map((i) => [i.name, i.type]),
+        widgets: node.widgets.map((w) => [w.name, w.type, w.value]),
+        cfg: reelgraph.LiteGraph.createNode("KSampler").widgets.find((w) => w.name === "cfg").options,
+        category: node.constructor.category,
+      };
+    }"""
+    )
+    assert ["model", "MODEL"] in sampler["inputs"] and ["latent_image", "LATENT"] in sampler["inputs"]
+    names = [widget[0] for widget in sampler["widgets"]]
+    assert names[:3] == ["seed", "control_after_generate", "steps"]
+    assert ["sampler_name", "combo", "euler"] in sampler["widgets"]
+    assert sampler["cfg"]["min"] == 0 and sampler["cfg"]["max"] == 100 and sampler["cfg"]["step2"] == 0.1
+    assert sampler["category"] == "sampling"
+
+
+def test_the_image_template_runs_and_shows_its_output(editor: EditorPage) -> None:
+    editor.page.select_option("#templates", "blend_scale_ui.json")
+    editor.page.wait_for_function("reelgraph.graph._nodes.some((n) => n.title === 'Red')")
+    output_id = editor.evaluate("reelgraph.graph._nodes.find((n) => n.constructor.nodeInfo?.output_node).id")
+    prompt = editor.evaluate("reelgraph.graphToPrompt(reelgraph.graph).output")
+    assert prompt["3"]["inputs"]["image1"] == ["1", 0] and prompt["3"]["inputs"]["blend_mode"] == "multiply"
+    editor.page.keyboard.press("Control+Enter")
+    editor.page.wait_for_function(
+        "(id) => reelgraph.graph.getNodeById(id).run.images.some((i) => i.complete && i.naturalWidth > 0)",
+        arg=output_id,
+        timeout=30_000,
+    )
+    state = editor.evaluate(NODE_STATE, output_id)
+    assert "/view?" in state["images"][0]["src"] and state["images"][0]["width"] > 0
+    editor.page.wait_for_function("document.getElementById('status').textContent === 'done'")
+    assert not state["hasErrors"] and editor.errors == []
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    editor.page.screenshot(path=str(SCREENSHOT))
+
+
+def test_a_validation_error_marks_its_node(editor: EditorPage) -> None:
+    editor.evaluate("reelgraph.loadTemplate('blend_scale_ui.json')")
+    editor.evaluate("() => { reelgraph.graph.getNodeById(1).widgets.find((w) => w.name === 'width').value = 0; }")
+    answer = editor.evaluate("reelgraph.queue()")
+    assert "1" in answer["node_errors"]
+    state = editor.evaluate(NODE_STATE, 1)
+    assert state["hasErrors"] and "width" in state["error"]
+    assert editor.evaluate(NODE_STATE, 2)["error"] is None
+    assert "error" in editor.evaluate("document.getElementById('status').className")
+
+
+def test_a_reload_keeps_the_graph(editor: EditorPage) -> None:
+    editor.evaluate("reelgraph.loadTemplate('invert_crop_api.json')")
+    editor.evaluate(
+        """() => {
+      const node = reelgraph.LiteGraph.createNode("EmptyImage");
+      node.pos = [900, 500];
+      node.title = "Added";
+      reelgraph.graph.add(node);
+      node.widgets[0].value = 77;
+    }"""
+    )
+    editor.page.mouse.click(5, 300)  # a user action: the graph is saved
+    before = editor.evaluate("reelgraph.graph.serialize()")
+    editor.page.wait_for_timeout(300)
+    editor.page.reload()
+    editor.page.wait_for_function("window.reelgraph !== undefined")
+    after = editor.evaluate("reelgraph.graph.serialize()")
+    assert [n["type"] for n in after["nodes"]] == [n["type"] for n in before["nodes"]]
+    added = next(node for node in after["nodes"] if node.get("title") == "Added")
+    assert added["widgets_values"][0] == 77 and len(after["links"]) == len(before["links"])
+    assert editor.errors == []
+
+
+BUILD_FAILING_CHAIN = """() => {
+  const { LiteGraph, graph, loadWorkflow } = reelgraph;
+  loadWorkflow({ nodes: [], links: [], version: 0.4 });
+  const make = (type, x) => {
+    const node = LiteGraph.createNode(type);
+    node.pos = [x, 100];
+    graph.add(node);
+    return node;
+  };
+  const image = make("EmptyImage", 0);
+  const slow = make("SlowPass", 350);
+  const fail = make("FailWith", 700);
+  const save = make("SaveImage", 1050);
+  image.widgets.find((w) => w.name === "width").value = 8;
+  image.widgets.find((w) => w.name === "height").value = 8;
+  slow.widgets.find((w) => w.name === "steps").value = 40;
+  slow.widgets.find((w) => w.name === "seconds").value = 0.05;
+  fail.widgets.find((w) => w.name === "message").value = "the test node failed on purpose";
+  image.connect(0, slow, 0);
+  slow.connect(0, fail, 0);
+  fail.connect(0, save, 0);
+  return { slow: slow.id, fail: fail.id };
+}"""
+
+
+def test_progress_and_a_runtime_error_are_shown_on_their_nodes(editor: EditorPage) -> None:
+    ids = editor.evaluate(BUILD_FAILING_CHAIN)
+    answer = editor.evaluate("reelgraph.queue()")
+    assert answer["node_errors"] == {}
+    editor.page.wait_for_function(
+        "(id) => { const run = reelgraph.graph.getNodeById(id).run; return run.running && run.progress?.value > 0; }",
+        arg=ids["slow"],
+        timeout=15_000,
+    )
+    editor.page.wait_for_function(
+        "(id) => reelgraph.graph.getNodeById(id).run.error !== null", arg=ids["fail"], timeout=15_000
+    )
+    state = editor.evaluate(NODE_STATE, ids["fail"])
+    assert state["hasErrors"] and "the test node failed on purpose" in state["error"]
+    assert not editor.evaluate(NODE_STATE, ids["slow"])["running"]
+    assert "failed" in editor.evaluate("document.getElementById('status').textContent")

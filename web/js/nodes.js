@@ -1,0 +1,144 @@
+// Node classes built from /object_info: typed sockets, widgets, and the run state drawn on each node.
+
+import { addInputWidget, isWidgetInput } from "./widgets.js";
+
+const RUNNING_COLOUR = "#4caf50";
+const PROGRESS_COLOUR = "#6fd26f";
+const ERROR_TEXT_COLOUR = "#ff7777";
+const IMAGE_MIN_HEIGHT = 220;
+
+/** The inputs of a node's info in input_order: [{name, type, options, optional}]. */
+function orderedInputs(info) {
+  const inputs = [];
+  for (const group of ["required", "optional"]) {
+    const specs = info.input?.[group] ?? {};
+    const order = info.input_order?.[group] ?? Object.keys(specs);
+    for (const name of order) {
+      const [type, options = {}] = specs[name] ?? [];
+      if (type !== undefined) inputs.push({ name, type, options, optional: group === "optional" });
+    }
+  }
+  return inputs;
+}
+
+function wrapText(ctx, text, width) {
+  const lines = [];
+  for (const paragraph of String(text).split("\n")) {
+    let line = "";
+    for (const word of paragraph.split(" ")) {
+      const next = line ? `${line} ${word}` : word;
+      if (ctx.measureText(next).width > width && line) { lines.push(line); line = word; } else line = next;
+    }
+    lines.push(line);
+  }
+  return lines.slice(0, 6);
+}
+
+/** Register one LiteGraph node type per entry of `objectInfo`; `onChange` is called when a widget changes. */
+export function registerNodeTypes(lib, objectInfo, onChange) {
+  const { LiteGraph, LGraphNode } = lib;
+  for (const [type, info] of Object.entries(objectInfo)) {
+    class ReelgraphNode extends LGraphNode {
+      static title = info.display_name || type;
+      static comfyClass = type;
+      static nodeInfo = info;
+
+      constructor(title) {
+        super(title ?? info.display_name ?? type);
+        this.serialize_widgets = true;
+        this.run = { running: false, progress: null, images: [], error: null };
+        for (const { name, type: inputType, options, optional } of orderedInputs(info)) {
+          if (isWidgetInput(inputType, options)) addInputWidget(this, name, inputType, options, onChange);
+          else this.addInput(name, inputType, { tooltip: options.tooltip, optional });
+        }
+        (info.output ?? []).forEach((outputType, index) => {
+          const name = info.output_name?.[index] ?? outputType;
+          const outputTypeName = Array.isArray(outputType) ? "COMBO" : outputType;
+          this.addOutput(name, outputTypeName, { tooltip: info.output_tooltips?.[index] });
+        });
+        this.size = this.computeSize();
+      }
+
+      /** Show an `executed` output: its images (by /view URL) below the widgets. */
+      showOutput(output, viewUrl) {
+        const images = [...(output?.images ?? []), ...(output?.gifs ?? [])];
+        this.run.images = images.map((image) => {
+          const element = new Image();
+          element.onload = () => this.setDirtyCanvas(true, false);
+          element.src = viewUrl(image);
+          return element;
+        });
+        this.run.imageTop = this.computeSize()[1];
+        if (images.length && this.size[1] < this.run.imageTop + IMAGE_MIN_HEIGHT) {
+          this.setSize([Math.max(this.size[0], 260), this.run.imageTop + IMAGE_MIN_HEIGHT]);
+        }
+        this.setDirtyCanvas(true, false);
+      }
+
+      /** Mark (or with null, clear) an error on this node. */
+      setError(message) {
+        this.run.error = message;
+        this.has_errors = !!message;
+        this.setDirtyCanvas(true, true);
+      }
+
+      onDrawForeground(ctx) {
+        const [width, height] = this.size;
+        const titleHeight = LiteGraph.NODE_TITLE_HEIGHT;
+        const { running, progress, images, error } = this.run;
+        if (images.length && !this.flags.collapsed) this.drawImages(ctx, images, width, height);
+        if (progress && !this.flags.collapsed) {
+          ctx.fillStyle = PROGRESS_COLOUR;
+          ctx.fillRect(0, 0, (width * progress.value) / Math.max(1, progress.max), 4);
+        }
+        if (running) {
+          ctx.strokeStyle = RUNNING_COLOUR;
+          ctx.lineWidth = 3;
+          ctx.strokeRect(-4, -titleHeight - 4, width + 8, (this.flags.collapsed ? 0 : height) + titleHeight + 8);
+        }
+        if (error) {
+          ctx.font = "12px sans-serif";
+          ctx.fillStyle = ERROR_TEXT_COLOUR;
+          ctx.textAlign = "left";
+          const lines = wrapText(ctx, error, Math.max(width, 240));
+          lines.forEach((line, i) => ctx.fillText(line, 0, (this.flags.collapsed ? 0 : height) + 18 + i * 15));
+        }
+      }
+
+      drawImages(ctx, images, width, height) {
+        const top = this.run.imageTop ?? this.computeSize()[1];
+        const box = { w: width / images.length, h: height - top - 4 };
+        images.forEach((image, i) => {
+          if (!image.complete || !image.naturalWidth || box.h <= 0) return;
+          const scale = Math.min(box.w / image.naturalWidth, box.h / image.naturalHeight);
+          const w = image.naturalWidth * scale;
+          const h = image.naturalHeight * scale;
+          ctx.drawImage(image, i * box.w + (box.w - w) / 2, top + (box.h - h) / 2, w, h);
+        });
+      }
+    }
+    LiteGraph.registerNodeType(type, ReelgraphNode);
+    ReelgraphNode.category = info.category ?? "";
+  }
+}
+
+/** The editor-only node types (notes): drawn and saved with the graph, never sent to the server. */
+export function registerFrontendNodes(lib, onChange) {
+  const { LiteGraph, LGraphNode } = lib;
+  for (const type of ["Note", "MarkdownNote"]) {
+    class NoteNode extends LGraphNode {
+      static title = type === "Note" ? "Note" : "Markdown Note";
+      constructor(title) {
+        super(title ?? NoteNode.title);
+        this.isVirtualNode = true;
+        this.serialize_widgets = true;
+        this.color = "#432";
+        this.bgcolor = "#653";
+        this.addWidget("text", "text", "", onChange, { multiline: true });
+        this.size = [400, 120];
+      }
+    }
+    LiteGraph.registerNodeType(type, NoteNode);
+    NoteNode.category = "utils";
+  }
+}
