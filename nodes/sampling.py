@@ -41,9 +41,7 @@ def run_sampling(
     """Sample with the run's model manager, reporting each step as the node's progress."""
     context = current_context()
     samples = latent_samples(latent, "latent_image")
-    noise_mask = latent.get("noise_mask")
-    if noise_mask is not None and not isinstance(noise_mask, torch.Tensor):
-        raise ValueError(f"latent_image: its noise_mask is a {type(noise_mask).__name__}, not a tensor")
+    noise_mask = latent.get("noise_mask")  # checked (and named) by sample_latent
 
     previews = context.services.get(LATENT_PREVIEWS_SERVICE)
     fmt = guider.model.adapter.latent_format

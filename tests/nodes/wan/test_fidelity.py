@@ -205,15 +205,12 @@ def test_first_last_frame_matches_wan_image_to_video_pipeline(runner: NodeRunner
     pixels = [rng.integers(0, 256, (I2V_SIZE, I2V_SIZE, 3), dtype=np.uint8) for _ in range(2)]
     images = [torch.from_numpy(p).float().div(255.0).unsqueeze(0) for p in pixels]
     visions = [runner.call(CLIPVisionEncode, clip_vision=clip_vision, image=i, crop="center")[0] for i in images]
+    common = {"vae": vae, "width": I2V_SIZE, "height": I2V_SIZE, "length": LENGTH, "batch_size": 1}
+    text = {"positive": positive, "negative": negative}
     positive, negative, latent = runner.call(
         WanFirstLastFrameToVideo,
-        positive=positive,
-        negative=negative,
-        vae=vae,
-        width=I2V_SIZE,
-        height=I2V_SIZE,
-        length=LENGTH,
-        batch_size=1,
+        **text,
+        **common,
         clip_vision_start_image=visions[0],
         clip_vision_end_image=visions[1],
         start_image=images[0],
@@ -228,16 +225,7 @@ def test_first_last_frame_matches_wan_image_to_video_pipeline(runner: NodeRunner
     assert difference < 1e-4, difference
 
     one_image, _, _ = runner.call(
-        WanFirstLastFrameToVideo,
-        positive=positive,
-        negative=negative,
-        vae=vae,
-        width=I2V_SIZE,
-        height=I2V_SIZE,
-        length=LENGTH,
-        batch_size=1,
-        clip_vision_start_image=visions[0],
-        start_image=images[0],
+        WanFirstLastFrameToVideo, **text, **common, clip_vision_start_image=visions[0], start_image=images[0]
     )
     with pytest.raises(ValueError, match=r"two images .* connect CLIPVisionEncode of both"):
         _sample(runner, model, one_image, negative, latent, vae)
