@@ -1,4 +1,5 @@
 // The editor page: the canvas, node types from the server, the toolbar, the run state and autosave.
+// Each feature is a module exporting `install(editor)`; `editor` (below) is everything a feature may use.
 
 import * as lib from "../lib/litegraph/litegraph.es.js";
 import { api, connectSocket } from "./api.js";
@@ -12,6 +13,11 @@ import { applySeedControls } from "./widgets.js";
 const DEFAULT_TEMPLATE = "blend_scale_ui.json";
 const SOCKET_WAIT_MS = 3000;
 const { LGraph, LGraphCanvas, LiteGraph } = lib;
+
+/** The feature modules, installed in this order once the graph and canvas exist. */
+const FEATURES = [
+  { install: (editor) => installTooltips(editor.canvas, document.getElementById("tooltip")) },
+];
 
 const statusLine = document.getElementById("status");
 function report(text, isError = false) {
@@ -44,6 +50,24 @@ function fitCanvas(canvas) {
   canvas.setDirty(true, true);
 }
 
+/** A button added to the toolbar (before the status line). */
+function addToolbarButton(label, title, onClick) {
+  const button = document.createElement("button");
+  button.textContent = label;
+  button.title = title;
+  button.onclick = onClick;
+  statusLine.before(button);
+  return button;
+}
+
+/** Link a feature's stylesheet (a path under web/). */
+function addStylesheet(path) {
+  const link = document.createElement("link");
+  link.rel = "stylesheet";
+  link.href = path;
+  document.head.append(link);
+}
+
 async function start() {
   const clientId = sessionStorage.getItem("reelgraph.clientId") ?? newClientId();
   sessionStorage.setItem("reelgraph.clientId", clientId);
@@ -54,16 +78,20 @@ async function start() {
 
   let saver = null;
   const changed = () => saver?.saveSoon();
-  registerNodeTypes(lib, await api.objectInfo(), changed);
+  const objectInfo = await api.objectInfo();
+  registerNodeTypes(lib, objectInfo, changed);
   registerFrontendNodes(lib, changed);
   const runState = new RunState(graph, api.viewUrl, report);
+  const listeners = { loading: [], loaded: [], queued: [], message: [] };
 
   function loadWorkflow(workflow) {
+    for (const listener of listeners.loading) listener(workflow);
     graph.clear();
     graph.configure(workflow);
     runState.setRunning(null);
     saver?.saveNow();
     fitView(canvas);
+    for (const listener of listeners.loaded) listener(workflow);
   }
 
   async function loadTemplate(name) {
@@ -80,11 +108,24 @@ async function start() {
       applySeedControls(graph);
       saver?.saveSoon();
       runState.reportQueued(answer.body, marked);
+      for (const listener of listeners.queued) listener(answer.body);
     } else {
       report(answer.body?.error?.message ?? `the server answered ${answer.status}`, true);
     }
     return answer.body;
   }
+
+  const editor = {
+    lib, LiteGraph, graph, canvas, api, clientId, objectInfo, runState, report, changed,
+    queue, loadWorkflow, loadTemplate, graphToPrompt,
+    fitView: () => fitView(canvas),
+    addToolbarButton, addStylesheet,
+    /**
+     * Call `listener` on "loading" (a workflow about to be configured), "loaded" (it opened), "queued" (/prompt's
+     * answer) or "message" (a WebSocket message: type, data).
+     */
+    on: (event, listener) => listeners[event].push(listener),
+  };
 
   const saved = loadSaved();
   try {
@@ -109,16 +150,18 @@ async function start() {
     if (templates.value) await loadTemplate(templates.value);
     templates.value = "";
   };
-  installTooltips(canvas, document.getElementById("tooltip"));
-  const socketOpen = connectSocket(clientId, (type, data) => runState.onMessage(type, data), (open) => {
+  for (const feature of FEATURES) await feature.install(editor);
+  const onMessage = (type, data) => {
+    runState.onMessage(type, data);
+    for (const listener of listeners.message) listener(type, data);
+  };
+  const socketOpen = connectSocket(clientId, onMessage, (open) => {
     if (!open) report("reconnecting to the server…", true);
   });
 
   // Queue only once the socket listens, or a quick run's events would be missed; a dead socket delays 3 s at most.
   await Promise.race([socketOpen, new Promise((resolve) => setTimeout(resolve, SOCKET_WAIT_MS))]);
-  window.reelgraph = {
-    LiteGraph, graph, canvas, clientId, queue, loadWorkflow, loadTemplate, graphToPrompt, fitView: () => fitView(canvas),
-  };
+  window.reelgraph = editor;
   report("ready");
 }
 
