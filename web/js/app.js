@@ -73,6 +73,7 @@ async function start() {
   sessionStorage.setItem("reelgraph.clientId", clientId);
   const graph = new LGraph();
   const canvas = new LGraphCanvas(document.getElementById("graph"), graph);
+  canvas.show_info = false; // litegraph's debug overlay (frame rate, node counts)
   fitCanvas(canvas);
   addEventListener("resize", () => fitCanvas(canvas));
 
