@@ -144,3 +144,27 @@ def test_progress_and_a_runtime_error_are_shown_on_their_nodes(editor: EditorPag
     assert state["hasErrors"] and "the test node failed on purpose" in state["error"]
     assert not editor.evaluate(NODE_STATE, ids["slow"])["running"]
     assert "failed" in editor.evaluate("document.getElementById('status').textContent")
+
+
+def test_zoomed_far_out_nodes_are_drawn_as_boxes(editor: EditorPage) -> None:
+    editor.evaluate("reelgraph.loadTemplate('blend_scale_ui.json')")
+    drawn = editor.evaluate(
+        """() => {
+      const { canvas, graph } = reelgraph;
+      const counts = {};
+      const widgets = canvas.drawNodeWidgets.bind(canvas);
+      canvas.drawNodeWidgets = (...args) => { counts.widgets += 1; return widgets(...args); };
+      graph.getNodeById(3).setError("boom");
+      for (const scale of [1, 0.1]) {
+        counts.widgets = 0;
+        canvas.ds.scale = scale;
+        canvas.draw(true, true);
+        counts[scale] = counts.widgets;
+      }
+      const [x, y] = canvas.ds.convertOffsetToCanvas(graph.getNodeById(3).pos);
+      const pixel = canvas.ctx.getImageData(x + 1, y - 3, 1, 1).data;
+      return { full: counts[1], minimal: counts[0.1], outline: [...pixel.slice(0, 3)] };
+    }"""
+    )
+    assert drawn["full"] > 0 and drawn["minimal"] == 0
+    assert drawn["outline"] == [255, 85, 85]  # the failed node keeps its red outline

@@ -3,6 +3,7 @@
 
 import * as lib from "../lib/litegraph/litegraph.es.js";
 import { api, connectSocket } from "./api.js";
+import * as levelOfDetail from "./lod.js";
 import { registerFrontendNodes, registerNodeTypes } from "./nodes.js";
 import { graphToPrompt } from "./prompt.js";
 import { RunState } from "./run_state.js";
@@ -16,6 +17,7 @@ const { LGraph, LGraphCanvas, LiteGraph } = lib;
 
 /** The feature modules, installed in this order once the graph and canvas exist. */
 const FEATURES = [
+  levelOfDetail,
   { install: (editor) => installTooltips(editor.canvas, document.getElementById("tooltip")) },
 ];
 
