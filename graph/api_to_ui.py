@@ -17,7 +17,7 @@ from typing import Any
 
 from graph.prompt import BadLink, Link, Prompt, PromptNode
 from graph.registry import NodeRegistry
-from graph.spec import ANY_TYPE, COMBO_TYPE, InputSpec, NodeSpec
+from graph.spec import ANY_TYPE, COMBO_TYPE, UPLOAD_BUTTON_VALUE, InputSpec, NodeSpec
 
 UI_VERSION = 0.4
 SEED_CONTROL = "fixed"  # the control_after_generate value written after seed-like INT widgets
@@ -118,6 +118,8 @@ def _build_slots(ui_node: _UiNode) -> None:
         ui_node.widgets_values.append(value)
         if widget.has_control_after_generate:
             ui_node.widgets_values.append(SEED_CONTROL)
+        if widget.has_upload_button:
+            ui_node.widgets_values.append(UPLOAD_BUTTON_VALUE)
 
 
 _MISSING = object()

@@ -18,6 +18,8 @@ from graph.errors import NodeDefinitionError
 ANY_TYPE = "*"
 COMBO_TYPE = "COMBO"
 WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", COMBO_TYPE})
+UPLOAD_BUTTON_FLAGS = ("image_upload", "video_upload")
+UPLOAD_BUTTON_VALUE = "image"  # what ComfyUI's editor saves for an upload button, whatever it uploads
 HIDDEN_INPUTS = frozenset(
     {"PROMPT", "EXTRA_PNGINFO", "UNIQUE_ID", "DYNPROMPT", "AUTH_TOKEN_COMFY_ORG", "API_KEY_COMFY_ORG"}
 )
@@ -54,6 +56,12 @@ class InputSpec:
             return False
         flag = self.options.get("control_after_generate")
         return bool(flag) if flag is not None else self.name in ("seed", "noise_seed")
+
+    @property
+    def has_upload_button(self) -> bool:
+        """Combos with ``image_upload`` / ``video_upload`` get an upload button whose value (``"image"``) UI
+        workflows save right after the combo's."""
+        return self.type == COMBO_TYPE and any(self.options.get(flag) for flag in UPLOAD_BUTTON_FLAGS)
 
     def raw(self) -> list[Any]:
         """The ``object_info`` form: ``[TYPE, options]``, with legacy combos as ``[[choices...], options]``."""

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 from graph.coercion import types_match
 from graph.errors import WorkflowFormatError
 from graph.registry import NodeRegistry
-from graph.spec import ANY_TYPE, COMBO_TYPE, InputSpec
+from graph.spec import ANY_TYPE, COMBO_TYPE, UPLOAD_BUTTON_VALUE, InputSpec
 
 MODE_MUTED = 2
 MODE_BYPASSED = 4
@@ -155,7 +155,7 @@ def _input_name(node: _Node, index: int, slot: Mapping[str, Any]) -> str:
 
 
 def _widget_values(node: _Node, widgets: list[InputSpec]) -> dict[str, Any]:
-    """Map ``widgets_values`` onto the spec's widget inputs, skipping seed-control values."""
+    """Map ``widgets_values`` onto the spec's widget inputs, skipping seed-control and upload-button values."""
     raw = node.widgets_values
     if isinstance(raw, Mapping):
         return {spec.name: raw[spec.name] for spec in widgets if spec.name in raw}
@@ -168,6 +168,8 @@ def _widget_values(node: _Node, widgets: list[InputSpec]) -> dict[str, Any]:
         position += 1
         if position < len(raw) and _is_control_value(spec, raw[position], widgets[index + 1 :]):
             position += 1
+        if position < len(raw) and spec.has_upload_button and raw[position] in (UPLOAD_BUTTON_VALUE, None):
+            position += 1  # the upload button's value (workflows saved before it existed have none)
     return values
 
 

@@ -339,3 +339,35 @@ def test_not_a_prompt_is_rejected(registry: NodeRegistry) -> None:
         api_to_ui([], registry)  # type: ignore[arg-type]
     with pytest.raises(WorkflowFormatError):
         api_to_ui({"1": {"inputs": {}}}, registry)
+
+
+class VideoFrameLoader(FakeNode):
+    """A LoadVideoFrames-like node: an upload combo followed by more widgets."""
+
+    RETURN_TYPES = ("IMAGE",)
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "video": (["a.mp4", "b.mp4"], {"video_upload": True}),
+                "skip_first_frames": ("INT", {"default": 0}),
+                "frame_load_cap": ("INT", {"default": 0}),
+            }
+        }
+
+
+def test_upload_buttons_keep_their_slot_in_widget_values() -> None:
+    """ComfyUI's editor saves the upload button's "image" right after the combo; both directions keep that slot."""
+    upload_registry = registry_of({"VideoFrameLoader": VideoFrameLoader})
+    prompt = {"1": {"class_type": "VideoFrameLoader", "inputs": {"video": "b.mp4", "skip_first_frames": 4}}}
+    workflow = api_to_ui(prompt, upload_registry)
+    assert workflow["nodes"][0]["widgets_values"] == ["b.mp4", "image", 4, 0]
+    assert ui_to_api(workflow, upload_registry)["1"]["inputs"] == {
+        "video": "b.mp4",
+        "skip_first_frames": 4,
+        "frame_load_cap": 0,
+    }
+    without_button = copy.deepcopy(workflow)  # saved before the button existed
+    without_button["nodes"][0]["widgets_values"] = ["b.mp4", 4, 0]
+    assert ui_to_api(without_button, upload_registry)["1"]["inputs"]["skip_first_frames"] == 4
