@@ -39,6 +39,22 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     process.stop()
 
 
+BUILD_CHAIN = """(chain) => {
+  const { LiteGraph, graph, loadWorkflow } = reelgraph;
+  loadWorkflow({ nodes: [], links: [], version: 0.4 });
+  let previous = null;
+  return chain.map(([type, values], index) => {
+    const node = LiteGraph.createNode(type);
+    node.pos = [index * 350, 100];
+    graph.add(node);
+    for (const [name, value] of Object.entries(values)) node.widgets.find((w) => w.name === name).value = value;
+    previous?.connect(0, node, 0);
+    previous = node;
+    return node.id;
+  });
+}"""
+
+
 class EditorPage:
     """A page of the editor, with the console errors it logged."""
 
@@ -56,6 +72,10 @@ class EditorPage:
 
     def evaluate(self, script: str, arg: object = None) -> object:
         return self.page.evaluate(script, arg)
+
+    def build_chain(self, *chain: tuple[str, dict[str, object]]) -> list[int]:
+        """Replace the graph by a chain of nodes (type, widget values), each output 0 linked to the next input 0."""
+        return self.page.evaluate(BUILD_CHAIN, [list(link) for link in chain])
 
 
 @pytest.fixture

@@ -103,46 +103,26 @@ def test_a_reload_keeps_the_graph(editor: EditorPage) -> None:
     assert editor.errors == []
 
 
-BUILD_FAILING_CHAIN = """() => {
-  const { LiteGraph, graph, loadWorkflow } = reelgraph;
-  loadWorkflow({ nodes: [], links: [], version: 0.4 });
-  const make = (type, x) => {
-    const node = LiteGraph.createNode(type);
-    node.pos = [x, 100];
-    graph.add(node);
-    return node;
-  };
-  const image = make("EmptyImage", 0);
-  const slow = make("SlowPass", 350);
-  const fail = make("FailWith", 700);
-  const save = make("SaveImage", 1050);
-  image.widgets.find((w) => w.name === "width").value = 8;
-  image.widgets.find((w) => w.name === "height").value = 8;
-  slow.widgets.find((w) => w.name === "steps").value = 40;
-  slow.widgets.find((w) => w.name === "seconds").value = 0.05;
-  fail.widgets.find((w) => w.name === "message").value = "the test node failed on purpose";
-  image.connect(0, slow, 0);
-  slow.connect(0, fail, 0);
-  fail.connect(0, save, 0);
-  return { slow: slow.id, fail: fail.id };
-}"""
-
-
 def test_progress_and_a_runtime_error_are_shown_on_their_nodes(editor: EditorPage) -> None:
-    ids = editor.evaluate(BUILD_FAILING_CHAIN)
+    _, slow_id, fail_id, _ = editor.build_chain(
+        ("EmptyImage", {"width": 8, "height": 8}),
+        ("SlowPass", {"steps": 40, "seconds": 0.05}),
+        ("FailWith", {"message": "the test node failed on purpose"}),
+        ("SaveImage", {}),
+    )
     answer = editor.evaluate("reelgraph.queue()")
     assert answer["node_errors"] == {}
     editor.page.wait_for_function(
         "(id) => { const run = reelgraph.graph.getNodeById(id).run; return run.running && run.progress?.value > 0; }",
-        arg=ids["slow"],
+        arg=slow_id,
         timeout=15_000,
     )
     editor.page.wait_for_function(
-        "(id) => reelgraph.graph.getNodeById(id).run.error !== null", arg=ids["fail"], timeout=15_000
+        "(id) => reelgraph.graph.getNodeById(id).run.error !== null", arg=fail_id, timeout=15_000
     )
-    state = editor.evaluate(NODE_STATE, ids["fail"])
+    state = editor.evaluate(NODE_STATE, fail_id)
     assert state["hasErrors"] and "the test node failed on purpose" in state["error"]
-    assert not editor.evaluate(NODE_STATE, ids["slow"])["running"]
+    assert not editor.evaluate(NODE_STATE, slow_id)["running"]
     assert "failed" in editor.evaluate("document.getElementById('status').textContent")
 
 
@@ -168,3 +148,19 @@ def test_zoomed_far_out_nodes_are_drawn_as_boxes(editor: EditorPage) -> None:
     )
     assert drawn["full"] > 0 and drawn["minimal"] == 0
     assert drawn["outline"] == [255, 85, 85]  # the failed node keeps its red outline
+
+
+def test_runs_queued_by_others_are_not_drawn_on_this_graph(editor: EditorPage, server: ServerProcess) -> None:
+    """A script's prompt (no client_id) is broadcast to every page; its node ids must not light up this graph."""
+    editor.evaluate("reelgraph.loadTemplate('blend_scale_ui.json')")
+    foreign = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 32, "height": 32, "batch_size": 1, "color": 77}},
+        "5": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
+    }
+    prompt_id = server.post("/prompt", {"prompt": foreign})["prompt_id"]
+    server.wait_for(lambda: prompt_id in server.get(f"/history/{prompt_id}"))
+    editor.page.wait_for_timeout(300)  # the broadcast events, if drawn, would have arrived by now
+    assert editor.evaluate("reelgraph.graph.getNodeById(5).run.images.length") == 0
+    editor.page.keyboard.press("Control+Enter")
+    editor.page.wait_for_function("reelgraph.graph.getNodeById(5).run.images.length > 0", timeout=30_000)
+    assert editor.errors == []

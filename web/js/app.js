@@ -4,12 +4,26 @@
 import * as lib from "../lib/litegraph/litegraph.es.js";
 import { api, connectSocket } from "./api.js";
 import * as levelOfDetail from "./lod.js";
+import * as links from "./links.js";
+import * as dropFiles from "./drop.js";
+import * as missingNodes from "./missing_nodes.js";
+import * as modes from "./modes.js";
 import { registerFrontendNodes, registerNodeTypes } from "./nodes.js";
+import { OwnPrompts } from "./own_prompts.js";
 import { graphToPrompt } from "./prompt.js";
+import * as queuePanel from "./queue_panel.js";
+import * as refreshLists from "./refresh.js";
 import { RunState } from "./run_state.js";
+import * as nodeSearch from "./search.js";
+import * as shortcuts from "./shortcuts.js";
+import * as stepPreviews from "./step_preview.js";
 import { autosave, loadSaved } from "./storage.js";
 import { installTooltips } from "./tooltip.js";
+import * as undo from "./undo.js";
+import * as uploads from "./upload.js";
+import * as videoPreviews from "./video_preview.js";
 import { applySeedControls } from "./widgets.js";
+import * as workflowFiles from "./workflow_files.js";
 
 const DEFAULT_TEMPLATE = "blend_scale_ui.json";
 const SOCKET_WAIT_MS = 3000;
@@ -17,7 +31,20 @@ const { LGraph, LGraphCanvas, LiteGraph } = lib;
 
 /** The feature modules, installed in this order once the graph and canvas exist. */
 const FEATURES = [
+  missingNodes,
+  workflowFiles,
+  dropFiles,
   levelOfDetail,
+  queuePanel,
+  stepPreviews,
+  videoPreviews,
+  uploads,
+  refreshLists,
+  undo,
+  nodeSearch,
+  links,
+  shortcuts,
+  modes,
   { install: (editor) => installTooltips(editor.canvas, document.getElementById("tooltip")) },
 ];
 
@@ -85,16 +112,21 @@ async function start() {
   registerNodeTypes(lib, objectInfo, changed);
   registerFrontendNodes(lib, changed);
   const runState = new RunState(graph, api.viewUrl, report);
-  const listeners = { loading: [], loaded: [], queued: [], message: [] };
+  const ownPrompts = new OwnPrompts((type, data) => {
+    runState.onMessage(type, data);
+    for (const listener of listeners.message) listener(type, data);
+  });
+  const listeners = { loading: [], loaded: [], queueing: [], queued: [], message: [] };
 
-  function loadWorkflow(workflow) {
+  /** Open `workflow`; `how` is "restore" for the graph autosaved by the last visit. */
+  function loadWorkflow(workflow, how = "open") {
     for (const listener of listeners.loading) listener(workflow);
     graph.clear();
     graph.configure(workflow);
     runState.setRunning(null);
     saver?.saveNow();
     fitView(canvas);
-    for (const listener of listeners.loaded) listener(workflow);
+    for (const listener of listeners.loaded) listener(workflow, how);
   }
 
   async function loadTemplate(name) {
@@ -103,9 +135,20 @@ async function start() {
   }
 
   async function queue() {
+    const refusal = listeners.queueing.map((check) => check()).find(Boolean);
+    if (refusal) {
+      report(refusal, true);
+      return { error: { type: "refused", message: refusal } };
+    }
     runState.clearErrors();
     const { output, workflow } = graphToPrompt(graph);
-    const answer = await api.queuePrompt(output, workflow, clientId);
+    ownPrompts.queueing();
+    let answer = null;
+    try {
+      answer = await api.queuePrompt(output, workflow, clientId);
+    } finally {
+      ownPrompts.queued(answer?.ok ? answer.body?.prompt_id : null); // its early events are delivered now
+    }
     const marked = runState.showNodeErrors(answer.body?.node_errors);
     if (answer.ok) {
       applySeedControls(graph);
@@ -124,15 +167,17 @@ async function start() {
     fitView: () => fitView(canvas),
     addToolbarButton, addStylesheet,
     /**
-     * Call `listener` on "loading" (a workflow about to be configured), "loaded" (it opened), "queued" (/prompt's
-     * answer) or "message" (a WebSocket message: type, data).
+     * Call `listener` on "loading" (a workflow about to be configured), "loaded" (it opened: workflow, how),
+     * "queueing" (before a queue: answer a reason to refuse it, or null), "queued" (/prompt's answer) or "message"
+     * (a WebSocket message of this page's prompts: type, data).
      */
     on: (event, listener) => listeners[event].push(listener),
   };
 
+  for (const feature of FEATURES) await feature.install(editor); // before the first load: they may register types
   const saved = loadSaved();
   try {
-    if (saved) loadWorkflow(saved);
+    if (saved) loadWorkflow(saved, "restore");
     else await loadTemplate(DEFAULT_TEMPLATE);
   } catch (error) {
     console.warn("could not open the saved workflow", error);
@@ -153,12 +198,8 @@ async function start() {
     if (templates.value) await loadTemplate(templates.value);
     templates.value = "";
   };
-  for (const feature of FEATURES) await feature.install(editor);
-  const onMessage = (type, data) => {
-    runState.onMessage(type, data);
-    for (const listener of listeners.message) listener(type, data);
-  };
-  const socketOpen = connectSocket(clientId, onMessage, (open) => {
+  ownPrompts.adopt(await api.queue(), clientId);
+  const socketOpen = connectSocket(clientId, (type, data) => ownPrompts.receive(type, data), (open) => {
     if (!open) report("reconnecting to the server…", true);
   });
 

@@ -1,6 +1,8 @@
 // Node classes built from /object_info: typed sockets, widgets, and the run state drawn on each node.
 
-import { addInputWidget, isWidgetInput } from "./widgets.js";
+import { registerPrimitiveNode } from "./primitive.js";
+import { registerRerouteNode } from "./reroute_node.js";
+import { addInputWidget, isWidgetInput, withWidgetSockets } from "./widgets.js";
 
 const RUNNING_COLOUR = "#4caf50";
 const PROGRESS_COLOUR = "#6fd26f";
@@ -34,6 +36,17 @@ function wrapText(ctx, text, width) {
   return lines.slice(0, 6);
 }
 
+/** The drawable size of an image, video or canvas element: [0, 0] until it has a picture. */
+function mediaSize(element) {
+  if (element instanceof HTMLVideoElement) {
+    return element.readyState >= 2 ? [element.videoWidth, element.videoHeight] : [0, 0];
+  }
+  if (element instanceof HTMLImageElement) {
+    return element.complete ? [element.naturalWidth, element.naturalHeight] : [0, 0];
+  }
+  return [element.width, element.height];
+}
+
 /** Register one LiteGraph node type per entry of `objectInfo`; `onChange` is called when a widget changes. */
 export function registerNodeTypes(lib, objectInfo, onChange) {
   const { LiteGraph, LGraphNode } = lib;
@@ -59,20 +72,41 @@ export function registerNodeTypes(lib, objectInfo, onChange) {
         this.size = this.computeSize();
       }
 
-      /** Show an `executed` output: its images (by /view URL) below the widgets. */
-      showOutput(output, viewUrl) {
-        const images = [...(output?.images ?? []), ...(output?.gifs ?? [])];
-        this.run.images = images.map((image) => {
+      /** Configure from a saved node; saves without a socket per widget (older ComfyUI) get the missing ones. */
+      configure(info) {
+        super.configure(withWidgetSockets(this, info));
+      }
+
+      /**
+       * Show an `executed` output below the widgets: one element per file entry (images, gifs), made by
+       * `createMedia(entry)` (a video or animation player) or, without it, a still image from `viewUrl(entry)`.
+       */
+      showOutput(output, viewUrl, createMedia = null) {
+        const entries = [...(output?.images ?? []), ...(output?.gifs ?? [])];
+        this.run.images = entries.map((entry) => {
+          if (createMedia) return createMedia(entry);
           const element = new Image();
           element.onload = () => this.setDirtyCanvas(true, false);
-          element.src = viewUrl(image);
+          element.src = viewUrl(entry);
           return element;
         });
+        if (entries.length) this.makeRoomForImages();
+        this.setDirtyCanvas(true, false);
+      }
+
+      /** Show a live step preview (an image) in place of the outputs; null takes it away. */
+      showPreview(image) {
+        this.run.preview = image;
+        if (image) this.makeRoomForImages();
+        this.setDirtyCanvas(true, false);
+      }
+
+      /** Grow the node so that its images get IMAGE_MIN_HEIGHT below the widgets. */
+      makeRoomForImages() {
         this.run.imageTop = this.computeSize()[1];
-        if (images.length && this.size[1] < this.run.imageTop + IMAGE_MIN_HEIGHT) {
+        if (this.size[1] < this.run.imageTop + IMAGE_MIN_HEIGHT) {
           this.setSize([Math.max(this.size[0], 260), this.run.imageTop + IMAGE_MIN_HEIGHT]);
         }
-        this.setDirtyCanvas(true, false);
       }
 
       /** Mark (or with null, clear) an error on this node. */
@@ -85,8 +119,9 @@ export function registerNodeTypes(lib, objectInfo, onChange) {
       onDrawForeground(ctx) {
         const [width, height] = this.size;
         const titleHeight = LiteGraph.NODE_TITLE_HEIGHT;
-        const { running, progress, images, error } = this.run;
-        if (images.length && !this.flags.collapsed) this.drawImages(ctx, images, width, height);
+        const { running, progress, images, preview, error } = this.run;
+        const shown = preview ? [preview] : images;
+        if (shown.length && !this.flags.collapsed) this.drawImages(ctx, shown, width, height);
         if (progress && !this.flags.collapsed) {
           ctx.fillStyle = PROGRESS_COLOUR;
           ctx.fillRect(0, 0, (width * progress.value) / Math.max(1, progress.max), 4);
@@ -109,10 +144,11 @@ export function registerNodeTypes(lib, objectInfo, onChange) {
         const top = this.run.imageTop ?? this.computeSize()[1];
         const box = { w: width / images.length, h: height - top - 4 };
         images.forEach((image, i) => {
-          if (!image.complete || !image.naturalWidth || box.h <= 0) return;
-          const scale = Math.min(box.w / image.naturalWidth, box.h / image.naturalHeight);
-          const w = image.naturalWidth * scale;
-          const h = image.naturalHeight * scale;
+          const [naturalWidth, naturalHeight] = mediaSize(image);
+          if (!naturalWidth || !naturalHeight || box.h <= 0) return;
+          const scale = Math.min(box.w / naturalWidth, box.h / naturalHeight);
+          const w = naturalWidth * scale;
+          const h = naturalHeight * scale;
           ctx.drawImage(image, i * box.w + (box.w - w) / 2, top + (box.h - h) / 2, w, h);
         });
       }
@@ -122,9 +158,11 @@ export function registerNodeTypes(lib, objectInfo, onChange) {
   }
 }
 
-/** The editor-only node types (notes): drawn and saved with the graph, never sent to the server. */
+/** The editor-only node types (notes, reroutes, primitives): saved with the graph, never sent to the server. */
 export function registerFrontendNodes(lib, onChange) {
   const { LiteGraph, LGraphNode } = lib;
+  registerRerouteNode(lib);
+  registerPrimitiveNode(lib, onChange);
   for (const type of ["Note", "MarkdownNote"]) {
     class NoteNode extends LGraphNode {
       static title = type === "Note" ? "Note" : "Markdown Note";

@@ -18,6 +18,16 @@ export class RunState {
     this.running = null;
     this.failed = false;
     this.finished = new Set(); // prompt ids whose end was seen, maybe before /prompt's answer arrived
+    this.media = null; // {create(node, entry, output), release(node)}: players for videos and animations
+  }
+
+  /** Show an `executed` output on its node (by id or node), playing videos and animations when `media` is set. */
+  showOutput(id, output) {
+    const node = typeof id === "object" ? id : nodeById(this.graph, id);
+    if (!node?.showOutput) return;
+    const media = this.media;
+    media?.release(node);
+    node.showOutput(output, this.viewUrl, media ? (entry) => media.create(node, entry, output) : null);
   }
 
   /** Say that a prompt was queued, unless its run already ended (a quick run's events can beat the answer). */
@@ -69,7 +79,7 @@ export class RunState {
       const node = nodeById(this.graph, data.node) ?? this.running;
       if (node?.run) { node.run.progress = { value: data.value, max: data.max }; node.setDirtyCanvas(true, false); }
     } else if (type === "executed") {
-      nodeById(this.graph, data.node)?.showOutput?.(data.output, this.viewUrl);
+      this.showOutput(data.node, data.output);
     } else if (type === "execution_error") {
       this.failed = true;
       this.finished.add(data.prompt_id);
