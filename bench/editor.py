@@ -1,9 +1,10 @@
 """Editor benchmark: open a 1000-node workflow and pan over it in headless Chromium against a real server.
 
 The page builds the workflow from real node types (rows of EmptyImage -> image ops -> SaveImage, every link typed),
-then times what a user's open does: parse the JSON, configure the graph, autosave it and draw it. Panning moves the
-view a step every animation frame (turning back every 30 frames, so the graph stays in view), at zoom 1 (a working
-view) and with the whole graph in view (every node drawn); each frame's canvas draw time is recorded.
+then times what a user's open does: parse the JSON, configure the graph, autosave it and draw it, and what each later
+action costs the undo history (a snapshot compared with the last). Panning moves the view a step every animation
+frame (turning back every 30 frames, so the graph stays in view), at zoom 1 (a working view) and with the whole graph
+in view (every node drawn); each frame's canvas draw time is recorded.
 Targets (issue 7): open under 1 s, pan under 16 ms a frame (median).
 
     python bench/editor.py --nodes 1000 --repeats 5 --frames 120
@@ -63,6 +64,7 @@ def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
                 page.add_script_tag(content=PROBE.read_text())
                 text = page.evaluate("([n, row]) => reelgraphBench.buildWorkflow(n, row)", [args.nodes, ROW_LENGTH])
                 opens = [page.evaluate("(text) => reelgraphBench.open(text)", text) for _ in range(args.repeats)]
+                checkpoints = page.evaluate("(n) => reelgraphBench.checkpoint(n)", args.repeats)
                 pans = {
                     view: page.evaluate(
                         "([frames, scale, step, turn]) => reelgraphBench.pan(frames, scale, step, turn)",
@@ -79,7 +81,13 @@ def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
                 browser.close()
     finally:
         server.stop()
-    return {"opens": opens, "pans": pans, "workflow_bytes": len(text), "browser": browser_version}
+    return {
+        "opens": opens,
+        "checkpoints": checkpoints,
+        "pans": pans,
+        "workflow_bytes": len(text),
+        "browser": browser_version,
+    }
 
 
 def report(args: argparse.Namespace, raw: dict[str, Any]) -> dict[str, Any]:
@@ -117,6 +125,7 @@ def report(args: argparse.Namespace, raw: dict[str, Any]) -> dict[str, Any]:
             "to_drawn": {"median": statistics.median(drawn), "all": drawn},
             "to_next_frame": {"median": statistics.median(next_frame), "all": next_frame},
         },
+        "undo_checkpoint_ms": {"median": statistics.median(raw["checkpoints"]), "all": raw["checkpoints"]},
         "pan": pans,
         "checks": checks,
         "raw": {view: {"draw_ms": pan["draw_ms"]} for view, pan in raw["pans"].items()},
@@ -133,6 +142,7 @@ def summary_text(figures: dict[str, Any]) -> str:
         f"open (parse, configure, autosave, draw, next frame): median {opened['median']:.0f} ms over "
         f"{len(opened['all'])} opens ({', '.join(f'{v:.0f}' for v in opened['all'])} ms); "
         f"target < {OPEN_TARGET_MS:g} ms: {verdict}",
+        f"undo history per user action (snapshot and compare): median {figures['undo_checkpoint_ms']['median']:.1f} ms",
         "",
     ]
     rows = []

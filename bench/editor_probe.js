@@ -84,5 +84,18 @@
     return { draw_ms: drawMs, drawn_nodes: drawnNodes, frame_ms: frameMs, scale: canvas.ds.scale };
   }
 
-  window.reelgraphBench = { buildWorkflow, open, pan };
+  /** What each user action costs the undo history on this graph: a snapshot compared with the last one (ms). */
+  function checkpoint(repeats) {
+    const { history, graph } = window.reelgraph;
+    const times = [];
+    for (let index = 0; index < repeats; index += 1) {
+      graph._nodes[index % graph._nodes.length].pos[0] += 1; // an edit, so each checkpoint records a step
+      const start = performance.now();
+      history.checkpoint();
+      times.push(performance.now() - start);
+    }
+    return times;
+  }
+
+  window.reelgraphBench = { buildWorkflow, open, pan, checkpoint };
 })();

@@ -26,6 +26,7 @@ def test_editor_benchmark_writes_figures(tmp_path: Path) -> None:
     assert figures["settings"]["nodes"] == 120
     assert [len(figures["open_ms"][kind]["all"]) for kind in ("to_drawn", "to_next_frame")] == [2, 2]
     assert all(0 < ms for ms in figures["open_ms"]["to_next_frame"]["all"])
+    assert len(figures["undo_checkpoint_ms"]["all"]) == 2
     assert set(figures["pan"]) == {"zoom 1", "whole graph"}
     assert figures["pan"]["whole graph"]["drawn_nodes_median"] == 120  # every node stays in view while panning
     assert all(len(raw["draw_ms"]) >= 12 for raw in figures["raw"].values())

@@ -16,14 +16,14 @@ EMPTY_GRAPH = """() => {
   reelgraph.loadWorkflow({ nodes: [], links: [], version: 0.4 });
   reelgraph.canvas.ds.scale = 1;
   reelgraph.canvas.ds.offset = [0, 0];
-  reelgraph.canvas.setDirty(true, true);
+  reelgraph.canvas.draw(true, true); // now: hit tests use the node areas litegraph updates when it draws a frame
 }"""
 
 TEMPLATE_AT_SCALE_ONE = """(workflow) => {
   reelgraph.loadWorkflow(workflow);
   reelgraph.canvas.ds.scale = 1;
   reelgraph.canvas.ds.offset = [20, 20];
-  reelgraph.canvas.setDirty(true, true);
+  reelgraph.canvas.draw(true, true); // now: hit tests use the node areas litegraph updates when it draws a frame
 }"""
 
 TO_CLIENT = """([x, y]) => {

@@ -124,7 +124,8 @@ PAN_BY = """(dx) => { reelgraph.canvas.ds.offset[0] += dx; reelgraph.canvas.setD
 
 
 def drag(editor: EditorPage, start: list[float], end: list[float]) -> None:
-    """A mouse drag between two graph points."""
+    """A mouse drag between two graph points (after a frame is drawn: hit tests use the areas a frame computes)."""
+    editor.evaluate("reelgraph.canvas.draw(true, true)")
     (x, y), (x2, y2) = editor.evaluate(PAGE_POINT, start), editor.evaluate(PAGE_POINT, end)
     editor.page.mouse.move(x, y)
     editor.page.mouse.down()

@@ -1,8 +1,6 @@
 // Which WebSocket messages belong to this page's prompts: prompts queued without a client_id (scripts, other tools)
 // have their events broadcast to every page, and those must not be drawn on this graph's nodes.
 
-const STATUS_TYPES = new Set(["status"]);
-
 /** Passes on the messages of prompts this page queued (and every message not about a prompt). */
 export class OwnPrompts {
   constructor(deliver) {
@@ -45,7 +43,7 @@ export class OwnPrompts {
       else if (this.inFlight > 0) this.held.push([type, data]);
       return;
     }
-    if (promptId === undefined || STATUS_TYPES.has(type)) {
+    if (promptId === undefined || type === "status") {
       this.deliver(type, data);
       return;
     }
