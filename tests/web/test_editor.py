@@ -153,14 +153,19 @@ def test_zoomed_far_out_nodes_are_drawn_as_boxes(editor: EditorPage) -> None:
 def test_runs_queued_by_others_are_not_drawn_on_this_graph(editor: EditorPage, server: ServerProcess) -> None:
     """A script's prompt (no client_id) is broadcast to every page; its node ids must not light up this graph."""
     editor.evaluate("reelgraph.loadTemplate('blend_scale_ui.json')")
+    editor.evaluate(
+        """() => { window.executedFor = [];
+      reelgraph.on("message", (type, data) => type === "executed" && executedFor.push(data.prompt_id)); }"""
+    )
     foreign = {
         "1": {"class_type": "EmptyImage", "inputs": {"width": 32, "height": 32, "batch_size": 1, "color": 77}},
         "5": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
     }
     prompt_id = server.post("/prompt", {"prompt": foreign})["prompt_id"]
     server.wait_for(lambda: prompt_id in server.get(f"/history/{prompt_id}"))
-    editor.page.wait_for_timeout(300)  # the broadcast events, if drawn, would have arrived by now
-    assert editor.evaluate("reelgraph.graph.getNodeById(5).run.images.length") == 0
-    editor.page.keyboard.press("Control+Enter")
+    ours = editor.evaluate("reelgraph.queue()")["prompt_id"]
+    # One socket delivers in order: once our run's output is shown, the foreign run's events were seen before it.
     editor.page.wait_for_function("reelgraph.graph.getNodeById(5).run.images.length > 0", timeout=30_000)
+    assert editor.evaluate("executedFor") == [ours]
+    assert "type=output" in editor.evaluate("reelgraph.graph.getNodeById(5).run.images[0].src")
     assert editor.errors == []

@@ -1,5 +1,6 @@
 // Opening a file dropped on the page (or picked): a workflow JSON, an API prompt, or media with an embedded workflow.
 
+import { hasFiles } from "./dom.js";
 import { missingSummary, registerMissing } from "./missing_nodes.js";
 
 const MEDIA_NAME = /\.(png|apng|webp|gif|mp4|mov|m4v|webm|mkv)$/i;
@@ -160,7 +161,6 @@ export async function openFile(editor, file) {
   return true;
 }
 
-const hasFiles = (event) => [...(event.dataTransfer?.types ?? [])].includes("Files");
 
 /** Drag and drop of workflow files anywhere on the page (the highlight's style is in css/workflow_files.css). */
 export function install(editor) {

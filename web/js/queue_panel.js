@@ -1,5 +1,6 @@
 // The queue and history side panel: running and pending prompts, and past runs to open, delete or clear.
 
+import { element } from "./dom.js";
 import { VirtualList } from "./history_list.js";
 import { HistorySource } from "./history_source.js";
 
@@ -33,13 +34,6 @@ function queueApi(api) {
     historyEntry: (promptId) => call(`/history/${encodeURIComponent(promptId)}`),
     editHistory: (body) => call("/history", body),
   };
-}
-
-function element(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
 }
 
 function button(label, title, onClick) {

@@ -1,15 +1,9 @@
 // Refresh: fetch /object_info again and give every combo (model files, input files) the server's current choices.
 // A chosen value the server no longer offers stays selected, and its node is marked and reported.
 
+import { isTyping } from "./dom.js";
 import { registerNodeTypes } from "./nodes.js";
 import { comboValues } from "./widgets.js";
-
-/** Whether the key went to a text field (then it is typing, not a shortcut). */
-function typing(event) {
-  const target = event.target;
-  if (!(target instanceof HTMLElement)) return false;
-  return target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName);
-}
 
 /** The input spec [type, options] of input `name` in a node's info, or null. */
 function inputSpec(info, name) {
@@ -72,7 +66,7 @@ export async function refreshLists(editor) {
 export function install(editor) {
   editor.addToolbarButton("Refresh", "Fetch the node definitions and file lists again (R)", () => refreshLists(editor));
   document.addEventListener("keydown", (event) => {
-    if (event.key?.toLowerCase() !== "r" || event.ctrlKey || event.metaKey || event.altKey || typing(event)) return;
+    if (event.key?.toLowerCase() !== "r" || event.ctrlKey || event.metaKey || event.altKey || isTyping(event)) return;
     event.preventDefault();
     refreshLists(editor);
   });

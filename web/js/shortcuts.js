@@ -1,16 +1,11 @@
 // Keyboard shortcuts of the canvas: undo/redo, group, bypass and mute (litegraph itself handles Delete, copy, paste).
 
+import { isTyping } from "./dom.js";
+
 const ALWAYS = 0;
 const MUTED = 2;
 const BYPASSED = 4;
 const GROUP_PADDING = 10;
-
-/** Whether the key went to a text field (then it is typing, not a shortcut). */
-function typing(event) {
-  const target = event.target;
-  if (!(target instanceof HTMLElement)) return false;
-  return target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName);
-}
 
 function selectedNodes(editor) {
   return [...editor.canvas.selectedItems].filter((item) => item instanceof editor.lib.LGraphNode);
@@ -49,7 +44,7 @@ export function install(editor) {
     m: () => toggleMode(editor, MUTED),
   };
   document.addEventListener("keydown", (event) => {
-    if (!(event.ctrlKey || event.metaKey) || event.altKey || typing(event)) return;
+    if (!(event.ctrlKey || event.metaKey) || event.altKey || isTyping(event)) return;
     const action = actions[event.key.toLowerCase()];
     if (!action || (event.shiftKey && event.key.toLowerCase() !== "z")) return;
     event.preventDefault();

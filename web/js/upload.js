@@ -1,6 +1,7 @@
 // Upload widgets: the button picks an image or video, POSTs it to /upload/image and selects it in the combo; the
 // chosen file is shown in its node; an image or video file dropped on such a node is uploaded into it.
 
+import { hasFiles } from "./dom.js";
 import { answerMessage } from "./drop.js";
 import { UPLOAD_EVENT } from "./widgets.js";
 
@@ -16,7 +17,6 @@ export function viewEntry(value) {
   return { filename: name.slice(slash + 1), subfolder: slash < 0 ? "" : name.slice(0, slash), type };
 }
 
-const hasFiles = (event) => [...(event.dataTransfer?.types ?? [])].includes("Files");
 
 /** The upload buttons' file picker, the uploads and the previews of one editor. */
 class Uploads {

@@ -1,5 +1,6 @@
 // Workflow files: save and open through the server's userdata store, download and upload as JSON.
 
+import { element } from "./dom.js";
 import { answerMessage, openFile } from "./drop.js";
 
 const FOLDER = "workflows";
@@ -12,13 +13,6 @@ const userdataPath = (name) => `/userdata/${encodeURIComponent(`${FOLDER}/${name
 function fileName(typed) {
   const base = typed.trim().replace(/\.json$/i, "").trim();
   return base && !base.split("/").some((part) => !part || part.startsWith(".")) ? `${base}.json` : null;
-}
-
-function element(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
 }
 
 /** A modal dialog of our own; `ask` answers the typed text (or true without an input), null when cancelled. */
