@@ -1,20 +1,32 @@
 """Convert a UI-format workflow (what the editor saves) into an API-format prompt.
 
-The editor stores widget values as a positional list and links in a separate table; frontend-only nodes
-(``Reroute``, ``PrimitiveNode``, notes) and muted or bypassed nodes never reach the server. This module resolves
-all of that against the node specs in a ``NodeRegistry`` and returns ``{"<id>": {"class_type", "inputs", "_meta"}}``.
+Frontend-only nodes (``Reroute``, ``PrimitiveNode``, notes) and muted or bypassed nodes never reach the server:
+links are followed through reroutes and bypassed nodes to their real source, a primitive's value is written into
+every input it feeds. Subgraph instances are flattened: the nodes of a definition become ``<instance>:<inner>``
+(nested: ``<outer>:<instance>:<inner>``), the instance's inputs flow in through the definition's input node and its
+outputs come from what feeds the output node. Widget values are mapped by input order against the node specs of a
+``NodeRegistry``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from dataclasses import dataclass, field
+from typing import Any
 
 from graph.coercion import types_match
 from graph.errors import WorkflowFormatError
 from graph.registry import NodeRegistry
-from graph.spec import ANY_TYPE, COMBO_TYPE, UPLOAD_BUTTON_VALUE, InputSpec
+from graph.ui_graph import (
+    SUBGRAPH_INPUT_ID,
+    SubgraphDefinition,
+    UiGraph,
+    UiLink,
+    UiNode,
+    parse_definitions,
+    parse_graph,
+)
+from graph.ui_widgets import map_widget_values
 
 MODE_MUTED = 2
 MODE_BYPASSED = 4
@@ -22,194 +34,197 @@ REROUTE = "Reroute"
 PRIMITIVE = "PrimitiveNode"
 NOTE_TYPES = frozenset({"Note", "MarkdownNote"})
 VIRTUAL_TYPES = NOTE_TYPES | {REROUTE, PRIMITIVE}
-CONTROL_VALUES = frozenset({"fixed", "increment", "decrement", "randomize"})
-
-
-class _Link(NamedTuple):
-    """One entry of the workflow's link table."""
-
-    origin: str
-    slot: int
-    type: str
+PROXY_WIDGETS = "proxyWidgets"  # a subgraph instance's promoted widgets: [[inner node id, widget name], ...]
+PROMOTED_INPUT = "-1"  # a proxyWidgets entry for the instance's own input widget
 
 
 @dataclass(frozen=True)
-class _Node:
-    """The parts of a UI node the conversion needs."""
+class UiSource:
+    """Where an API node came from: its UI node, and the subgraph instances it sits in (outermost first)."""
 
-    id: str
-    type: str
-    mode: int
-    inputs: list[Mapping[str, Any]]
-    outputs: list[Mapping[str, Any]]
-    widgets_values: list[Any] | Mapping[str, Any]
-    title: str | None
+    node: UiNode
+    path: tuple[str, ...] = ()
+    subgraphs: tuple[str, ...] = ()  # the names of those instances' definitions
 
-    def label(self) -> str:
-        return f"node {self.id} ({self.type})"
+
+@dataclass(frozen=True)
+class LeftOverWidgets:
+    """Saved widget values that no widget input of our node class took (an input of another version of it)."""
+
+    api_id: str
+    class_type: str
+    values: tuple[tuple[int | str, Any], ...]
+
+
+@dataclass(frozen=True)
+class UiConversion:
+    """The API prompt, where each of its nodes came from, and the widget values nothing took."""
+
+    api: dict[str, Any]
+    sources: dict[str, UiSource] = field(default_factory=dict)
+    left_over_widgets: list[LeftOverWidgets] = field(default_factory=list)
 
 
 _DROP = object()  # an input whose source resolves to nothing (muted, unlinked reroute, no bypass match)
 
 
+@dataclass(frozen=True)
+class _Scope:
+    """One graph being flattened: the root, or one subgraph instance (nested instances chain through ``parent``)."""
+
+    graph: UiGraph
+    prefix: str = ""
+    instance: UiNode | None = None
+    parent: _Scope | None = None
+    definition: SubgraphDefinition | None = None
+    overrides: Mapping[tuple[str, str], Any] = field(default_factory=dict)
+
+    def api_id(self, node_id: str) -> str:
+        return self.prefix + node_id
+
+    def chain(self) -> list[_Scope]:
+        scopes: list[_Scope] = []
+        scope: _Scope | None = self
+        while scope is not None and scope.instance is not None:
+            scopes.append(scope)
+            scope = scope.parent
+        return scopes[::-1]
+
+
 def ui_to_api(workflow: Mapping[str, Any], registry: NodeRegistry) -> dict[str, Any]:
     """Convert a UI-format workflow into an API-format prompt; raises ``WorkflowFormatError`` on bad shapes."""
+    return convert_ui(workflow, registry).api
+
+
+def convert_ui(workflow: Mapping[str, Any], registry: NodeRegistry) -> UiConversion:
+    """Convert a UI-format workflow, keeping where each API node came from; ``WorkflowFormatError`` on bad shapes."""
     if not isinstance(workflow, Mapping):
         raise WorkflowFormatError(f"a UI workflow must be a JSON object, got {type(workflow).__name__}")
-    nodes = _parse_nodes(workflow.get("nodes"))
-    links = _parse_links(workflow.get("links", []))
-    prompt: dict[str, Any] = {}
-    for node in nodes.values():
-        if node.mode in (MODE_MUTED, MODE_BYPASSED) or node.type in VIRTUAL_TYPES:
-            continue
-        prompt[node.id] = {
-            "class_type": node.type,
-            "inputs": _node_inputs(node, nodes, links, registry),
-            "_meta": {"title": node.title or node.type},
-        }
-    return prompt
+    converter = _Converter(registry, parse_definitions(workflow))
+    converter.emit(_Scope(parse_graph(workflow)))
+    return UiConversion(converter.api, converter.sources, converter.left_over)
 
 
-def _parse_nodes(raw: Any) -> dict[str, _Node]:
-    if not isinstance(raw, list):
-        raise WorkflowFormatError(f"a UI workflow's 'nodes' must be a list, got {type(raw).__name__}")
-    nodes: dict[str, _Node] = {}
-    for index, entry in enumerate(raw):
-        if not isinstance(entry, Mapping):
-            raise WorkflowFormatError(f"nodes[{index}] must be an object, got {type(entry).__name__}")
-        raw_id, node_type = entry.get("id"), entry.get("type")
-        if not _is_id(raw_id):
-            raise WorkflowFormatError(f"nodes[{index}] ({node_type}): id {raw_id!r} is not a number or string")
-        if not isinstance(node_type, str) or not node_type:
-            raise WorkflowFormatError(f"node {raw_id}: type {node_type!r} is missing or not a string")
-        node = _parse_node(str(raw_id), node_type, entry)
-        if node.id in nodes:
-            raise WorkflowFormatError(f"{node.label()}: id {node.id} is used by two nodes")
-        nodes[node.id] = node
-    return nodes
+class _Converter:
+    """Walks the root graph and every subgraph instance, writing API nodes."""
+
+    def __init__(self, registry: NodeRegistry, definitions: Mapping[str, SubgraphDefinition]) -> None:
+        self.registry = registry
+        self.definitions = definitions
+        self.api: dict[str, Any] = {}
+        self.sources: dict[str, UiSource] = {}
+        self.left_over: list[LeftOverWidgets] = []
+
+    def emit(self, scope: _Scope) -> None:
+        for node in scope.graph.nodes.values():
+            if node.mode in (MODE_MUTED, MODE_BYPASSED) or node.type in VIRTUAL_TYPES:
+                continue
+            definition = self.definitions.get(node.type)
+            if definition is not None:
+                self.emit(self._enter(scope, node, definition))
+                continue
+            api_id = scope.api_id(node.id)
+            if api_id in self.api:
+                raise WorkflowFormatError(f"{node.label()}: its API id {api_id} is used twice")
+            self.api[api_id] = {
+                "class_type": node.type,
+                "inputs": self._node_inputs(scope, node, api_id),
+                "_meta": {"title": node.title or node.type},
+            }
+            chain = scope.chain()
+            self.sources[api_id] = UiSource(
+                node,
+                tuple(step.instance.id for step in chain if step.instance is not None),
+                tuple(step.definition.name for step in chain if step.definition is not None),
+            )
+
+    # ----- subgraph instances ------------------------------------------------------------------------------------
+
+    def _enter(self, scope: _Scope, instance: UiNode, definition: SubgraphDefinition) -> _Scope:
+        """The scope of ``instance``'s copy of ``definition``; refuses a definition that contains itself."""
+        outer = [step.definition.id for step in scope.chain() if step.definition is not None]
+        if definition.id in outer:
+            names = [self.definitions[step].name for step in outer] + [definition.name]
+            raise WorkflowFormatError(f"subgraph {definition.name!r} contains itself ({' > '.join(names)})")
+        overrides = _proxy_overrides(instance, scope.overrides)
+        return _Scope(definition.graph, scope.api_id(instance.id) + ":", instance, scope, definition, overrides)
+
+    def _subgraph_input(self, scope: _Scope, slot: int, seen: set[tuple[str, str]]) -> Any:
+        """What feeds input ``slot`` of the instance ``scope`` belongs to: a link, a promoted widget value, or drop."""
+        instance, parent, definition = scope.instance, scope.parent, scope.definition
+        if instance is None or parent is None or definition is None or not 0 <= slot < len(definition.inputs):
+            return _DROP
+        name = definition.inputs[slot].name
+        index = next((i for i, entry in enumerate(instance.inputs) if entry.get("name") == name), slot)
+        if 0 <= index < len(instance.inputs):
+            link = parent.graph.slot_link(instance.inputs[index])
+            if link is not None:
+                return self._resolve(parent, link, seen)
+        return _promoted_input_value(instance, index, name, parent.overrides)
+
+    # ----- inputs ------------------------------------------------------------------------------------------------
+
+    def _node_inputs(self, scope: _Scope, node: UiNode, api_id: str) -> dict[str, Any]:
+        """Widget values first (a promoted widget's value wins), then every linked input."""
+        spec = self.registry.get(node.type)
+        inputs: dict[str, Any] = {}
+        if spec is not None:
+            mapped = map_widget_values(node.widgets_values, spec.widget_inputs)
+            inputs.update(mapped.values)
+            if mapped.left_over:
+                self.left_over.append(LeftOverWidgets(api_id, node.type, mapped.left_over))
+        for (node_id, widget), value in scope.overrides.items():
+            if node_id == node.id:
+                inputs[widget] = value
+        for index, slot in enumerate(node.inputs):
+            link = scope.graph.slot_link(slot)
+            if link is None:  # unlinked, or a stale link id missing from the table: the widget value stays
+                continue
+            value = self._resolve(scope, link, set())
+            if value is not _DROP:
+                inputs[_input_name(node, index, slot)] = value
+        return inputs
+
+    def _resolve(self, scope: _Scope, link: UiLink, seen: set[tuple[str, str]]) -> Any:
+        """Follow a link through subgraphs, reroutes, primitives and bypassed nodes to an API link, a constant or
+        ``_DROP``."""
+        if link.origin == SUBGRAPH_INPUT_ID and scope.instance is not None:
+            return self._subgraph_input(scope, link.origin_slot, seen)
+        source = scope.graph.nodes.get(link.origin)
+        if source is None:  # kept as a link so validation names the node and input
+            return [scope.api_id(link.origin), link.origin_slot]
+        if source.mode == MODE_MUTED or source.type in NOTE_TYPES:
+            return _DROP
+        if source.type == PRIMITIVE:
+            return _primitive_value(source)
+        key = (scope.prefix, source.id)
+        definition = self.definitions.get(source.type)
+        if definition is not None and source.mode != MODE_BYPASSED:
+            if (key, str(link.origin_slot)) in seen:
+                raise WorkflowFormatError(f"{source.label()}: its outputs feed its own inputs")
+            seen.add((key, str(link.origin_slot)))
+            inner = self._enter(scope, source, definition)
+            feeding = inner.graph.output_link(link.origin_slot)
+            return _DROP if feeding is None else self._resolve(inner, feeding, seen)
+        if source.type != REROUTE and source.mode != MODE_BYPASSED:
+            return [scope.api_id(source.id), link.origin_slot]
+        if key in seen:
+            raise WorkflowFormatError(f"{source.label()}: reroutes or bypassed nodes form a cycle")
+        seen.add(key)
+        upstream = _passthrough_link(scope.graph, source, link)
+        return _DROP if upstream is None else self._resolve(scope, upstream, seen)
 
 
-def _parse_node(node_id: str, node_type: str, entry: Mapping[str, Any]) -> _Node:
-    label = f"node {node_id} ({node_type})"
-    mode = entry.get("mode") or 0
-    if not isinstance(mode, int) or isinstance(mode, bool):
-        raise WorkflowFormatError(f"{label}: mode {mode!r} is not an integer")
-    inputs, outputs = _list_or_empty(entry.get("inputs")), _list_or_empty(entry.get("outputs"))
-    for key, slots in (("inputs", inputs), ("outputs", outputs)):
-        if not isinstance(slots, list) or not all(isinstance(slot, Mapping) for slot in slots):
-            raise WorkflowFormatError(f"{label}: {key} must be a list of objects")
-    widgets = _list_or_empty(entry.get("widgets_values"))
-    if not isinstance(widgets, (list, Mapping)):
-        raise WorkflowFormatError(f"{label}: widgets_values must be a list or an object")
-    title = entry.get("title")
-    return _Node(node_id, node_type, mode, inputs, outputs, widgets, title if isinstance(title, str) else None)
-
-
-def _parse_links(raw: Any) -> dict[str, _Link]:
-    """Read the link table, in list form ``[id, from, from_slot, to, to_slot, type]`` or object form."""
-    if not isinstance(raw, list):
-        raise WorkflowFormatError(f"a UI workflow's 'links' must be a list, got {type(raw).__name__}")
-    links: dict[str, _Link] = {}
-    for index, entry in enumerate(raw):
-        if isinstance(entry, Mapping):
-            fields = [entry.get(key) for key in ("id", "origin_id", "origin_slot", "type")]
-        elif isinstance(entry, list) and len(entry) >= 5:
-            fields = [entry[0], entry[1], entry[2], entry[5] if len(entry) > 5 else None]
-        else:
-            raise WorkflowFormatError(f"links[{index}] must be [id, from, from_slot, to, to_slot, type] or an object")
-        link_id, origin, slot, link_type = fields
-        if not (_is_id(link_id) and _is_id(origin) and isinstance(slot, int) and not isinstance(slot, bool)):
-            raise WorkflowFormatError(f"link {link_id!r} (links[{index}]): origin node or slot is malformed")
-        links[str(link_id)] = _Link(str(origin), slot, link_type if isinstance(link_type, str) else ANY_TYPE)
-    return links
-
-
-def _node_inputs(
-    node: _Node, nodes: Mapping[str, _Node], links: Mapping[str, _Link], registry: NodeRegistry
-) -> dict[str, Any]:
-    """Widget values first, then every linked input (a link wins over the widget value it replaces)."""
-    spec = registry.get(node.type)
-    inputs: dict[str, Any] = _widget_values(node, spec.widget_inputs) if spec is not None else {}
-    for index, slot in enumerate(node.inputs):
-        link = _slot_link(slot, links)
-        if link is None:  # unlinked, or a stale link id missing from the table: the widget value stays
-            continue
-        value = _resolve(link, nodes, links, set())
-        if value is not _DROP:
-            inputs[_input_name(node, index, slot)] = value
-    return inputs
-
-
-def _slot_link(slot: Mapping[str, Any], links: Mapping[str, _Link]) -> _Link | None:
-    """The link feeding an input slot; None when unlinked or when the id is missing from the link table."""
-    link_id = slot.get("link")
-    return links.get(str(link_id)) if _is_id(link_id) else None
-
-
-def _input_name(node: _Node, index: int, slot: Mapping[str, Any]) -> str:
-    widget = slot.get("widget")
-    name = widget.get("name") if isinstance(widget, Mapping) and widget.get("name") else slot.get("name")
-    if not isinstance(name, str) or not name:
-        raise WorkflowFormatError(f"{node.label()}: inputs[{index}] has no name")
-    return name
-
-
-def _widget_values(node: _Node, widgets: list[InputSpec]) -> dict[str, Any]:
-    """Map ``widgets_values`` onto the spec's widget inputs, skipping seed-control and upload-button values."""
-    raw = node.widgets_values
-    if isinstance(raw, Mapping):
-        return {spec.name: raw[spec.name] for spec in widgets if spec.name in raw}
-    values: dict[str, Any] = {}
-    position = 0
-    for index, spec in enumerate(widgets):
-        if position >= len(raw):
-            break
-        values[spec.name] = raw[position]
-        position += 1
-        if position < len(raw) and _is_control_value(spec, raw[position], widgets[index + 1 :]):
-            position += 1
-        if position < len(raw) and spec.has_upload_button and raw[position] in (UPLOAD_BUTTON_VALUE, None):
-            position += 1  # the upload button's value (workflows saved before it existed have none)
-    return values
-
-
-def _is_control_value(spec: InputSpec, value: Any, following: list[InputSpec]) -> bool:
-    """Whether ``value`` (right after ``spec``'s value) is a control_after_generate setting, not the next widget."""
-    if spec.type not in ("INT", "FLOAT") or not isinstance(value, str) or value not in CONTROL_VALUES:
-        return False
-    if spec.has_control_after_generate:
-        return True
-    upcoming = following[0] if following else None
-    return not (upcoming is not None and upcoming.type == COMBO_TYPE and value in (upcoming.choices or ()))
-
-
-def _resolve(link: _Link, nodes: Mapping[str, _Node], links: Mapping[str, _Link], seen: set[str]) -> Any:
-    """Follow a link through reroutes, primitives and bypassed nodes to an API link, a constant or ``_DROP``."""
-    source = nodes.get(link.origin)
-    if source is None:  # kept as a link so validation names the node and input
-        return [link.origin, link.slot]
-    if source.mode == MODE_MUTED or source.type in NOTE_TYPES:
-        return _DROP
-    if source.type == PRIMITIVE:
-        return _primitive_value(source)
-    if source.type != REROUTE and source.mode != MODE_BYPASSED:
-        return [source.id, link.slot]
-    if source.id in seen:
-        raise WorkflowFormatError(f"{source.label()}: reroutes or bypassed nodes form a cycle")
-    seen.add(source.id)
-    upstream = _passthrough_link(source, link, links)
-    return _DROP if upstream is None else _resolve(upstream, nodes, links, seen)
-
-
-def _passthrough_link(node: _Node, link: _Link, links: Mapping[str, _Link]) -> _Link | None:
-    """The link feeding a reroute, or the bypassed node's input that stands in for output ``link.slot``."""
-    linked = [(i, _slot_link(slot, links)) for i, slot in enumerate(node.inputs)]
+def _passthrough_link(graph: UiGraph, node: UiNode, link: UiLink) -> UiLink | None:
+    """The link feeding a reroute, or the bypassed node's input that stands in for output ``link.origin_slot``."""
+    linked = [(i, graph.slot_link(slot)) for i, slot in enumerate(node.inputs)]
     if node.type == REROUTE:
         return linked[0][1] if linked else None
     wanted = link.type
-    if 0 <= link.slot < len(node.outputs) and isinstance(node.outputs[link.slot].get("type"), str):
-        wanted = node.outputs[link.slot]["type"]
-    candidates = sorted(linked, key=lambda pair: pair[0] != link.slot)  # same slot first, then in order
+    slot = link.origin_slot
+    if 0 <= slot < len(node.outputs) and isinstance(node.outputs[slot].get("type"), str):
+        wanted = node.outputs[slot]["type"]
+    candidates = sorted(linked, key=lambda pair: pair[0] != slot)  # same slot first, then in order
     for index, upstream in candidates:
         slot_type = node.inputs[index].get("type")
         if upstream is not None and isinstance(slot_type, str) and types_match(wanted, slot_type):
@@ -217,7 +232,65 @@ def _passthrough_link(node: _Node, link: _Link, links: Mapping[str, _Link]) -> _
     return None
 
 
-def _primitive_value(node: _Node) -> Any:
+def _proxy_overrides(instance: UiNode, outer: Mapping[tuple[str, str], Any]) -> dict[tuple[str, str], Any]:
+    """Promoted widget values of a subgraph instance by (inner node id, widget name).
+
+    ``properties.proxyWidgets`` lists the promoted widgets; the instance's ``widgets_values`` holds their values in
+    that order. A value promoted again by an enclosing instance (keyed by this instance's id) wins.
+    """
+    overrides: dict[tuple[str, str], Any] = {}
+    for position, target, widget in _proxy_entries(instance):
+        if target == PROMOTED_INPUT:
+            continue
+        if (instance.id, widget) in outer:
+            overrides[(target, widget)] = outer[(instance.id, widget)]
+        elif isinstance(instance.widgets_values, list) and position < len(instance.widgets_values):
+            overrides[(target, widget)] = instance.widgets_values[position]
+    return overrides
+
+
+def _promoted_input_value(instance: UiNode, index: int, name: str, outer: Mapping[tuple[str, str], Any]) -> Any:
+    """The widget value an unlinked instance input shows, or ``_DROP`` (the inner widget keeps its own value).
+
+    With ``proxyWidgets``, the entry ``["-1", name]`` holds it; without, instance inputs that carry a ``widget``
+    take the instance's ``widgets_values`` in order.
+    """
+    if (instance.id, name) in outer:
+        return outer[(instance.id, name)]
+    values = instance.widgets_values
+    if not isinstance(values, list):
+        return values.get(name, _DROP) if isinstance(values, Mapping) else _DROP
+    entries = _proxy_entries(instance)
+    if entries:
+        position = next((i for i, target, widget in entries if (target, widget) == (PROMOTED_INPUT, name)), None)
+    elif 0 <= index < len(instance.inputs) and isinstance(instance.inputs[index].get("widget"), Mapping):
+        position = sum(1 for entry in instance.inputs[:index] if isinstance(entry.get("widget"), Mapping))
+    else:
+        position = None
+    return values[position] if position is not None and position < len(values) else _DROP
+
+
+def _proxy_entries(instance: UiNode) -> list[tuple[int, str, str]]:
+    """``(position in widgets_values, inner node id, widget name)`` for each well-formed proxyWidgets entry."""
+    raw = instance.properties.get(PROXY_WIDGETS)
+    if not isinstance(raw, list):
+        return []
+    return [
+        (position, str(entry[0]), entry[1])
+        for position, entry in enumerate(raw)
+        if isinstance(entry, list) and len(entry) >= 2 and isinstance(entry[1], str)
+    ]
+
+
+def _input_name(node: UiNode, index: int, slot: Mapping[str, Any]) -> str:
+    widget = slot.get("widget")
+    name = widget.get("name") if isinstance(widget, Mapping) and widget.get("name") else slot.get("name")
+    if not isinstance(name, str) or not name:
+        raise WorkflowFormatError(f"{node.label()}: inputs[{index}] has no name")
+    return name
+
+
+def _primitive_value(node: UiNode) -> Any:
     """A PrimitiveNode's constant: its first widget value."""
     raw = node.widgets_values
     if isinstance(raw, Mapping):
@@ -225,11 +298,3 @@ def _primitive_value(node: _Node) -> Any:
     if not raw:
         return _DROP
     return raw[0]
-
-
-def _list_or_empty(value: Any) -> Any:
-    return [] if value is None else value
-
-
-def _is_id(value: Any) -> bool:
-    return isinstance(value, (int, str)) and not isinstance(value, bool) and value != ""

@@ -15,18 +15,22 @@ from typing import Any, Literal
 
 from graph.errors import WorkflowFormatError
 from graph.registry import NodeRegistry
-from graph.ui_format import ui_to_api
+from graph.ui_format import UiConversion, convert_ui
 
 WorkflowFormat = Literal["api", "ui"]
 
 
 @dataclass(frozen=True)
 class LoadedWorkflow:
-    """The API prompt to run, the UI workflow when one came with it, and which format the source was."""
+    """The API prompt to run, the UI workflow when one came with it, and which format the source was.
+
+    ``conversion`` (when the prompt was converted from the UI workflow) says which UI node each API node came from.
+    """
 
     api: dict[str, Any]
     ui: dict[str, Any] | None
     source_format: WorkflowFormat
+    conversion: UiConversion | None = None
 
 
 def detect_format(data: Any) -> WorkflowFormat:
@@ -65,15 +69,20 @@ def load_workflow(source: Path | str | Mapping[str, Any], registry: NodeRegistry
 
 def _load_data(data: Any, registry: NodeRegistry) -> LoadedWorkflow:
     if _is_ui(data):
-        return LoadedWorkflow(api=ui_to_api(data, registry), ui=dict(data), source_format="ui")
+        return _converted(data, registry)
     if _is_api(data):
         return LoadedWorkflow(api=dict(data), ui=None, source_format="api")
     prompt, ui = _unwrap(data)
     if prompt is not None:
         return LoadedWorkflow(api=dict(prompt), ui=dict(ui) if ui is not None else None, source_format="api")
     if ui is not None:
-        return LoadedWorkflow(api=ui_to_api(ui, registry), ui=dict(ui), source_format="ui")
+        return _converted(ui, registry)
     raise WorkflowFormatError(_neither_message(data))
+
+
+def _converted(ui: Mapping[str, Any], registry: NodeRegistry) -> LoadedWorkflow:
+    conversion = convert_ui(ui, registry)
+    return LoadedWorkflow(api=conversion.api, ui=dict(ui), source_format="ui", conversion=conversion)
 
 
 def _read_json(path: Path) -> Any:
