@@ -6,6 +6,7 @@ import { api, connectSocket } from "./api.js";
 import * as levelOfDetail from "./lod.js";
 import * as links from "./links.js";
 import * as dropFiles from "./drop.js";
+import * as keepFields from "./keep_fields.js";
 import * as missingNodes from "./missing_nodes.js";
 import * as modes from "./modes.js";
 import { registerFrontendNodes, registerNodeTypes } from "./nodes.js";
@@ -17,6 +18,7 @@ import { RunState } from "./run_state.js";
 import * as nodeSearch from "./search.js";
 import * as shortcuts from "./shortcuts.js";
 import * as stepPreviews from "./step_preview.js";
+import * as subgraphs from "./subgraphs.js";
 import { autosave, loadSaved } from "./storage.js";
 import { installTooltips } from "./tooltip.js";
 import * as undo from "./undo.js";
@@ -31,6 +33,8 @@ const { LGraph, LGraphCanvas, LiteGraph } = lib;
 
 /** The feature modules, installed in this order once the graph and canvas exist. */
 const FEATURES = [
+  keepFields,
+  subgraphs, // before missingNodes: a definition's type must be registered before unknown types are looked for
   missingNodes,
   workflowFiles,
   dropFiles,

@@ -101,20 +101,36 @@ export function missingSummary(graph) {
   return types.length ? `not installed: ${types.join(", ")} (red nodes; their data is kept)` : null;
 }
 
-/** Why `graph` cannot be queued (its missing nodes, named), or null when it can. */
-function missingReason(graph) {
-  const missing = missingNodes(graph).filter((node) => node.mode !== 2 && node.mode !== 4);
-  if (!missing.length) return null;
-  const named = missing.map((node) => {
+const active = (node) => node.mode !== 2 && node.mode !== 4;
+
+/** "#5:3 Type" for each active node of a subgraph instance's definition whose type is missing (nested ones too). */
+function missingInside(LiteGraph, prefix, definition, seen = new Set()) {
+  if (seen.has(definition.id)) return [];
+  seen.add(definition.id);
+  return (definition.nodes ?? []).filter(active).flatMap((inner) => {
+    const type = LiteGraph.registered_node_types[String(inner.type)];
+    const id = `${prefix}:${inner.id}`;
+    if (type?.subgraph) return missingInside(LiteGraph, id, type.subgraph, new Set(seen));
+    return !type || type.missing ? [`#${id} ${inner.type}`] : [];
+  });
+}
+
+/** Why `graph` cannot be queued (its missing nodes, named, also those inside subgraph instances), or null. */
+function missingReason(LiteGraph, graph) {
+  const named = missingNodes(graph).filter(active).map((node) => {
     const title = node.title && node.title !== node.missingType ? ` "${node.title}"` : "";
     return `#${node.id} ${node.missingType}${title}`;
   });
-  return `cannot queue: node type not installed: ${named.join(", ")}`;
+  for (const node of graph._nodes) {
+    if (!node.constructor.subgraph || !active(node)) continue;
+    named.push(...missingInside(LiteGraph, node.id, node.constructor.subgraph));
+  }
+  return named.length ? `cannot queue: node type not installed: ${named.join(", ")}` : null;
 }
 
 /** Placeholders for unknown types on every load, and no queueing while the graph holds one. */
 export function install(editor) {
   const { lib, graph } = editor;
   editor.on("loading", (workflow) => registerMissing(lib, workflow));
-  editor.on("queueing", () => missingReason(graph));
+  editor.on("queueing", () => missingReason(lib.LiteGraph, graph));
 }

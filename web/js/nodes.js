@@ -175,6 +175,13 @@ export function registerFrontendNodes(lib, onChange) {
         this.addWidget("text", "text", "", onChange, { multiline: true });
         this.size = [400, 120];
       }
+
+      /** A saved note keeps the colours it was saved with, or none (ComfyUI files may omit them). */
+      configure(info) {
+        super.configure(info);
+        if (info.color === undefined) delete this.color;
+        if (info.bgcolor === undefined) delete this.bgcolor;
+      }
     }
     LiteGraph.registerNodeType(type, NoteNode);
     NoteNode.category = "utils";

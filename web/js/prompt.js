@@ -1,6 +1,9 @@
 // The editor graph as an API-format prompt: widget values by input name, links as [source_id, output_index].
 // Editor-only nodes are resolved here: a link through reroutes reaches the real source, a primitive's value is
-// written as the literal of each input it drives.
+// written as the literal of each input it drives. A graph with subgraph instances is sent in the UI format instead:
+// the server flattens them (graph/ui_format.py), which the editor cannot do without building the inner graphs.
+
+import { hasSubgraphInstances } from "./subgraphs.js";
 
 const MUTED = 2;
 const BYPASSED = 4;
@@ -28,9 +31,13 @@ function linkSource(graph, node, index, seen = new Set()) {
   return through < 0 ? null : linkSource(graph, source, through, seen);
 }
 
-/** Convert `graph` to {output: API prompt, workflow: the UI graph}; muted, bypassed and editor-only nodes left out. */
+/**
+ * Convert `graph` to {output: API prompt, workflow: the UI graph}; muted, bypassed and editor-only nodes left out.
+ * With subgraph instances, `output` is the UI workflow itself (the server converts it).
+ */
 export function graphToPrompt(graph) {
   const workflow = graph.serialize();
+  if (hasSubgraphInstances(graph)) return { output: workflow, workflow };
   const output = {};
   for (const node of graph._nodes) {
     if (node.mode === MUTED || node.mode === BYPASSED || node.isVirtualNode) continue;

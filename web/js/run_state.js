@@ -1,8 +1,11 @@
 // What the WebSocket says about a run, drawn on the nodes: running node, progress, outputs and errors.
 
+/** The node of a message's id; an id "5:3" of a node inside subgraph instance 5 answers the instance. */
 function nodeById(graph, id) {
   if (id == null) return null;
-  return graph.getNodeById(Number(id)) ?? graph.getNodeById(id);
+  const node = graph.getNodeById(Number(id)) ?? graph.getNodeById(id);
+  if (node || !String(id).includes(":")) return node;
+  return nodeById(graph, String(id).split(":")[0]);
 }
 
 function firstLine(error) {

@@ -77,7 +77,7 @@ function addUploadButton(node, combo, kind, onChange) {
 }
 
 /** The widget for one input spec. */
-function createWidget(node, name, type, options, onChange) {
+export function createWidget(node, name, type, options, onChange) {
   const values = comboValues(type, options);
   if (values) return node.addWidget("combo", name, options.default ?? values[0] ?? "", onChange, { values });
   if (type === "INT" || type === "FLOAT") return numberWidget(node, name, options, type === "INT", onChange);
