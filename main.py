@@ -1,5 +1,5 @@
-"""Reelgraph's command line: ``serve`` (the default), ``run WORKFLOW``, ``extract-workflow FILE``,
-``download REPO_ID`` and ``make-tiny-models DIR``."""
+"""Reelgraph's command line: ``serve`` (the default), ``run WORKFLOW``, ``check WORKFLOW``, ``extract-workflow FILE``,
+``download REPO_ID|WORKFLOW`` and ``make-tiny-models DIR``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from app.config import DEFAULT_EXTRA_MODEL_PATHS, GIB, REPO_ROOT, AppConfig, CacheConfig
 from models.extra_paths import ExtraPathsError
-from models.folders import DIFFUSERS_KEY, FOLDER_KEYS
+from models.folders import DIFFUSERS_KEY, FOLDER_KEYS, ModelFolders
 from models.memory_types import MemoryConfig
 from server.config import DEFAULT_PORT, MIB, ServerConfig
 
@@ -106,6 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="if none of the models the workflow lists is there yet, write tiny random-weight stand-ins to "
         "--models-dir first (offline demos; output is noise; real files are never replaced)",
     )
+    check = verbs.add_parser(
+        "check",
+        help="say whether a shared workflow runs here: node types to install, inputs we do not support, missing models",
+    )
+    check.add_argument(
+        "workflow", type=Path, help="a workflow JSON file (UI or API format), or a PNG/WebP/mp4/webm carrying one"
+    )
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument("--input-dir", type=Path, help="the input folder file choices list (default: ./input)")
+    _add_model_folder_options(check)
     extract = verbs.add_parser(
         "extract-workflow", help="print the workflow embedded in a saved image or video (PNG, WebP, GIF, mp4, webm)"
     )
@@ -121,11 +131,15 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = verbs.add_parser(
         "download", help="download a model repo, or some of its files, from the Hugging Face Hub into a model folder"
     )
-    fetch.add_argument("repo_id", help="the repo, as namespace/name")
+    fetch.add_argument(
+        "repo_id",
+        metavar="REPO_ID|WORKFLOW",
+        help="the repo, as namespace/name; or a workflow file (JSON, PNG, WebP, mp4, webm): its missing models that "
+        "have a Hugging Face URL are fetched into their folders",
+    )
     fetch.add_argument(
         "--folder",
         choices=FOLDER_KEYS,
-        default=DIFFUSERS_KEY,
         metavar="KEY",
         help="the model folder: diffusers (default) keeps the repo as <diffusers>/<repo name>/; any other key puts "
         f"the files directly in that folder. One of: {', '.join(FOLDER_KEYS)}",
@@ -200,14 +214,14 @@ def main(argv: list[str] | None = None) -> int:
         from app.tiny import make_tiny_models
 
         return make_tiny_models(args.dir, args.seed)
-    if args.verb == "download":
-        from app.download import download_command, model_folders_for
+    if args.verb in ("download", "check"):
+        from app.download import model_folders_for
 
         try:
             folders = model_folders_for(args.models_dir, args.extra_model_paths_config)
         except ExtraPathsError as exc:
             parser.error(str(exc))
-        return download_command(folders, args.repo_id, args.folder, args.include, args.revision)
+        return _check_or_download(args, parser, folders)
     for option in ("cache_ram", "vram_budget", "ram_budget"):
         value = getattr(args, option)
         if value is not None and value <= 0:
@@ -238,6 +252,21 @@ def main(argv: list[str] | None = None) -> int:
 
     log_serve_offer(config.model_folders, config.models_dir)
     return serve(config, server_config)
+
+
+def _check_or_download(args: argparse.Namespace, parser: argparse.ArgumentParser, folders: ModelFolders) -> int:
+    """``check WORKFLOW``, ``download WORKFLOW`` (when the argument is a file) or ``download REPO_ID``."""
+    from app.check import check_command, check_registry
+    from app.download import download_command, download_workflow_command
+
+    if args.verb == "check":
+        return check_command(args.workflow, check_registry(folders, args.input_dir), folders, as_json=args.json)
+    workflow = Path(args.repo_id)
+    if not workflow.is_file():
+        return download_command(folders, args.repo_id, args.folder or DIFFUSERS_KEY, args.include, args.revision)
+    if args.folder or args.include or args.revision:
+        parser.error("--folder, --include and --revision choose files of a repo; a workflow file names its own")
+    return download_workflow_command(workflow, check_registry(folders), folders)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ HIDDEN_INPUTS = frozenset(
     {"PROMPT", "EXTRA_PNGINFO", "UNIQUE_ID", "DYNPROMPT", "AUTH_TOKEN_COMFY_ORG", "API_KEY_COMFY_ORG"}
 )
 SECTIONS = ("required", "optional", "hidden")
+MODEL_FOLDER_OPTION = "model_folder"  # a combo of model files names its model folder key in this option
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,12 @@ class InputSpec:
         """Combos with ``image_upload`` / ``video_upload`` get an upload button whose value (``"image"``) UI
         workflows save right after the combo's."""
         return self.type == COMBO_TYPE and any(self.options.get(flag) for flag in UPLOAD_BUTTON_FLAGS)
+
+    @property
+    def model_folder(self) -> str | None:
+        """The model folder key whose files this combo lists (``"vae"``, ``"loras"``, ...), None for other inputs."""
+        folder = self.options.get(MODEL_FOLDER_OPTION)
+        return folder if isinstance(folder, str) and folder else None
 
     def raw(self) -> list[Any]:
         """The ``object_info`` form: ``[TYPE, options]``, with legacy combos as ``[[choices...], options]``."""

@@ -231,6 +231,26 @@ def _with_inputs(spec: NodeSpec, inputs: dict[str, InputSpec], order: dict[str, 
     return dataclasses.replace(spec, inputs=inputs, input_order=order)
 
 
+def check_node_inputs(prompt: Prompt, registry: NodeRegistry) -> dict[str, list[dict[str, Any]]]:
+    """The per-input errors of every node of a known class, reachable from an output or not (ComfyUI's shapes).
+
+    Nodes of unknown classes are left out; a class whose ``INPUT_TYPES()`` fails gets one
+    ``exception_during_validation`` error.
+    """
+    specs, spec_failures = _current_specs(prompt, registry)
+    checker = _NodeChecker(prompt, specs)
+    found: dict[str, list[dict[str, Any]]] = {}
+    for node_id, node in prompt.nodes.items():
+        if node.class_type in spec_failures:
+            reason = spec_failures[node.class_type]
+            found[node_id] = [_error("exception_during_validation", "Exception when reading node inputs", reason)]
+        elif node.class_type in specs:
+            errors = checker.check(node, specs[node.class_type])[1]
+            if errors:
+                found[node_id] = errors
+    return found
+
+
 def validate_prompt(prompt: Prompt, registry: NodeRegistry, targets: Iterable[str] | None = None) -> ValidationResult:
     """Validate ``prompt`` for its output nodes (or only ``targets``) and return what may run.
 

@@ -38,6 +38,7 @@ from huggingface_hub.utils import filter_repo_objects
 
 from graph.safe_paths import UnsafePathError, check_relative_part, resolve_inside
 from models.folders import DIFFUSERS_KEY, DIFFUSERS_MARKER, TOKENIZERS_KEY, ModelFolders, UnknownModelFolderError
+from models.requirements import HubFile
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +188,48 @@ def plan_download(
     return DownloadPlan(repo_id, revision, commit, folder, destination, flat, tuple(planned), tuple(skipped))
 
 
+def plan_model_file(
+    hub_file: HubFile,
+    folders: ModelFolders,
+    folder: str,
+    name: str,
+    settings: HubSettings | None = None,
+) -> DownloadPlan:
+    """Plan fetching the model a workflow lists as ``name`` in folder ``folder`` from ``hub_file``.
+
+    In most folders that is the one file, saved as ``name`` (which may hold a subfolder) wherever it sits in the
+    repo. In ``diffusers`` and ``tokenizers``, where a model is a folder named after its repo, it is the repo (as
+    ``plan_download`` chooses its files) when ``name`` is the repo's name. Raises ``DownloadError`` like
+    ``plan_download``, and when the file is not in the repo or ``name`` would leave the folder.
+    """
+    settings = settings or HubSettings.from_env()
+    if folder in KEEP_LAYOUT_KEYS:
+        if name != _repo_name(hub_file.repo_id):
+            raise DownloadError(
+                f"{folder}/{name}: a {folder} model is a folder named after its repo, and {hub_file.repo_id} "
+                f"would be saved as {folder}/{_repo_name(hub_file.repo_id)}; download it by hand"
+            )
+        return plan_download(hub_file.repo_id, folders, folder, revision=hub_file.revision, settings=settings)
+    if settings.offline:
+        raise DownloadError(_offline_message(settings))
+    try:
+        root = folders.folder(folder)
+        check_relative_part(name, what="model name")
+        target = resolve_inside(root, name, what="model name")
+    except (UnknownModelFolderError, UnsafePathError) as exc:
+        raise DownloadError(f"refusing to download {folder}/{name}: {exc}") from None
+    commit, files = _repo_files(hub_file.repo_id, hub_file.revision, settings)
+    if hub_file.path not in files:
+        raise DownloadError(f"{hub_file.repo_id}@{hub_file.revision} has no file {hub_file.path!r}")
+    item = PlannedFile(hub_file.path, target, files[hub_file.path])
+    if target.exists() and not _already_there(item):
+        raise DownloadError(
+            f"{target} already exists and differs from {hub_file.path!r} of {hub_file.repo_id} "
+            f"({_size_of(target)} bytes, the repo's has {item.size}); move it away to download"
+        )
+    return DownloadPlan(hub_file.repo_id, hub_file.revision, commit, folder, root, True, (item,), ())
+
+
 def download(
     plan: DownloadPlan, settings: HubSettings | None = None, on_file: FileCallback | None = None
 ) -> DownloadResult:
@@ -216,6 +259,7 @@ def download(
                     staging = staging or Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=plan.destination))
                 staged = _fetch(plan, item, staging, settings)
                 with _local_errors(plan.destination):
+                    item.target.parent.mkdir(parents=True, exist_ok=True)  # a listed name may hold a subfolder
                     os.replace(staged, item.target)
             else:
                 before = _stat_key(item.target)
@@ -340,6 +384,12 @@ def _local_errors(folder: Path) -> Iterator[None]:
         yield
     except OSError as exc:
         raise DownloadError(f"cannot write into {folder}: {exc.strerror or exc}") from None
+
+
+def require_online(settings: HubSettings) -> None:
+    """Raise ``DownloadError`` (one line saying which variable) when the settings forbid reaching the Hub."""
+    if settings.offline:
+        raise DownloadError(_offline_message(settings))
 
 
 def _offline_message(settings: HubSettings) -> str:

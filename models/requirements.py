@@ -2,7 +2,8 @@
 
 ComfyUI's editor stores them per node as ``properties.models = [{"name", "url", "directory"}]``, where ``directory``
 is the model folder key and ``url`` usually a Hugging Face ``resolve`` URL. A workflow may also list them for the
-whole graph, in the same shape, as a top-level ``models`` list (ComfyUI's templates) or ``extra.models``.
+whole graph, in the same shape, as a top-level ``models`` list (ComfyUI's templates) or ``extra.models``. Nodes inside
+subgraph definitions (``definitions.subgraphs[].nodes``) list theirs the same way.
 
 API-format prompts carry no such list, and which of their inputs name models is only knowable from each loader's
 option list (built from a model folder at run time), so prompts are not read here.
@@ -22,6 +23,15 @@ HUB_HOSTS = frozenset({"huggingface.co", "www.huggingface.co", "hf.co"})
 HUB_FILE_ROUTES = frozenset({"resolve", "blob"})
 NON_MODEL_REPO_PREFIXES = frozenset({"datasets", "spaces", "api"})
 LEGACY_FOLDERS = {"clip": "text_encoders", "unet": "diffusion_models"}  # ComfyUI's old names for these folders
+
+
+@dataclass(frozen=True)
+class HubFile:
+    """A file of a Hugging Face model repo, as a ``resolve`` (or ``blob``) URL names it."""
+
+    repo_id: str
+    revision: str
+    path: str
 
 
 class ModelRequirementsError(ValueError):
@@ -101,6 +111,15 @@ def missing_models(requirements: Sequence[ModelRequirement], folders: ModelFolde
 def repo_id_from_url(url: str) -> str | None:
     """``namespace/name`` of a Hugging Face model file URL (``https://huggingface.co/{repo}/resolve/{rev}/{file}``,
     or ``/blob/``); None for any other URL."""
+    found = hub_file_from_url(url)
+    return found.repo_id if found is not None else None
+
+
+def hub_file_from_url(url: str) -> HubFile | None:
+    """The repo, revision and file path of a Hugging Face model file URL; None for any other URL.
+
+    The query (``?download=true``) is ignored; a revision such as ``refs%2Fpr%2F1`` is unquoted.
+    """
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -110,7 +129,7 @@ def repo_id_from_url(url: str) -> str | None:
     segments = [unquote(segment) for segment in parts.path.split("/") if segment]
     if len(segments) < 5 or segments[0] in NON_MODEL_REPO_PREFIXES or segments[2] not in HUB_FILE_ROUTES:
         return None
-    return f"{segments[0]}/{segments[1]}"
+    return HubFile(f"{segments[0]}/{segments[1]}", segments[3], "/".join(segments[4:]))
 
 
 def _model_entries(workflow: Mapping[str, Any], nodes: list[Any]) -> Iterator[tuple[Any, str | None, str]]:
@@ -123,10 +142,31 @@ def _model_entries(workflow: Mapping[str, Any], nodes: list[Any]) -> Iterator[tu
         if not isinstance(properties, Mapping) or properties.get("models") is None:
             continue
         yield from _listed(properties["models"], node_id, f"node {node_id}: properties.models")
+    for name, node in _definition_nodes(workflow):
+        properties = node.get("properties")
+        if isinstance(properties, Mapping) and properties.get("models") is not None:
+            where = f"subgraph {name!r} node {node.get('id')}: properties.models"
+            yield from _listed(properties["models"], None, where)
     yield from _listed(workflow.get("models"), None, "the workflow's models")
     extra = workflow.get("extra")
     if isinstance(extra, Mapping):
         yield from _listed(extra.get("models"), None, "extra.models")
+
+
+def _definition_nodes(holder: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """The nodes of every subgraph definition (nested ones too) with the definition's name; malformed definitions are
+    skipped here (the conversion reports them)."""
+    definitions = holder.get("definitions")
+    subgraphs = definitions.get("subgraphs") if isinstance(definitions, Mapping) else None
+    for definition in subgraphs if isinstance(subgraphs, list) else ():
+        if not isinstance(definition, Mapping):
+            continue
+        name = str(definition.get("name") or definition.get("id"))
+        nodes = definition.get("nodes")
+        for node in nodes if isinstance(nodes, list) else ():
+            if isinstance(node, Mapping):
+                yield name, node
+        yield from _definition_nodes(definition)
 
 
 def _listed(value: Any, node_id: str | None, where: str) -> Iterator[tuple[Any, str | None, str]]:

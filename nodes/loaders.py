@@ -45,7 +45,7 @@ class UNETLoader(ModelFolderBound):
     def INPUT_TYPES(cls) -> dict[str, Any]:
         return {
             "required": {
-                "unet_name": (cls.model_choices("diffusion_models"), {"tooltip": "The diffusion model file."}),
+                "unet_name": cls.model_input("diffusion_models", "The diffusion model file."),
                 "weight_dtype": (
                     list(WEIGHT_DTYPES),
                     {"tooltip": "default: compute precision; fp8: store weights in 8 bits (half the memory)."},
@@ -80,7 +80,7 @@ class CLIPLoader(ModelFolderBound):
     def INPUT_TYPES(cls) -> dict[str, Any]:
         return {
             "required": {
-                "clip_name": (cls.model_choices("text_encoders"), {"tooltip": "The text encoder file."}),
+                "clip_name": cls.model_input("text_encoders", "The text encoder file."),
                 "type": (list(TOKENIZER_FOR_KIND), {"tooltip": "The model family the encoder serves."}),
             },
             "optional": {
@@ -110,7 +110,7 @@ class VAELoader(ModelFolderBound):
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
-        return {"required": {"vae_name": (cls.model_choices("vae"), {"tooltip": "The VAE file."})}}
+        return {"required": {"vae_name": cls.model_input("vae", "The VAE file.")}}
 
     def load_vae(self, vae_name: str) -> tuple[VideoVAE]:
         manager = _manager()
@@ -131,7 +131,7 @@ class CLIPVisionLoader(ModelFolderBound):
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
-        return {"required": {"clip_name": (cls.model_choices("clip_vision"), {"tooltip": "The CLIP vision file."})}}
+        return {"required": {"clip_name": cls.model_input("clip_vision", "The CLIP vision file.")}}
 
     def load_clip(self, clip_name: str) -> tuple[ClipVisionEncoder]:
         return (load_clip_vision(_manager(), resolve_model_file("clip_vision", clip_name, "clip_name")),)

@@ -126,8 +126,8 @@ class LoraLoader(ModelFolderBound):
         return (model, clip)
 
 
-def _lora_choice(node_class: type[ModelFolderBound]) -> tuple[list[str], dict[str, str]]:
-    return (node_class.model_choices("loras"), {"tooltip": "The LoRA file (loras folder)."})
+def _lora_choice(node_class: type[ModelFolderBound]) -> tuple[list[str], dict[str, Any]]:
+    return node_class.model_input("loras", "The LoRA file (loras folder).")
 
 
 def _patched_model(model: DiffusionModel, path: Path, strength: float) -> DiffusionModel:

@@ -5,9 +5,10 @@ At run time nodes resolve names through the run's ``model_folders`` service."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from graph.context import current_context
+from graph.spec import MODEL_FOLDER_OPTION
 from models.folders import ModelFolders
 
 MODEL_FOLDERS_SERVICE = "model_folders"
@@ -28,6 +29,12 @@ class ModelFolderBound:
     def model_choices(cls, key: str) -> list[str]:
         """The files of folder ``key`` (empty when not bound)."""
         return [] if cls.MODEL_FOLDERS is None else cls.MODEL_FOLDERS.list_files(key)
+
+    @classmethod
+    def model_input(cls, key: str, tooltip: str) -> tuple[list[str], dict[str, Any]]:
+        """A combo of folder ``key``'s files, marked with its folder key so a workflow check can tell a missing
+        model file from an unsupported choice."""
+        return (cls.model_choices(key), {"tooltip": tooltip, MODEL_FOLDER_OPTION: key})
 
 
 def resolve_model_file(key: str, name: str, input_name: str) -> Path:

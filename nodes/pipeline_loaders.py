@@ -127,11 +127,8 @@ class DiffusersPipelineLoader(ModelFolderBound):
         return model, clip, vae, vision
 
 
-def _model_path_input(node_class: type[ModelFolderBound]) -> tuple[list[str], dict[str, str]]:
-    return (
-        node_class.model_choices(DIFFUSERS_KEY),
-        {"tooltip": "A pipeline folder (with model_index.json) in the diffusers folder."},
-    )
+def _model_path_input(node_class: type[ModelFolderBound]) -> tuple[list[str], dict[str, Any]]:
+    return node_class.model_input(DIFFUSERS_KEY, "A pipeline folder (with model_index.json) in the diffusers folder.")
 
 
 def _manager() -> ModelManager:

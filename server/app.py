@@ -11,6 +11,8 @@ from aiohttp import web
 from app.config import REPO_ROOT, AppConfig
 from app.engine import Engine, build_engine
 from server import (
+    check_routes,
+    download_routes,
     editor_routes,
     file_routes,
     model_routes,
@@ -22,7 +24,9 @@ from server import (
     ws_routes,
 )
 from server.config import ServerConfig
+from server.downloads import DOWNLOAD_EVENT, ModelDownloadService
 from server.keys import (
+    DOWNLOADS,
     ENGINE,
     LIBRARY_ROOT,
     MODEL_FOLDERS,
@@ -47,6 +51,8 @@ ROUTE_MODULES = (
     file_routes,
     system_routes,
     model_routes,
+    check_routes,
+    download_routes,
     userdata_routes,
     workflow_routes,
     ws_routes,
@@ -79,6 +85,11 @@ def create_app(
     runtime = ServerRuntime(engine, server_config)
     app[RUNTIME] = runtime
     app.cleanup_ctx.append(runtime.lifecycle)
+    downloads = ModelDownloadService(
+        engine.config.model_folders, lambda data: runtime.hub.publish(DOWNLOAD_EVENT, data, None)
+    )
+    app[DOWNLOADS] = downloads
+    app.on_shutdown.append(lambda _: _stop_downloads(downloads))
     for module in ROUTE_MODULES:
         for route in module.routes:
             assert isinstance(route, web.RouteDef)
@@ -86,6 +97,10 @@ def create_app(
             app.router.add_route(route.method, API_PREFIX + route.path, route.handler)
     editor_routes.add_static_routes(app)
     return app
+
+
+async def _stop_downloads(downloads: ModelDownloadService) -> None:
+    downloads.stop()  # the running job stops after its current file
 
 
 def serve(config: AppConfig, server_config: ServerConfig, engine: Engine | None = None) -> int:

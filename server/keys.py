@@ -9,6 +9,7 @@ from aiohttp import web
 from app.engine import Engine
 from models.folders import ModelFolders
 from server.config import ServerConfig
+from server.downloads import ModelDownloadService
 from server.runtime import ServerRuntime
 from server.system_info import SystemInfo
 
@@ -20,3 +21,4 @@ SERVER_CONFIG = web.AppKey("server_config", ServerConfig)
 RUNTIME = web.AppKey("runtime", ServerRuntime)
 MODEL_FOLDERS = web.AppKey("model_folders", ModelFolders)
 SYSTEM_INFO = web.AppKey("system_info", SystemInfo)
+DOWNLOADS = web.AppKey("model_downloads", ModelDownloadService)

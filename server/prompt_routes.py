@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
+from app.workflow_check import check_workflow
 from graph.errors import WorkflowFormatError
 from graph.prompt import Prompt
+from graph.registry import NodeRegistry
 from graph.validation import ValidationResult, validate_prompt
-from graph.workflow_file import detect_format, load_workflow
+from graph.workflow_file import LoadedWorkflow, detect_format, load_workflow
+from models.folders import ModelFolders
 from server.errors import ApiError, bad_request, error_body, read_json_object
-from server.keys import RUNTIME
+from server.keys import MODEL_FOLDERS, RUNTIME
+from server.report_errors import missing_type_extra, node_errors_with_report
 from server.store import QueuedPrompt
 
 routes = web.RouteTableDef()
@@ -42,10 +47,13 @@ async def queue_prompt(request: web.Request) -> web.Response:
     targets = _optional(body, "partial_execution_targets", list)
     if targets is not None and not all(isinstance(target, str) for target in targets):
         raise bad_request("partial_execution_targets must be a list of node ids")
-    api, extra_data = _api_prompt(runtime.engine.registry, raw_prompt, extra_data)
+    loaded = _api_prompt(runtime.engine.registry, raw_prompt, extra_data)
+    api, extra_data = loaded.api, _with_workflow(extra_data, loaded)
     validated = await asyncio.to_thread(_validate, api, runtime.engine.registry, targets)
     if not validated.ok:
-        return _invalid({"error": validated.error}, validated.node_errors)
+        folders = request.app[MODEL_FOLDERS]
+        refusal = await asyncio.to_thread(_refusal, validated, loaded, runtime.engine.registry, folders)
+        return web.json_response(refusal, status=400)
     prompt_id = _new_prompt_id(runtime.store, runtime.queue, _optional(body, "prompt_id", str))
     number = _number(body, runtime.queue.take_number(front=bool(body.get("front"))))
     item = QueuedPrompt(number, prompt_id, api, extra_data, validated.outputs, validated=validated)
@@ -130,18 +138,47 @@ def _validate(api: dict[str, Any], registry: Any, targets: list[str] | None) -> 
     return validate_prompt(Prompt.parse(api), registry, targets)
 
 
-def _api_prompt(registry: Any, raw: Any, extra_data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The API prompt to queue; a UI-format workflow is converted, and kept as the workflow outputs embed."""
+def _api_prompt(registry: Any, raw: Any, extra_data: dict[str, Any]) -> LoadedWorkflow:
+    """The API prompt to queue, with the UI workflow that came with it: a UI-format prompt is converted; an API
+    prompt may carry the editor's workflow in ``extra_data.extra_pnginfo.workflow``."""
     try:
         if _is_ui_workflow(raw):
-            loaded = load_workflow(raw, registry)
-            pnginfo = dict(extra_data.get("extra_pnginfo") or {})
-            pnginfo.setdefault("workflow", loaded.ui)
-            return loaded.api, {**extra_data, "extra_pnginfo": pnginfo}
+            return load_workflow(raw, registry)
         Prompt.parse(raw)
     except WorkflowFormatError as exc:
         raise ApiError(400, "invalid_prompt", f"invalid prompt: {exc}", node_errors={}) from None
-    return dict(raw), extra_data
+    pnginfo = extra_data.get("extra_pnginfo")
+    ui = pnginfo.get("workflow") if isinstance(pnginfo, dict) else None
+    return LoadedWorkflow(api=dict(raw), ui=ui if _is_ui_workflow(ui) else None, source_format="api")
+
+
+def _with_workflow(extra_data: dict[str, Any], loaded: LoadedWorkflow) -> dict[str, Any]:
+    """``extra_data`` with a converted UI prompt's workflow under ``extra_pnginfo``, as outputs embed it."""
+    if loaded.source_format != "ui":
+        return extra_data
+    pnginfo = dict(extra_data.get("extra_pnginfo") or {})
+    pnginfo.setdefault("workflow", loaded.ui)
+    return {**extra_data, "extra_pnginfo": pnginfo}
+
+
+def _refusal(
+    validated: ValidationResult, loaded: LoadedWorkflow, registry: NodeRegistry, folders: ModelFolders
+) -> dict[str, Any]:
+    """The 400 body: ComfyUI's ``error`` and ``node_errors``, with the workflow check's items on their nodes and the
+    whole ``report``."""
+    error = copy.deepcopy(validated.error)
+    try:
+        report = check_workflow(loaded, registry, folders)
+    except WorkflowFormatError:
+        return {"error": error, "node_errors": validated.node_errors}
+    if error is not None and error.get("type") == "missing_node_type":
+        node_id = error.get("extra_info", {}).get("node_id")
+        missing = next((item for item in report.missing_node_types if item.node_id == node_id), None)
+        if missing is not None:
+            error["extra_info"].update(missing_type_extra(missing))
+    class_types = {node_id: node.class_type for node_id, node in validated.prompt.nodes.items()}
+    node_errors = node_errors_with_report(validated.node_errors, report, class_types)
+    return {"error": error, "node_errors": node_errors, "report": report.to_json()}
 
 
 def _is_ui_workflow(raw: Any) -> bool:

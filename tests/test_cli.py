@@ -248,6 +248,32 @@ def test_extra_model_paths_config_is_read_by_run_and_bad_files_are_argument_erro
     assert exited.value.code == 2 and "extra.yaml" in capsys.readouterr().err
 
 
+def test_check_reads_extra_model_paths_and_refuses_bad_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A loader file found only in an extra model folder is there for ``check``; a bad file is an argument error."""
+    shared = tmp_path / "shared_models"
+    (shared / "vae").mkdir(parents=True)
+    (shared / "vae" / "shared_vae.safetensors").write_bytes(b"")
+    config_file = tmp_path / "extra.yaml"
+    config_file.write_text(f"mine:\n  base_path: {shared}\n  vae: vae/\n")
+    prompt = {
+        "1": {"class_type": "VAELoader", "inputs": {"vae_name": "shared_vae.safetensors"}},
+        "2": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+        "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}},
+    }
+    workflow = tmp_path / "w.json"
+    workflow.write_text(json.dumps(prompt))
+    models = ["--models-dir", str(tmp_path / "models")]
+    assert main.main(["check", str(workflow), *models, "--extra-model-paths-config", str(config_file)]) == 0
+    assert main.main(["check", str(workflow), *models]) == 1
+    assert "vae/shared_vae.safetensors (used by node 1 vae_name)" in capsys.readouterr().out
+    config_file.write_text("mine:\n  vae: [unclosed\n")
+    with pytest.raises(SystemExit) as exited:
+        main.main(["check", str(workflow), "--extra-model-paths-config", str(config_file)])
+    assert exited.value.code == 2 and "extra.yaml" in capsys.readouterr().err
+
+
 def test_memory_options_reach_the_engine_config() -> None:
     args = main.build_parser().parse_args(["run", "w.json", "--vram-budget", "1.5", "--ram-budget", "4", "--cpu"])
     memory = main.app_config_from_args(args).memory
