@@ -9,7 +9,6 @@ the workflow's model lists (``models.requirements``). Model-file combos carry th
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -29,12 +28,12 @@ from graph.errors import WorkflowFormatError
 from graph.prompt import Prompt
 from graph.registry import NodeRegistry
 from graph.ui_format import UiConversion, UiSource, convert_ui
+from graph.ui_graph import SUBGRAPH_TYPE
 from graph.validation import check_node_inputs, validate_prompt
 from graph.workflow_file import LoadedWorkflow
 from models.folders import ModelFolders
 from models.requirements import ModelRequirement, ModelRequirementsError, partition_models, required_models
 
-SUBGRAPH_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 VALUE_NOT_IN_LIST = "value_not_in_list"
 GRAPH_ERRORS = frozenset({"dependency_cycle"})
 
@@ -66,7 +65,19 @@ def check_workflow(loaded: LoadedWorkflow, registry: NodeRegistry, model_folders
         tuple(missing),
         tuple(finder.problems),
         tuple(f"{item.folder}/{item.name}" for item in present),
+        tuple(_left_out(conversion)),
     )
+
+
+def _left_out(conversion: UiConversion | None) -> list[MissingNodeType]:
+    """The unknown-type nodes the conversion left out because nothing links to or from them."""
+    found = []
+    for source in conversion.unconnected_unknown if conversion is not None else ():
+        node = source.node
+        node_id = ":".join((*source.path, node.id))
+        subgraph = SUBGRAPH_TYPE.fullmatch(node.type) is not None
+        found.append(MissingNodeType(node_id, node.type, node.title, _pack_of(node.properties), subgraph))
+    return found
 
 
 def _conversion(loaded: LoadedWorkflow, registry: NodeRegistry) -> UiConversion | None:
@@ -104,7 +115,7 @@ class _Findings:
                 continue
             source = self.sources.get(node_id)
             pack = _pack_of(source.node.properties) if source is not None else None
-            subgraph = SUBGRAPH_ID.fullmatch(node.class_type) is not None
+            subgraph = SUBGRAPH_TYPE.fullmatch(node.class_type) is not None
             self.missing.append(MissingNodeType(node_id, node.class_type, self._title(node_id), pack, subgraph))
 
     def input_issues(self) -> list[_InputModel]:

@@ -159,6 +159,7 @@ class WorkflowReport:
     missing_models: tuple[MissingModel, ...] = ()
     problems: tuple[str, ...] = ()  # whole-workflow problems: no output node, a dependency cycle, a bad model list
     present_models: tuple[str, ...] = ()  # "folder/name" of the listed models that are there
+    left_out: tuple[MissingNodeType, ...] = ()  # unknown types nothing links to or from: not run, not blocking
 
     @property
     def ready(self) -> bool:
@@ -173,10 +174,17 @@ class WorkflowReport:
             "missing_models": [item.to_json() for item in self.missing_models],
             "problems": list(self.problems),
             "present_models": list(self.present_models),
+            "left_out": [item.to_json() for item in self.left_out],
         }
 
     def lines(self) -> list[str]:
         """The report for people: a verdict, then one line per item under a heading per kind."""
+        if not self.left_out:
+            return self._verdict()
+        left_out = [f"  node {item.node_id}{_title(item)}: {item.class_type} {item.reason}" for item in self.left_out]
+        return [*self._verdict(), "left out (types we lack, but nothing links to or from them):", *left_out]
+
+    def _verdict(self) -> list[str]:
         if self.ready:
             listed = f" ({len(self.present_models)} listed model(s) present)" if self.present_models else ""
             return [f"ready: every node type, input and model this workflow uses is available here{listed}"]

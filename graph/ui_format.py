@@ -19,6 +19,7 @@ from graph.errors import WorkflowFormatError
 from graph.registry import NodeRegistry
 from graph.ui_graph import (
     SUBGRAPH_INPUT_ID,
+    SUBGRAPH_TYPE,
     SubgraphDefinition,
     UiGraph,
     UiLink,
@@ -58,11 +59,13 @@ class LeftOverWidgets:
 
 @dataclass(frozen=True)
 class UiConversion:
-    """The API prompt, where each of its nodes came from, and the widget values nothing took."""
+    """The API prompt, where each of its nodes came from, the widget values nothing took, and the nodes of
+    unknown types left out because nothing links to or from them (a pack's labels and bookmarks)."""
 
     api: dict[str, Any]
     sources: dict[str, UiSource] = field(default_factory=dict)
     left_over_widgets: list[LeftOverWidgets] = field(default_factory=list)
+    unconnected_unknown: list[UiSource] = field(default_factory=list)
 
 
 _DROP = object()  # an input whose source resolves to nothing (muted, unlinked reroute, no bypass match)
@@ -102,7 +105,7 @@ def convert_ui(workflow: Mapping[str, Any], registry: NodeRegistry) -> UiConvers
         raise WorkflowFormatError(f"a UI workflow must be a JSON object, got {type(workflow).__name__}")
     converter = _Converter(registry, parse_definitions(workflow))
     converter.emit(_Scope(parse_graph(workflow)))
-    return UiConversion(converter.api, converter.sources, converter.left_over)
+    return UiConversion(converter.api, converter.sources, converter.left_over, converter.unconnected_unknown)
 
 
 class _Converter:
@@ -114,6 +117,7 @@ class _Converter:
         self.api: dict[str, Any] = {}
         self.sources: dict[str, UiSource] = {}
         self.left_over: list[LeftOverWidgets] = []
+        self.unconnected_unknown: list[UiSource] = []
 
     def emit(self, scope: _Scope) -> None:
         for node in scope.graph.nodes.values():
@@ -126,17 +130,21 @@ class _Converter:
             api_id = scope.api_id(node.id)
             if api_id in self.api:
                 raise WorkflowFormatError(f"{node.label()}: its API id {api_id} is used twice")
+            chain = scope.chain()
+            source = UiSource(
+                node,
+                tuple(step.instance.id for step in chain if step.instance is not None),
+                tuple(step.definition.name for step in chain if step.definition is not None),
+            )
+            if _is_unconnected_unknown(self.registry, scope.graph, node):
+                self.unconnected_unknown.append(source)
+                continue
             self.api[api_id] = {
                 "class_type": node.type,
                 "inputs": self._node_inputs(scope, node, api_id),
                 "_meta": {"title": node.title or node.type},
             }
-            chain = scope.chain()
-            self.sources[api_id] = UiSource(
-                node,
-                tuple(step.instance.id for step in chain if step.instance is not None),
-                tuple(step.definition.name for step in chain if step.definition is not None),
-            )
+            self.sources[api_id] = source
 
     # ----- subgraph instances ------------------------------------------------------------------------------------
 
@@ -213,6 +221,18 @@ class _Converter:
         seen.add(key)
         upstream = _passthrough_link(scope.graph, source, link)
         return _DROP if upstream is None else self._resolve(scope, upstream, seen)
+
+
+def _is_unconnected_unknown(registry: NodeRegistry, graph: UiGraph, node: UiNode) -> bool:
+    """Whether ``node`` has a type we lack and no link of ``graph`` feeds or leaves it.
+
+    An instance of a subgraph whose definition is missing never is: its inner nodes may be outputs.
+    """
+    if node.type in registry or SUBGRAPH_TYPE.fullmatch(node.type):
+        return False
+    if any(graph.slot_link(slot) is not None for slot in node.inputs):
+        return False
+    return not any(link.origin == node.id or link.target == node.id for link in graph.links.values())
 
 
 def _passthrough_link(graph: UiGraph, node: UiNode, link: UiLink) -> UiLink | None:

@@ -9,6 +9,7 @@ virtual output node (id ``-20``) feed its outputs. This module only reads those 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,8 @@ from graph.spec import ANY_TYPE
 
 SUBGRAPH_INPUT_ID = "-10"
 SUBGRAPH_OUTPUT_ID = "-20"
+SUBGRAPH_TYPE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+"""What a subgraph instance's ``type`` looks like: its definition's UUID."""
 
 
 @dataclass(frozen=True)

@@ -193,12 +193,16 @@ def test_inputs_of_every_node_are_checked_even_when_no_output_needs_them(
 
 def test_a_missing_github_pack_and_a_missing_subgraph_definition(registry: NodeRegistry, models_dir: Path) -> None:
     workflow = wan_workflow()
-    extra = ui_node(10, "Fancy Upscale", [2.0], aux_id="someone/fancy-nodes", ver="a1b2c3d")
+    extra = ui_node(10, "Fancy Upscale", [2.0], {"model": 99}, aux_id="someone/fancy-nodes", ver="a1b2c3d")
     del extra["properties"]["cnr_id"]
-    instance = ui_node(11, SUBGRAPH, [])
+    instance = ui_node(11, SUBGRAPH, [])  # unlinked, yet never left out: its missing inside may hold outputs
     instance["title"] = "My group"
-    workflow["nodes"] += [extra, instance]
+    label = ui_node(12, "Label (rgthree)", [], aux_id="rgthree/rgthree-comfy")  # linked to nothing: left out
+    workflow["nodes"] += [extra, instance, label]
+    workflow["links"].append([99, 1, 0, 10, 0, "MODEL"])
     report = check(workflow, registry, models_dir)
+    assert [(item.node_id, item.class_type) for item in report.left_out] == [("12", "Label (rgthree)")]
+    assert "12" not in {item.node_id for item in report.missing_node_types}
     by_id = {item.node_id: item for item in report.missing_node_types}
     assert by_id["10"].pack is not None and by_id["10"].pack.url == "https://github.com/someone/fancy-nodes"
     assert by_id["10"].pack.version == "a1b2c3d" and not by_id["10"].subgraph_missing

@@ -209,3 +209,14 @@ def test_left_over_widget_values_are_reported_with_their_position(registry: Node
     conversion = convert_ui(workflow, registry)
     (left,) = conversion.left_over_widgets
     assert (left.api_id, left.class_type, left.values) == ("9", "FakeSave", ((1, "a newer widget"),))
+
+
+def test_unknown_types_nothing_links_to_or_from_are_left_out(registry: NodeRegistry) -> None:
+    workflow = outer_graph(look_definition())
+    label = node(30, "Label (rgthree)", [], [], properties={"aux_id": "rgthree/rgthree-comfy"})
+    linked_unknown = node(31, "VHS_VideoCombine", [slot("images", "IMAGE", 3)], [])
+    workflow["nodes"] += [label, linked_unknown]
+    workflow["links"].append(link(3, 4, 0, 31, 0, "IMAGE"))
+    conversion = convert_ui(workflow, registry)
+    assert [source.node.id for source in conversion.unconnected_unknown] == ["30"]
+    assert "30" not in conversion.api and conversion.api["31"]["inputs"] == {"images": ["4:7", 0]}
