@@ -37,9 +37,16 @@ class History {
     return true;
   }
 
-  /** Record soon, once the handlers of the current event are done (many events of one action make one step). */
+  /**
+   * Record soon, once the handlers of the current event are done (many events of one action make one step). A
+   * timer that fires once a drag has begun (a busy page runs it late) records nothing: the drag's pointerup will.
+   */
   checkpointSoon() {
-    if (this.pending === null) this.pending = setTimeout(() => this.checkpoint(), 0);
+    if (this.pending !== null) return;
+    this.pending = setTimeout(() => {
+      if (this.editor.canvas.pointer.eDown) this.pending = null;
+      else this.checkpoint();
+    }, 0);
   }
 
   /** Take the graph as it is now into the current step, without a new step (a change that is no user edit). */
