@@ -29,13 +29,12 @@ from graph.prompt import Prompt
 from graph.registry import NodeRegistry
 from graph.ui_format import UiConversion, UiSource, convert_ui
 from graph.ui_graph import SUBGRAPH_TYPE
-from graph.validation import check_node_inputs, validate_prompt
+from graph.validation import check_node_inputs, dependency_cycles, describe_cycle
 from graph.workflow_file import LoadedWorkflow
 from models.folders import ModelFolders
 from models.requirements import ModelRequirement, ModelRequirementsError, partition_models, required_models
 
 VALUE_NOT_IN_LIST = "value_not_in_list"
-GRAPH_ERRORS = frozenset({"dependency_cycle"})
 
 
 def check_workflow(loaded: LoadedWorkflow, registry: NodeRegistry, model_folders: ModelFolders) -> WorkflowReport:
@@ -71,13 +70,16 @@ def check_workflow(loaded: LoadedWorkflow, registry: NodeRegistry, model_folders
 
 def _left_out(conversion: UiConversion | None) -> list[MissingNodeType]:
     """The unknown-type nodes the conversion left out because nothing links to or from them."""
-    found = []
-    for source in conversion.unconnected_unknown if conversion is not None else ():
-        node = source.node
-        node_id = ":".join((*source.path, node.id))
-        subgraph = SUBGRAPH_TYPE.fullmatch(node.type) is not None
-        found.append(MissingNodeType(node_id, node.type, node.title, _pack_of(node.properties), subgraph))
-    return found
+    return [
+        _missing_type(":".join((*source.path, source.node.id)), source.node.type, source.node.title, source)
+        for source in (conversion.unconnected_unknown if conversion is not None else ())
+    ]
+
+
+def _missing_type(node_id: str, class_type: str, title: str | None, source: UiSource | None) -> MissingNodeType:
+    """A node of a type we lack, with the pack its UI node's properties name."""
+    pack = _pack_of(source.node.properties) if source is not None else None
+    return MissingNodeType(node_id, class_type, title, pack, SUBGRAPH_TYPE.fullmatch(class_type) is not None)
 
 
 def _conversion(loaded: LoadedWorkflow, registry: NodeRegistry) -> UiConversion | None:
@@ -114,9 +116,7 @@ class _Findings:
             if node.class_type in self.registry:
                 continue
             source = self.sources.get(node_id)
-            pack = _pack_of(source.node.properties) if source is not None else None
-            subgraph = SUBGRAPH_TYPE.fullmatch(node.class_type) is not None
-            self.missing.append(MissingNodeType(node_id, node.class_type, self._title(node_id), pack, subgraph))
+            self.missing.append(_missing_type(node_id, node.class_type, self._title(node_id), source))
 
     def input_issues(self) -> list[_InputModel]:
         """Record every per-input error of every known node; return the model-file values missing from folders."""
@@ -181,14 +181,11 @@ class _Findings:
 
     def graph_problems(self) -> None:
         """Dependency cycles, and no output node when no missing node type could be one."""
-        result = validate_prompt(self.prompt, self.registry)
-        if result.ok:
+        self.problems += [f"dependency cycle: {describe_cycle(cycle)}" for cycle in dependency_cycles(self.prompt)]
+        if self.missing:
             return
-        for node_id, entry in result.node_errors.items():
-            for error in entry["errors"]:
-                if error["type"] in GRAPH_ERRORS:
-                    self.problems.append(f"node {node_id}: {error['message']}: {error['details']}")
-        if result.error is not None and result.error["type"] == "prompt_no_outputs" and not self.missing:
+        specs = (self.registry.get(node.class_type) for node in self.prompt.nodes.values())
+        if not any(spec is not None and spec.output_node for spec in specs):
             self.problems.append(
                 "no output node: nothing would run (add a node that saves or previews, such as SaveVideo or "
                 "PreviewImage)"

@@ -13,11 +13,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from app.workflow_report import MissingModel, WorkflowReport
-from models.download import DownloadError, HubSettings, PlannedFile, download, plan_model_file
+from models.download import DownloadError, HubSettings, download, plan_model_file
 from models.folders import ModelFolders
 
 ModelStatus = Literal["pending", "downloading", "done", "failed", "stopped"]
-FileCallback = Callable[[int, int, PlannedFile], None]
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,6 @@ class ModelDownloads:
     folders: ModelFolders
     settings: HubSettings = field(default_factory=HubSettings.from_env)
     on_change: Callable[[ModelDownloadState], None] | None = None
-    on_file: FileCallback | None = None
     _states: list[ModelDownloadState] = field(init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
@@ -88,7 +86,7 @@ class ModelDownloads:
                     raise DownloadError(f"{model.url} is not a Hugging Face file URL")
                 plan = plan_model_file(hub_file, self.folders, model.folder, model.name, self.settings)
                 self._set(index, total_bytes=plan.total_bytes)
-                result = download(plan, self.settings, self.on_file)
+                result = download(plan, self.settings)
             except DownloadError as exc:
                 self._set(index, status="failed", error=str(exc))
             else:

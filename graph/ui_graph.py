@@ -103,13 +103,15 @@ def parse_graph(raw: Mapping[str, Any], where: str = "") -> UiGraph:
 def parse_definitions(workflow: Mapping[str, Any]) -> dict[str, SubgraphDefinition]:
     """Every subgraph definition of the workflow by UUID, nested ``definitions`` included."""
     found: dict[str, SubgraphDefinition] = {}
-    for raw in _definition_entries(workflow, "the workflow"):
+    for raw in definition_entries(workflow):
         definition = _parse_definition(raw)
         found.setdefault(definition.id, definition)
     return found
 
 
-def _definition_entries(holder: Mapping[str, Any], where: str) -> Iterator[Mapping[str, Any]]:
+def definition_entries(holder: Mapping[str, Any], where: str = "the workflow") -> Iterator[Mapping[str, Any]]:
+    """The raw subgraph definitions under ``holder["definitions"]["subgraphs"]``, each followed by those nested in
+    it; ``WorkflowFormatError`` when a level is not the object or list it must be."""
     definitions = holder.get("definitions")
     if definitions is None:
         return
@@ -122,7 +124,7 @@ def _definition_entries(holder: Mapping[str, Any], where: str) -> Iterator[Mappi
         if not isinstance(entry, Mapping):
             raise WorkflowFormatError(f"{where}: definitions.subgraphs[{index}] must be an object")
         yield entry
-        yield from _definition_entries(entry, f"subgraph {entry.get('name') or entry.get('id')!r}")
+        yield from definition_entries(entry, f"subgraph {entry.get('name') or entry.get('id')!r}")
 
 
 def _parse_definition(raw: Mapping[str, Any]) -> SubgraphDefinition:

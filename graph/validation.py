@@ -33,7 +33,8 @@ class ValidationResult:
         return self.error is None
 
 
-def _error(kind: str, message: str, details: str = "", **extra: Any) -> dict[str, Any]:
+def node_error(kind: str, message: str, details: str = "", **extra: Any) -> dict[str, Any]:
+    """One error of a node's ``node_errors`` entry, in ComfyUI's shape."""
     return {"type": kind, "message": message, "details": details, "extra_info": extra}
 
 
@@ -54,7 +55,7 @@ class _NodeChecker:
             if input_spec.name not in inputs:
                 if input_spec.required:
                     errors.append(
-                        _error(
+                        node_error(
                             "required_input_missing",
                             "Required input is missing",
                             input_spec.name,
@@ -73,7 +74,7 @@ class _NodeChecker:
             coerced, problem = coerce_constant(input_spec, value, check_options=check_options)
             if problem is not None:
                 errors.append(
-                    _error(
+                    node_error(
                         problem.type,
                         problem.message,
                         problem.details,
@@ -91,7 +92,7 @@ class _NodeChecker:
     def _check_link(self, input_spec: InputSpec, value: Link | BadLink, *, skip_type: bool) -> dict[str, Any] | None:
         name = input_spec.name
         if isinstance(value, BadLink):
-            return _error(
+            return node_error(
                 "bad_linked_input",
                 "Bad linked input, must be a length-2 list of [string, int]",
                 f"{name}, {value.raw!r}",
@@ -101,7 +102,7 @@ class _NodeChecker:
             )
         source = self.prompt.nodes.get(value.source)
         if source is None:
-            return _error(
+            return node_error(
                 "bad_linked_input",
                 f"Input '{name}' is linked to node {value.source}, which is not in the prompt",
                 name,
@@ -112,7 +113,7 @@ class _NodeChecker:
         if source_spec is None:
             return None  # the source itself reports missing_node_type; this node fails through it
         if not 0 <= value.slot < len(source_spec.output_types):
-            return _error(
+            return node_error(
                 "bad_linked_input",
                 f"Input '{name}' is linked to output {value.slot} of {source.label()}, "
                 f"which has {len(source_spec.output_types)} output(s)",
@@ -122,7 +123,7 @@ class _NodeChecker:
             )
         received = source_spec.output_types[value.slot]
         if not skip_type and not types_match(received, input_spec.type):
-            return _error(
+            return node_error(
                 "return_type_mismatch",
                 "Return type mismatch between linked nodes",
                 f"{name}, received_type({received}) mismatch input_type({input_spec.type})",
@@ -147,11 +148,13 @@ class _NodeChecker:
             verdict = call_with_known_arguments(spec.node_class.VALIDATE_INPUTS, arguments)
         except Exception as exc:  # a pack's validator can fail in any way; report it on the node
             return [
-                _error("exception_during_validation", "Exception when validating node", f"{type(exc).__name__}: {exc}")
+                node_error(
+                    "exception_during_validation", "Exception when validating node", f"{type(exc).__name__}: {exc}"
+                )
             ]
         if verdict is True:
             return []
-        return [_error("custom_validation_failed", "Custom validation failed for node", f"{verdict}")]
+        return [node_error("custom_validation_failed", "Custom validation failed for node", f"{verdict}")]
 
     def _received_type(self, link: Link) -> str:
         source = self.prompt.nodes.get(link.source)
@@ -231,6 +234,22 @@ def _with_inputs(spec: NodeSpec, inputs: dict[str, InputSpec], order: dict[str, 
     return dataclasses.replace(spec, inputs=inputs, input_order=order)
 
 
+def dependency_cycles(prompt: Prompt) -> list[list[str]]:
+    """Every dependency cycle among all the nodes of ``prompt`` (output-reachable or not), each as its sorted ids."""
+    cycles: list[list[str]] = []
+    for cycle in _cycle_members(prompt, list(prompt.nodes)).values():
+        if cycle not in cycles:
+            cycles.append(cycle)
+    return cycles
+
+
+def describe_cycle(cycle: list[str]) -> str:
+    """``node 3 feeds itself`` or ``nodes 3, 4 feed each other, so none of them can run first``."""
+    if len(cycle) == 1:
+        return f"node {cycle[0]} feeds itself"
+    return f"nodes {', '.join(cycle)} feed each other, so none of them can run first"
+
+
 def check_node_inputs(prompt: Prompt, registry: NodeRegistry) -> dict[str, list[dict[str, Any]]]:
     """The per-input errors of every node of a known class, reachable from an output or not (ComfyUI's shapes).
 
@@ -243,7 +262,7 @@ def check_node_inputs(prompt: Prompt, registry: NodeRegistry) -> dict[str, list[
     for node_id, node in prompt.nodes.items():
         if node.class_type in spec_failures:
             reason = spec_failures[node.class_type]
-            found[node_id] = [_error("exception_during_validation", "Exception when reading node inputs", reason)]
+            found[node_id] = [node_error("exception_during_validation", "Exception when reading node inputs", reason)]
         elif node.class_type in specs:
             errors = checker.check(node, specs[node.class_type])[1]
             if errors:
@@ -264,7 +283,7 @@ def validate_prompt(prompt: Prompt, registry: NodeRegistry, targets: Iterable[st
     first_missing: dict[str, Any] | None = None
     for node in prompt.nodes.values():
         if registry.get(node.class_type) is None:
-            error = _error(
+            error = node_error(
                 "missing_node_type",
                 f"Node '{node.class_type}' not found. The custom node may not be installed.",
                 f"Node ID '#{node.id}'",
@@ -275,7 +294,7 @@ def validate_prompt(prompt: Prompt, registry: NodeRegistry, targets: Iterable[st
             first_missing = first_missing or error
             node_errors[node.id] = {"errors": [error], "dependent_outputs": [], "class_type": node.class_type}
         elif node.class_type in spec_failures:
-            error = _error(
+            error = node_error(
                 "exception_during_validation", "Exception when reading node inputs", spec_failures[node.class_type]
             )
             node_errors[node.id] = {"errors": [error], "dependent_outputs": [], "class_type": node.class_type}
@@ -285,7 +304,7 @@ def validate_prompt(prompt: Prompt, registry: NodeRegistry, targets: Iterable[st
     if not outputs:
         if first_missing is not None:
             return ValidationResult(prompt, [], first_missing, node_errors)
-        return ValidationResult(prompt, [], _error("prompt_no_outputs", "Prompt has no outputs"), node_errors)
+        return ValidationResult(prompt, [], node_error("prompt_no_outputs", "Prompt has no outputs"), node_errors)
 
     reachable = prompt.needed_by(outputs)
     checker = _NodeChecker(prompt, specs)
@@ -305,12 +324,7 @@ def validate_prompt(prompt: Prompt, registry: NodeRegistry, targets: Iterable[st
         entry = node_errors.setdefault(
             node_id, {"errors": [], "dependent_outputs": [], "class_type": prompt.nodes[node_id].class_type}
         )
-        details = (
-            f"node {node_id} feeds itself"
-            if cycle == [node_id]
-            else f"nodes {', '.join(cycle)} feed each other, so none of them can run first"
-        )
-        entry["errors"].append(_error("dependency_cycle", "Dependency cycle detected", details))
+        entry["errors"].append(node_error("dependency_cycle", "Dependency cycle detected", describe_cycle(cycle)))
 
     good_outputs: list[str] = []
     for output_id in outputs:
@@ -329,7 +343,7 @@ def validate_prompt(prompt: Prompt, registry: NodeRegistry, targets: Iterable[st
     return ValidationResult(
         coerced,
         [],
-        _error("prompt_outputs_failed_validation", "Prompt outputs failed validation", details),
+        node_error("prompt_outputs_failed_validation", "Prompt outputs failed validation", details),
         node_errors,
     )
 

@@ -162,8 +162,7 @@ def plan_download(
     """
     settings = settings or HubSettings.from_env()
     revision = revision or DEFAULT_REVISION
-    if settings.offline:
-        raise DownloadError(_offline_message(settings))
+    require_online(settings)
     try:
         root = folders.folder(folder)
     except UnknownModelFolderError as exc:
@@ -210,8 +209,7 @@ def plan_model_file(
                 f"would be saved as {folder}/{_repo_name(hub_file.repo_id)}; download it by hand"
             )
         return plan_download(hub_file.repo_id, folders, folder, revision=hub_file.revision, settings=settings)
-    if settings.offline:
-        raise DownloadError(_offline_message(settings))
+    require_online(settings)
     try:
         root = folders.folder(folder)
         check_relative_part(name, what="model name")
@@ -239,8 +237,7 @@ def download(
     repo's size are kept. Raises ``DownloadError`` naming the file on the first failure; files already fetched stay.
     """
     settings = settings or HubSettings.from_env()
-    if settings.offline:
-        raise DownloadError(_offline_message(settings))
+    require_online(settings)
     with _local_errors(plan.destination):
         plan.destination.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from graph.errors import WorkflowFormatError
 from graph.safe_paths import UnsafePathError, check_relative_part
+from graph.ui_graph import definition_entries
 from models.folders import DIFFUSERS_KEY, DIFFUSERS_MARKER, FOLDER_KEYS, ModelFolders, UnsafeModelPathError
 
 HUB_HOSTS = frozenset({"huggingface.co", "www.huggingface.co", "hf.co"})
@@ -153,20 +155,18 @@ def _model_entries(workflow: Mapping[str, Any], nodes: list[Any]) -> Iterator[tu
         yield from _listed(extra.get("models"), None, "extra.models")
 
 
-def _definition_nodes(holder: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """The nodes of every subgraph definition (nested ones too) with the definition's name; malformed definitions are
-    skipped here (the conversion reports them)."""
-    definitions = holder.get("definitions")
-    subgraphs = definitions.get("subgraphs") if isinstance(definitions, Mapping) else None
-    for definition in subgraphs if isinstance(subgraphs, list) else ():
-        if not isinstance(definition, Mapping):
-            continue
+def _definition_nodes(workflow: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """The nodes of every subgraph definition (nested ones too) with the definition's name."""
+    try:
+        definitions = list(definition_entries(workflow))
+    except WorkflowFormatError as exc:
+        raise ModelRequirementsError(str(exc)) from None
+    for definition in definitions:
         name = str(definition.get("name") or definition.get("id"))
         nodes = definition.get("nodes")
         for node in nodes if isinstance(nodes, list) else ():
             if isinstance(node, Mapping):
                 yield name, node
-        yield from _definition_nodes(definition)
 
 
 def _listed(value: Any, node_id: str | None, where: str) -> Iterator[tuple[Any, str | None, str]]:

@@ -1,9 +1,9 @@
 """A workflow check's items written into a refused prompt's ``node_errors``, keeping ComfyUI's shape.
 
 ``{node_id: {"errors": [{type, message, details, extra_info}], "dependent_outputs", "class_type"}}``: clients (and
-ComfyUI's editor) mark the nodes and show the messages; our details go into ``extra_info`` (``pack`` for a missing
-node type, ``missing_model`` with its URL, ``unsupported`` for a choice or input we lack). Nodes no output needs,
-which validation skipped, get entries too.
+ComfyUI's editor) mark the nodes and show the messages; our details go into ``extra_info``: ``pack`` on validation's
+own ``missing_node_type`` error, ``missing_model`` with its URL, ``unsupported`` for a choice or input we lack. Nodes
+no output needs, which validation skipped, get entries too.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.workflow_report import InputIssue, MissingModel, MissingNodeType, WorkflowReport
+from graph.validation import node_error
 
 MISSING_NODE_TYPE = "missing_node_type"
 VALUE_NOT_IN_LIST = "value_not_in_list"
@@ -49,25 +50,17 @@ def missing_type_extra(missing: MissingNodeType) -> dict[str, Any]:
 
 
 def _add_missing_type(errors: list[dict[str, Any]], missing: MissingNodeType) -> None:
+    """Add the pack to validation's ``missing_node_type`` error (validation names every node of a missing type)."""
     found = _find(errors, MISSING_NODE_TYPE, None)
-    if found is None:
-        found = _error(
-            MISSING_NODE_TYPE,
-            f"Node '{missing.class_type}' not found. The custom node may not be installed.",
-            f"Node ID '#{missing.node_id}'",
-            node_id=missing.node_id,
-            class_type=missing.class_type,
-            node_title=missing.title or missing.class_type,
-        )
-        errors.append(found)
-    found["extra_info"].update(missing_type_extra(missing))
+    if found is not None:
+        found["extra_info"].update(missing_type_extra(missing))
 
 
 def _add_issue(errors: list[dict[str, Any]], issue: InputIssue) -> None:
     # an issue without an input (a left-over widget value) is never merged with another
     found = _find(errors, issue.type, issue.input_name) if issue.input_name is not None else None
     if found is None:
-        found = _error(issue.type, issue.message, issue.input_name or "", input_name=issue.input_name)
+        found = node_error(issue.type, issue.message, issue.input_name or "", input_name=issue.input_name)
         if issue.value is not None:
             found["extra_info"]["received_value"] = issue.value
         errors.append(found)
@@ -80,7 +73,7 @@ def _add_model(errors: list[dict[str, Any]], model: MissingModel, input_name: st
     )
     found = _find(errors, VALUE_NOT_IN_LIST, input_name)
     if found is None:
-        found = _error(
+        found = node_error(
             VALUE_NOT_IN_LIST, "Value not in list", details, input_name=input_name, received_value=model.name
         )
         errors.append(found)
@@ -94,7 +87,3 @@ def _find(errors: list[dict[str, Any]], kind: str, input_name: str | None) -> di
         if error.get("type") == kind and (input_name is None or extra.get("input_name") == input_name):
             return error
     return None
-
-
-def _error(kind: str, message: str, details: str, **extra: Any) -> dict[str, Any]:
-    return {"type": kind, "message": message, "details": details, "extra_info": extra}

@@ -279,6 +279,17 @@ def test_no_output_node_is_a_workflow_problem(registry: NodeRegistry, models_dir
     assert report.to_json()["problems"] == list(report.problems) and not report.ready
 
 
+def test_a_cycle_is_a_problem_even_where_no_output_needs_it(registry: NodeRegistry, models_dir: Path) -> None:
+    prompt = {
+        "1": {"class_type": "ImageInvert", "inputs": {"image": ["2", 0]}},
+        "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+        "3": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+        "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "x"}},
+    }
+    report = check(prompt, registry, models_dir)
+    assert report.problems == ("dependency cycle: nodes 1, 2 feed each other, so none of them can run first",)
+
+
 def test_loader_inputs_carry_their_model_folder(registry: NodeRegistry) -> None:
     folders = {
         name: registry.get(name).inputs[key].model_folder  # type: ignore[union-attr]

@@ -163,3 +163,9 @@ def test_unknown_folders_and_escaping_links_count_as_missing(tmp_path: Path) -> 
         ModelRequirement("not-a-pipeline", "diffusers", None, None),
     ]
     assert missing_models(requirements, folders) == requirements
+
+
+def test_a_malformed_subgraph_definitions_list_is_a_requirements_error() -> None:
+    workflow = {"nodes": [], "definitions": {"subgraphs": {"not": "a list"}}}
+    with pytest.raises(ModelRequirementsError, match=r"definitions\.subgraphs must be a list"):
+        required_models(workflow)

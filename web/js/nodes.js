@@ -9,6 +9,35 @@ const PROGRESS_COLOUR = "#6fd26f";
 const ERROR_TEXT_COLOUR = "#ff7777";
 const IMAGE_MIN_HEIGHT = 220;
 
+/** Mark (or with null, clear) an error on `node`, a node with a `run` state. */
+export function setRunError(node, message) {
+  node.run.error = message;
+  node.has_errors = !!message;
+  node.setDirtyCanvas(true, true);
+}
+
+/** Draw `node.run` on the node: the progress bar, the running outline and the error text below it. */
+export function drawRunMarks(node, ctx, titleHeight) {
+  const [width, height] = node.size;
+  const bottom = node.flags.collapsed ? 0 : height;
+  const { running, progress, error } = node.run;
+  if (progress && !node.flags.collapsed) {
+    ctx.fillStyle = PROGRESS_COLOUR;
+    ctx.fillRect(0, 0, (width * progress.value) / Math.max(1, progress.max), 4);
+  }
+  if (running) {
+    ctx.strokeStyle = RUNNING_COLOUR;
+    ctx.lineWidth = 3;
+    ctx.strokeRect(-4, -titleHeight - 4, width + 8, bottom + titleHeight + 8);
+  }
+  if (error) {
+    ctx.font = "12px sans-serif";
+    ctx.fillStyle = ERROR_TEXT_COLOUR;
+    ctx.textAlign = "left";
+    wrapText(ctx, error, Math.max(width, 240)).forEach((line, i) => ctx.fillText(line, 0, bottom + 18 + i * 15));
+  }
+}
+
 /** The inputs of a node's info in input_order: [{name, type, options, optional}]. */
 function orderedInputs(info) {
   const inputs = [];
@@ -111,33 +140,15 @@ export function registerNodeTypes(lib, objectInfo, onChange) {
 
       /** Mark (or with null, clear) an error on this node. */
       setError(message) {
-        this.run.error = message;
-        this.has_errors = !!message;
-        this.setDirtyCanvas(true, true);
+        setRunError(this, message);
       }
 
       onDrawForeground(ctx) {
         const [width, height] = this.size;
-        const titleHeight = LiteGraph.NODE_TITLE_HEIGHT;
-        const { running, progress, images, preview, error } = this.run;
+        const { images, preview } = this.run;
         const shown = preview ? [preview] : images;
         if (shown.length && !this.flags.collapsed) this.drawImages(ctx, shown, width, height);
-        if (progress && !this.flags.collapsed) {
-          ctx.fillStyle = PROGRESS_COLOUR;
-          ctx.fillRect(0, 0, (width * progress.value) / Math.max(1, progress.max), 4);
-        }
-        if (running) {
-          ctx.strokeStyle = RUNNING_COLOUR;
-          ctx.lineWidth = 3;
-          ctx.strokeRect(-4, -titleHeight - 4, width + 8, (this.flags.collapsed ? 0 : height) + titleHeight + 8);
-        }
-        if (error) {
-          ctx.font = "12px sans-serif";
-          ctx.fillStyle = ERROR_TEXT_COLOUR;
-          ctx.textAlign = "left";
-          const lines = wrapText(ctx, error, Math.max(width, 240));
-          lines.forEach((line, i) => ctx.fillText(line, 0, (this.flags.collapsed ? 0 : height) + 18 + i * 15));
-        }
+        drawRunMarks(this, ctx, LiteGraph.NODE_TITLE_HEIGHT);
       }
 
       drawImages(ctx, images, width, height) {

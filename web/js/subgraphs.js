@@ -7,13 +7,11 @@
 // the server flattens them to "<instance>:<inner>" ids (prompt.js); the run state of those ids is drawn on the
 // instance. The types are not offered by the node search (they exist only with their workflow's definitions).
 
+import { drawRunMarks, setRunError } from "./nodes.js";
 import { createWidget, isWidgetInput } from "./widgets.js";
 
 const SUBGRAPH_COLOUR = "#2b5d6b";
 const SUBGRAPH_BGCOLOUR = "#1f3b44";
-const RUNNING_COLOUR = "#4caf50";
-const PROGRESS_COLOUR = "#6fd26f";
-const ERROR_TEXT_COLOUR = "#ff7777";
 const PROMOTED_INPUT = "-1"; // a proxyWidgets entry for the instance's own input widget
 const PROXY_WIDGETS = "proxyWidgets";
 
@@ -137,31 +135,11 @@ function registerDefinition(editor, definition) {
 
     /** Mark (or with null, clear) an error of a node inside this instance. */
     setError(message) {
-      this.run.error = message;
-      this.has_errors = !!message;
-      this.setDirtyCanvas(true, true);
+      setRunError(this, message);
     }
 
     onDrawForeground(ctx) {
-      const [width, height] = this.size;
-      const bottom = this.flags.collapsed ? 0 : height;
-      const { running, progress, error } = this.run;
-      if (progress && !this.flags.collapsed) {
-        ctx.fillStyle = PROGRESS_COLOUR;
-        ctx.fillRect(0, 0, (width * progress.value) / Math.max(1, progress.max), 4);
-      }
-      if (running) {
-        const titleHeight = LiteGraph.NODE_TITLE_HEIGHT;
-        ctx.strokeStyle = RUNNING_COLOUR;
-        ctx.lineWidth = 3;
-        ctx.strokeRect(-4, -titleHeight - 4, width + 8, bottom + titleHeight + 8);
-      }
-      if (error) {
-        ctx.font = "12px sans-serif";
-        ctx.fillStyle = ERROR_TEXT_COLOUR;
-        ctx.textAlign = "left";
-        String(error).split("\n").slice(0, 6).forEach((line, i) => ctx.fillText(line, 0, bottom + 18 + i * 15));
-      }
+      drawRunMarks(this, ctx, LiteGraph.NODE_TITLE_HEIGHT);
     }
   }
   LiteGraph.registerNodeType(definition.id, SubgraphInstance);
