@@ -1,52 +1,68 @@
 """The ``CLIP`` and ``CLIP_VISION`` sockets: text and image encoders held by the memory manager.
 
-``CLIP`` is any text encoder (ComfyUI's name); for Wan it is UMT5-XXL with its tokenizer, and ``encode`` gives the
-zero-padded 512-token embeddings diffusers' Wan pipelines compute.
+``CLIP`` is any text encoder (ComfyUI's name): one or more networks with their tokenizers, of a ``CLIPLoader`` type
+(``models.families.kinds.TextEncoderKind``) that encodes a prompt as its family's diffusers pipeline does (for Wan,
+UMT5-XXL's zero-padded 512-token embeddings).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from models.clip_vision import ClipVisionOutput, encode_images
+from models.families.kinds import TextEncoderKind
 from models.memory import ModelManager
 from models.memory_types import WorkEstimate
 from models.model_handle import ModelHandle
 from models.oom import run_with_oom_recovery
-from models.text_encoders.wan_prompt import WAN_MAX_LENGTH, encode_wan_prompts
 
 __all__ = ["ClipVisionEncoder", "TextEncoder"]
 
-UMT5_XXL_FFN = 10240
+T = TypeVar("T")
 VIT_H_TOKENS, VIT_H_WIDTH = 257, 1280
 
 
 @dataclass(frozen=True)
 class TextEncoder:
-    """A text encoder and its tokenizer; ``kind`` is the ``CLIPLoader`` type (``wan``: UMT5-XXL embeddings as the Wan
-    pipelines compute them)."""
+    """A text encoder of ``kind``: one handle and tokenizer per network of ``kind.parts``, in that order."""
 
     name: str
-    kind: str
-    handle: ModelHandle
-    tokenizer: Any
+    kind: TextEncoderKind
+    handles: tuple[ModelHandle, ...]
+    tokenizers: tuple[Any, ...]
     compute_dtype: torch.dtype
-    max_length: int = WAN_MAX_LENGTH
+
+    @property
+    def handle(self) -> ModelHandle:
+        """The first (for most types, the only) network."""
+        return self.handles[0]
+
+    @property
+    def tokenizer(self) -> Any:
+        """The first network's tokenizer."""
+        return self.tokenizers[0]
 
     def encode(self, manager: ModelManager, text: str) -> list[list[Any]]:
-        """``CONDITIONING`` for ``text``: ``[[embeddings [1, tokens, dim] float32 on the CPU, {}]]``."""
+        """``CONDITIONING`` for ``text``: ``[[embeddings [1, tokens, dim], extras]]``, tensors float32 on the CPU."""
 
-        def run(module: torch.nn.Module) -> torch.Tensor:
-            return encode_wan_prompts(
-                self.tokenizer, module, [text], self.max_length, device=manager.compute_device, dtype=self.compute_dtype
-            )
+        def run(index: int, function: Any) -> Any:
+            work = WorkEstimate(self.kind.parts[index].work_bytes)
+            return run_with_oom_recovery(manager, self.handles[index], function, work)
 
-        work = WorkEstimate(self.max_length * UMT5_XXL_FFN * 16)  # a layer's feed-forward activations, with slack
-        embeds = run_with_oom_recovery(manager, self.handle, run, work)
-        return [[embeds.to("cpu", torch.float32), {}]]
+        with torch.no_grad():
+            encoding = self.kind.encode(run, self.tokenizers, text, self.compute_dtype)
+        extras = {name: _on_cpu(value) for name, value in encoding.extras.items()}
+        return [[_on_cpu(encoding.embeds), extras]]
+
+
+def _on_cpu(value: Any) -> Any:
+    """Tensors to the CPU (floating ones in float32); anything else as it is."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    return value.to("cpu", torch.float32) if value.is_floating_point() else value.to("cpu")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ between nodes and prompts (one entry per file, size, modification time and load 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -17,24 +18,31 @@ from models.clip_vision import clip_vision_from_state_dict, is_clip_vision
 from models.diffusion_model import DiffusionModel
 from models.encoders import ClipVisionEncoder, TextEncoder
 from models.errors import CorruptModelFileError, ModelLoadError, StateDictError
-from models.families.wan.adapter import WanAdapter
-from models.families.wan.checkpoint import detect_wan_transformer, is_wan_transformer, wan_transformer_from_state_dict
-from models.families.wan.latents import latent_format_for_channels
-from models.families.wan.vae_checkpoint import detect_wan_vae, is_wan_vae, wan_vae_from_state_dict
+from models.families.catalog import (
+    TEXT_ENCODER_KINDS,
+    TRANSFORMER_FAMILIES,
+    VAE_FAMILIES,
+    text_encoder_kind,
+    transformer_family_of,
+    vae_family_of,
+)
+from models.families.kinds import TextEncoderKind, TextEncoderPart
 from models.folders import ModelFolders
 from models.loading import load_state_dict
 from models.memory import ModelManager
 from models.model_handle import ModelHandle
 from models.offload import POLICIES
 from models.text_encoders.tokenizers import load_tokenizer
-from models.text_encoders.umt5 import is_umt5, umt5_from_state_dict
 from models.video_vae import VideoVAE
 
 __all__ = [
     "OFFLOAD_CHOICES",
+    "TEXT_ENCODER_TYPES",
     "WEIGHT_DTYPES",
+    "CheckpointParts",
     "WrongModelKindError",
     "compute_dtype_for",
+    "load_checkpoint",
     "load_clip_vision",
     "load_diffusion_model",
     "load_text_encoder",
@@ -53,14 +61,24 @@ compute dtype (diffusers' layerwise casting; norms and embeddings stay in the co
 T = TypeVar("T")
 
 OFFLOAD_CHOICES = ("auto", *POLICIES)
-TOKENIZER_FOR_KIND = {"wan": "umt5-xxl"}
+TEXT_ENCODER_TYPES = tuple(kind.name for kind in TEXT_ENCODER_KINDS)
+"""The ``CLIPLoader`` / ``DualCLIPLoader`` types Reelgraph loads."""
+DIFFUSION_LOADER = "UNETLoader (diffusion_models folder)"
+VAE_LOADER = "VAELoader (vae folder)"
+CLIP_VISION_LOADER = "CLIPVisionLoader (clip_vision folder)"
 
-_KINDS: tuple[tuple[str, Callable[[Mapping[str, torch.Tensor]], bool], str], ...] = (
-    ("a Wan diffusion model", is_wan_transformer, "UNETLoader (diffusion_models folder)"),
-    ("a Wan VAE", is_wan_vae, "VAELoader (vae folder)"),
-    ("a UMT5 text encoder", is_umt5, "CLIPLoader with type wan (text_encoders folder)"),
-    ("a CLIP vision encoder", is_clip_vision, "CLIPVisionLoader (clip_vision folder)"),
-)
+
+def _kinds() -> tuple[tuple[str, Callable[[Mapping[str, torch.Tensor]], bool], str], ...]:
+    """Every file kind Reelgraph knows: (what it is, its test, the loader that takes it)."""
+    kinds = [(family.label, family.matches, DIFFUSION_LOADER) for family in TRANSFORMER_FAMILIES]
+    kinds += [(family.label, family.matches, VAE_LOADER) for family in VAE_FAMILIES]
+    for kind in TEXT_ENCODER_KINDS:
+        loader = "DualCLIPLoader" if len(kind.parts) > 1 else "CLIPLoader"
+        kinds += [
+            (part.label, part.matches, f"{loader} type {kind.name} (text_encoders folder)") for part in kind.parts
+        ]
+    kinds.append(("a CLIP vision encoder", is_clip_vision, CLIP_VISION_LOADER))
+    return tuple(kinds)
 
 
 class WrongModelKindError(ModelLoadError):
@@ -78,48 +96,77 @@ def compute_dtype_for(device: torch.device) -> torch.dtype:
 def load_diffusion_model(
     manager: ModelManager, path: Path, weight_dtype: str = "default", offload: str = "auto"
 ) -> DiffusionModel:
-    """A diffusion model file (``diffusion_models``) as ``MODEL``."""
+    """A diffusion model file (``diffusion_models``, or a combined checkpoint) of any family as ``MODEL``."""
     if weight_dtype not in WEIGHT_DTYPES:
         raise ValueError(f"weight_dtype {weight_dtype!r} is not one of {', '.join(WEIGHT_DTYPES)}")
     if offload not in OFFLOAD_CHOICES:
         raise ValueError(f"offload {offload!r} is not one of {', '.join(OFFLOAD_CHOICES)}")
-    shapes = _shapes_of(path, "a Wan diffusion model", is_wan_transformer)
-    spec = _read_layout(path, lambda: detect_wan_transformer(shapes.tensors))
+    shapes = _shapes_of(path, "a diffusion model", lambda tensors: transformer_family_of(tensors) is not None)
+    family = transformer_family_of(shapes.tensors)
+    assert family is not None
+    adapter = _read_layout(path, lambda: family.detect(shapes.tensors, shapes.metadata))
     compute = compute_dtype_for(manager.compute_device)
     storage = WEIGHT_DTYPES[weight_dtype]
 
     def build(state: dict[str, torch.Tensor]) -> torch.nn.Module:
-        module = wan_transformer_from_state_dict(state, compute, shapes.metadata)
+        module = family.build(state, compute, shapes.metadata)
         if storage is not None:
             module.enable_layerwise_casting(storage_dtype=storage, compute_dtype=compute)
         return module
 
     handle = _managed(manager, "diffusion_model", shapes, compute, build, weight_dtype)
-    adapter = WanAdapter(spec)
     return DiffusionModel(path.name, handle, adapter, adapter.default_sampling(), compute, offload)
 
 
-def load_text_encoder(manager: ModelManager, folders: ModelFolders, path: Path, kind: str) -> TextEncoder:
-    """A text encoder file (``text_encoders``) of ``CLIPLoader`` type ``kind`` as ``CLIP``, with its tokenizer."""
-    if kind not in TOKENIZER_FOR_KIND:
-        raise ValueError(f"text encoder type {kind!r} is not supported; supported: {', '.join(TOKENIZER_FOR_KIND)}")
-    shapes = _shapes_of(path, "a UMT5 text encoder", is_umt5)
-    tokenizer = load_tokenizer(folders, TOKENIZER_FOR_KIND[kind])
+def load_text_encoder(
+    manager: ModelManager, folders: ModelFolders, paths: Sequence[Path], kind_name: str
+) -> TextEncoder:
+    """Text encoder files (``text_encoders``) of ``CLIPLoader`` / ``DualCLIPLoader`` type ``kind_name`` as ``CLIP``,
+    with their tokenizers: one file per network the type needs, in any order."""
+    kind = text_encoder_kind(kind_name)
+    if len(paths) != len(kind.parts):
+        needs = " and ".join(part.label for part in kind.parts)
+        raise ValueError(f"type {kind.name} takes {len(kind.parts)} text encoder file(s) ({needs}), got {len(paths)}")
+    files = _files_for_parts(kind, paths)
+    tokenizers = tuple(load_tokenizer(folders, part.tokenizer) for part in kind.parts)  # before any weight loads
     compute = compute_dtype_for(manager.compute_device)
-    handle = _managed(
-        manager, "text_encoder", shapes, compute, lambda state: umt5_from_state_dict(state, compute, shapes.metadata)
-    )
-    return TextEncoder(path.name, kind, handle, tokenizer, compute)
+    handles = []
+    for part, shapes in zip(kind.parts, files, strict=True):
+
+        def build(state: dict[str, torch.Tensor], part: TextEncoderPart = part, shapes: CheckpointShapes = shapes):
+            return part.build(state, compute, shapes.metadata)
+
+        handles.append(_managed(manager, "text_encoder", shapes, compute, build))
+    names = " + ".join(path.name for path in paths)
+    return TextEncoder(names, kind, tuple(handles), tokenizers, compute)
 
 
 def load_vae(manager: ModelManager, path: Path) -> VideoVAE:
-    """A VAE file (``vae``) as ``VAE``."""
-    shapes = _shapes_of(path, "a Wan VAE", is_wan_vae)
-    spec = _read_layout(path, lambda: detect_wan_vae(shapes.tensors))
+    """A VAE file (``vae``, or a combined checkpoint) of any family as ``VAE``."""
+    shapes = _shapes_of(path, "a VAE", lambda tensors: vae_family_of(tensors) is not None)
+    family = vae_family_of(shapes.tensors)
+    assert family is not None
+    latent_format = _read_layout(path, lambda: family.latent_format(shapes.tensors))
     compute = compute_dtype_for(manager.compute_device)
-    handle = _managed(manager, "vae", shapes, compute, lambda state: wan_vae_from_state_dict(state, compute))
-    latent_format = latent_format_for_channels(int(spec.config["z_dim"]))
-    return VideoVAE(path.name, handle, latent_format, compute)
+    handle = _managed(manager, "vae", shapes, compute, lambda state: family.build(state, compute))
+    return VideoVAE(path.name, handle, latent_format, compute, family.codec)
+
+
+@dataclass(frozen=True)
+class CheckpointParts:
+    """What a combined checkpoint holds (``CheckpointLoaderSimple``); ``None`` for a part it lacks."""
+
+    model: DiffusionModel
+    clip: TextEncoder | None
+    vae: VideoVAE | None
+
+
+def load_checkpoint(manager: ModelManager, path: Path) -> CheckpointParts:
+    """A combined checkpoint (``checkpoints``): its diffusion model and, when it holds one, its VAE. No family's
+    checkpoints hold a text encoder Reelgraph loads from them (LTX-Video's hold none)."""
+    model = load_diffusion_model(manager, path)
+    has_vae = vae_family_of(read_shapes(path).tensors) is not None
+    return CheckpointParts(model, None, load_vae(manager, path) if has_vae else None)
 
 
 def load_clip_vision(manager: ModelManager, path: Path) -> ClipVisionEncoder:
@@ -156,11 +203,32 @@ def _shapes_of(path: Path, wanted: str, matches: Callable[[Mapping[str, torch.Te
     shapes = read_shapes(path)
     if matches(shapes.tensors):
         return shapes
-    for kind, test, loader in _KINDS:
+    for kind, test, loader in _kinds():
         if test(shapes.tensors):
             raise WrongModelKindError(path, f"this is {kind}, not {wanted}: load it with {loader}")
     sample = ", ".join(list(shapes.tensors)[:3]) or "no tensors"
     raise WrongModelKindError(path, f"not {wanted}, nor any model Reelgraph knows (its first tensors: {sample})")
+
+
+def _files_for_parts(kind: TextEncoderKind, paths: Sequence[Path]) -> list[CheckpointShapes]:
+    """Each part's file among ``paths`` (matched by their tensors), in ``kind.parts`` order; ``WrongModelKindError``
+    naming a file that is none of the parts, or a part given twice."""
+    found: list[CheckpointShapes | None] = [None] * len(kind.parts)
+    for path in paths:
+        shapes = read_shapes(path)
+        index = next((i for i, part in enumerate(kind.parts) if part.matches(shapes.tensors)), None)
+        if index is None:
+            wanted = " or ".join(part.label for part in kind.parts)
+            _shapes_of(path, f"{wanted} (type {kind.name})", lambda _tensors: False)
+        assert index is not None
+        if found[index] is not None:
+            raise WrongModelKindError(
+                path,
+                f"type {kind.name} needs {' and '.join(p.label for p in kind.parts)}; this is a second "
+                f"{kind.parts[index].label}",
+            )
+        found[index] = shapes
+    return [shapes for shapes in found if shapes is not None]
 
 
 def _read_layout(path: Path, read: Callable[[], T]) -> T:

@@ -1,10 +1,12 @@
-"""Wan diffusers pipeline folders as the objects the single-file loaders give: ``MODEL``, ``CLIP``, ``VAE`` and
+"""Diffusers pipeline folders as the objects the single-file loaders give: ``MODEL``, ``CLIP``, ``VAE`` and
 ``CLIP_VISION``.
 
-A pipeline folder is laid out as the Wan-AI ``*-Diffusers`` releases are: ``model_index.json`` naming the pipeline
-class and its components, then one folder per component (``transformer/``, ``transformer_2/`` for the Wan 2.2 A14B
-low-noise expert, ``text_encoder/`` + ``tokenizer/``, ``vae/``, ``image_encoder/`` + ``image_processor/`` for
-Wan 2.1 image-to-video). Everything is checked before a weight loads: the pipeline is a Wan one, the component is
+A pipeline folder is laid out as the diffusers releases are: ``model_index.json`` naming the pipeline class and its
+components, then one folder per component (``transformer/``, ``transformer_2/`` for the Wan 2.2 A14B low-noise
+expert, ``text_encoder/`` + ``tokenizer/`` (and ``text_encoder_2/`` + ``tokenizer_2/`` for HunyuanVideo's CLIP-L),
+``vae/``, ``image_encoder/`` + ``image_processor/`` for Wan 2.1 image-to-video). Which pipeline classes load, and the
+classes of their components, come from the families' ``PipelineLayout`` (``models.families.catalog``). Everything is
+checked before a weight loads: the pipeline is one Reelgraph reads, the component is
 listed and present with the expected class, and its safetensors files (one, or the shards its index lists) have
 sound headers and their full length; pickled weights are refused. Components then load with ``from_pretrained``
 (local files, safetensors only) in the compute dtype, inside the memory manager, keyed by the component folder's
@@ -27,25 +29,18 @@ import torch
 from models.diffusion_model import DiffusionModel
 from models.encoders import ClipVisionEncoder, TextEncoder
 from models.errors import CorruptModelFileError, ModelLoadError, UnsafeModelFileError
-from models.families.wan.adapter import WanAdapter
-from models.families.wan.diffusers_config import wan_spec_from_config
-from models.families.wan.latents import WAN21_LATENT, latent_format_for_channels
+from models.families.catalog import PIPELINE_LAYOUTS, layout_for_pipeline
+from models.families.kinds import PipelineLayout
 from models.folders import DIFFUSERS_MARKER
 from models.memory import ModelManager
 from models.metadata import TensorInfo, read_safetensors_header
 from models.model_handle import ModelHandle
-from models.model_loaders import (
-    OFFLOAD_CHOICES,
-    TOKENIZER_FOR_KIND,
-    WEIGHT_DTYPES,
-    WrongModelKindError,
-    compute_dtype_for,
-)
+from models.model_loaders import OFFLOAD_CHOICES, WEIGHT_DTYPES, WrongModelKindError, compute_dtype_for
 from models.video_vae import VideoVAE
 
 __all__ = [
+    "PIPELINES",
     "TRANSFORMERS",
-    "WAN_PIPELINES",
     "PipelineFolder",
     "load_pipeline_clip_vision",
     "load_pipeline_text_encoder",
@@ -54,22 +49,12 @@ __all__ = [
     "read_pipeline_folder",
 ]
 
-WAN_PIPELINES = ("WanPipeline", "WanImageToVideoPipeline")
+PIPELINES = tuple(name for layout in PIPELINE_LAYOUTS for name in layout.pipelines)
+"""Every pipeline class whose folders load here."""
 TRANSFORMERS = ("transformer", "transformer_2")
-"""The diffusion models a Wan pipeline may hold: the only one, or (Wan 2.2 A14B) the high-noise expert, and the
+"""The diffusion models a pipeline may hold: the only one, or (Wan 2.2 A14B) the high-noise expert, and the
 low-noise expert that takes over below ``boundary_ratio``."""
-TEXT_KIND = "wan"
 CONFIG = "config.json"
-# The model classes each component may be, and the stem of its weight files (per library).
-_CLASSES: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "transformer": ("WanTransformer3DModel",),
-        "transformer_2": ("WanTransformer3DModel",),
-        "text_encoder": ("UMT5EncoderModel",),
-        "vae": ("AutoencoderKLWan",),
-        "image_encoder": ("CLIPVisionModel", "CLIPVisionModelWithProjection"),
-    }
-)
 _WEIGHTS_STEM = MappingProxyType({"diffusers": "diffusion_pytorch_model", "transformers": "model"})
 _DTYPE_OPTION = MappingProxyType({"diffusers": "torch_dtype", "transformers": "dtype"})
 _PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".ckpt", ".pkl"})
@@ -79,10 +64,11 @@ _FLOAT_DTYPES = ("F", "BF")  # safetensors dtype names of floating-point tensors
 
 @dataclass(frozen=True)
 class PipelineFolder:
-    """A Wan pipeline folder whose ``model_index.json`` has been read and checked."""
+    """A pipeline folder whose ``model_index.json`` has been read and checked, and its family's layout."""
 
     path: Path
     index: Mapping[str, Any]
+    layout: PipelineLayout
 
     @property
     def name(self) -> str:
@@ -96,6 +82,19 @@ class PipelineFolder:
         """Whether ``model_index.json`` lists ``component`` (a ``[library, class]`` entry that is not null)."""
         entry = self.index.get(component)
         return isinstance(entry, list) and len(entry) == 2 and entry[0] is not None and entry[1] is not None
+
+    def component_classes(self, component: str) -> tuple[str, ...]:
+        """The class names ``component`` may have in this family's pipelines (none for a component it lacks)."""
+        layout = self.layout
+        if component in TRANSFORMERS:
+            return layout.transformer.diffusers_classes
+        if component == "vae":
+            return layout.vae.diffusers_classes
+        parts = layout.text.parts
+        for index, part in enumerate(parts):
+            if component == _numbered("text_encoder", index):
+                return part.diffusers_classes
+        return tuple(layout.extra.get(component, ()))
 
 
 @dataclass(frozen=True)
@@ -121,8 +120,8 @@ class _Component:
 
 
 def read_pipeline_folder(path: Path) -> PipelineFolder:
-    """The pipeline folder at ``path``, after checking it is a folder whose ``model_index.json`` names a Wan
-    pipeline; ``ModelLoadError`` (or ``WrongModelKindError`` for another pipeline) naming the folder otherwise."""
+    """The pipeline folder at ``path``, after checking it is a folder whose ``model_index.json`` names a pipeline
+    Reelgraph reads; ``ModelLoadError`` (``WrongModelKindError`` for another pipeline) naming the folder otherwise."""
     path = Path(path)
     if not path.is_dir():
         reason = "no such folder" if not path.exists() else "a file, not a folder"
@@ -131,13 +130,14 @@ def read_pipeline_folder(path: Path) -> PipelineFolder:
         raise ModelLoadError(path, f"not a diffusers pipeline folder: it has no {DIFFUSERS_MARKER}")
     index = _read_json(path, path / DIFFUSERS_MARKER)
     class_name = index.get("_class_name")
-    if class_name not in WAN_PIPELINES:
+    layout = layout_for_pipeline(class_name)
+    if layout is None:
         raise WrongModelKindError(
             path,
-            f"{DIFFUSERS_MARKER} names {class_name!r}, not a Wan pipeline: only {' and '.join(WAN_PIPELINES)} "
+            f"{DIFFUSERS_MARKER} names {class_name!r}, not a pipeline Reelgraph reads: only {', '.join(PIPELINES)} "
             "folders load here",
         )
-    return PipelineFolder(path, MappingProxyType(index))
+    return PipelineFolder(path, MappingProxyType(index), layout)
 
 
 def load_pipeline_transformer(
@@ -163,7 +163,10 @@ def load_pipeline_transformer(
     if offload not in OFFLOAD_CHOICES:
         raise ValueError(f"offload {offload!r} is not one of {', '.join(OFFLOAD_CHOICES)}")
     part = _component(folder, component)
-    spec = wan_spec_from_config(part.config)
+    try:
+        adapter = folder.layout.transformer.adapter_from_config(part.config)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CorruptModelFileError(folder.path, f"{component}/{CONFIG}: {exc}") from exc
     compute = compute_dtype_for(manager.compute_device)
     storage = WEIGHT_DTYPES[weight_dtype]
 
@@ -173,28 +176,30 @@ def load_pipeline_transformer(
         return module
 
     handle = _managed(manager, "diffusion_model", part, compute, weight_dtype, prepare=store)
-    adapter = WanAdapter(spec)
     return DiffusionModel(part.label, handle, adapter, adapter.default_sampling(), compute, offload)
 
 
 def load_pipeline_text_encoder(manager: ModelManager, folder: PipelineFolder) -> TextEncoder:
-    """The folder's UMT5 ``text_encoder`` with its own ``tokenizer`` as ``CLIP`` (type ``wan``)."""
-    part = _component(folder, "text_encoder")
-    tokenizer = _tokenizer(folder)
+    """The folder's text encoders (``text_encoder``, ``text_encoder_2``, ...) with their own tokenizers as ``CLIP``
+    of the family's type."""
+    kind = folder.layout.text
     compute = compute_dtype_for(manager.compute_device)
-    handle = _managed(manager, "text_encoder", part, compute)
-    return TextEncoder(part.label, TEXT_KIND, handle, tokenizer, compute)
+    parts = [_component(folder, _numbered("text_encoder", index)) for index in range(len(kind.parts))]
+    tokenizers = tuple(_tokenizer(folder, _numbered("tokenizer", index)) for index in range(len(kind.parts)))
+    handles = tuple(_managed(manager, "text_encoder", part, compute) for part in parts)
+    return TextEncoder(" + ".join(part.label for part in parts), kind, handles, tokenizers, compute)
 
 
 def load_pipeline_vae(manager: ModelManager, folder: PipelineFolder) -> VideoVAE:
-    """The folder's ``vae`` as ``VAE``; its latent format is the published one of its channel count."""
+    """The folder's ``vae`` as ``VAE``, with the latent format its family reads from its config."""
     part = _component(folder, "vae")
+    family = folder.layout.vae
     try:
-        latent_format = latent_format_for_channels(int(part.config.get("z_dim", WAN21_LATENT.channels)))
-    except (TypeError, ValueError) as exc:
+        latent_format = family.latent_format_from_config(part.config)
+    except (TypeError, ValueError, KeyError) as exc:
         raise CorruptModelFileError(folder.path, f"vae/{CONFIG}: {exc}") from exc
     compute = compute_dtype_for(manager.compute_device)
-    return VideoVAE(part.label, _managed(manager, "vae", part, compute), latent_format, compute)
+    return VideoVAE(part.label, _managed(manager, "vae", part, compute), latent_format, compute, family.codec)
 
 
 def load_pipeline_clip_vision(manager: ModelManager, folder: PipelineFolder) -> ClipVisionEncoder:
@@ -212,9 +217,12 @@ def _component(folder: PipelineFolder, name: str) -> _Component:
     if not folder.has(name):
         raise ModelLoadError(root, f"{DIFFUSERS_MARKER} lists no {name} (this {folder.pipeline_class} has none)")
     library, class_name = folder.index[name]
-    if class_name not in _CLASSES[name] or library not in _WEIGHTS_STEM:
-        expected = " or ".join(_CLASSES[name])
-        raise WrongModelKindError(root, f"its {name} is a {library} {class_name}; a Wan pipeline's is {expected}")
+    classes = folder.component_classes(name)
+    if class_name not in classes or library not in _WEIGHTS_STEM:
+        expected = " or ".join(classes) or "not something Reelgraph loads"
+        raise WrongModelKindError(
+            root, f"its {name} is a {library} {class_name}; a {folder.pipeline_class}'s is {expected}"
+        )
     path = root / name
     if not path.is_dir():
         raise CorruptModelFileError(root, f"{name}/ is missing ({DIFFUSERS_MARKER} lists it): download it again")
@@ -317,19 +325,24 @@ def _from_pretrained(part: _Component, compute: torch.dtype) -> torch.nn.Module:
     return module
 
 
-def _tokenizer(folder: PipelineFolder) -> Any:
-    """The folder's own ``tokenizer/``, read locally (no code from the folder runs)."""
+def _tokenizer(folder: PipelineFolder, name: str) -> Any:
+    """The folder's own tokenizer component ``name``, read locally (no code from the folder runs)."""
     root = folder.path
-    path = root / "tokenizer"
-    if not folder.has("tokenizer") or not path.is_dir():
-        raise CorruptModelFileError(root, f"tokenizer/ is missing: the {TOKENIZER_FOR_KIND[TEXT_KIND]} tokenizer")
+    path = root / name
+    if not folder.has(name) or not path.is_dir():
+        raise CorruptModelFileError(root, f"{name}/ is missing: the tokenizer of its text encoder")
     from transformers import AutoTokenizer
 
     try:
         return AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, AttributeError, ImportError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CorruptModelFileError(root, f"tokenizer/ is not a loadable tokenizer: {reason}") from exc
+        raise CorruptModelFileError(root, f"{name}/ is not a loadable tokenizer: {reason}") from exc
+
+
+def _numbered(component: str, index: int) -> str:
+    """``text_encoder``, ``text_encoder_2``, ...: diffusers' names of a pipeline's first, second, ... component."""
+    return component if index == 0 else f"{component}_{index + 1}"
 
 
 def _key(kind: str, part: _Component, *options: str) -> str:

@@ -9,11 +9,12 @@ and then in spatial tiles.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from models.families.base import LatentFormat, LatentShapeError
+from models.families.kinds import VaeCodec
 from models.memory import ModelManager
 from models.memory_types import WorkEstimate
 from models.model_handle import ModelHandle
@@ -41,12 +42,13 @@ class TileSettings:
 
 @dataclass(frozen=True)
 class VideoVAE:
-    """A video VAE (``AutoencoderKLWan`` for Wan) and the latent format it codes."""
+    """A video VAE (``AutoencoderKLWan`` for Wan), the latent format it codes and how its module is called."""
 
     name: str
     handle: ModelHandle
     latent_format: LatentFormat
     compute_dtype: torch.dtype
+    codec: VaeCodec = field(default_factory=VaeCodec)
 
     def check_frames(self, images: torch.Tensor, what: str = "pixels") -> None:
         """Raise ``LatentShapeError`` unless ``images`` is ``[N, H, W, 3]`` with sizes this VAE can code."""
@@ -72,7 +74,7 @@ class VideoVAE:
 
         def run(module: torch.nn.Module) -> torch.Tensor:
             pixels = video.to(manager.compute_device, self.compute_dtype)
-            return module.encode(pixels).latent_dist.mode()
+            return self.codec.encode(module, pixels)
 
         latent = run_with_oom_recovery(manager, self.handle, run, self._work(images.shape[0], *images.shape[1:3]))
         return latent.to("cpu", torch.float32)
@@ -99,7 +101,7 @@ class VideoVAE:
                 module.enable_tiling(tiles.size, tiles.size, stride, stride)
             try:
                 latent = samples.to(manager.compute_device, self.compute_dtype)
-                return module.decode(latent, return_dict=False)[0]
+                return self.codec.decode(module, latent)
             finally:
                 if tiles is not None:
                     module.disable_tiling()

@@ -120,9 +120,8 @@ class LoraLoader(ModelFolderBound):
             if contents.diffusion_model and strength_model != 0:
                 model = _patched_model(model, path, strength_model)
             if contents.text_encoder and strength_clip != 0:
-                clip = dataclasses.replace(
-                    clip, handle=_derived(clip.handle, path, strength_clip, apply_lora_to_text_encoder)
-                )
+                patched = _derived(clip.handle, path, strength_clip, apply_lora_to_text_encoder)
+                clip = dataclasses.replace(clip, handles=(patched, *clip.handles[1:]))
         return (model, clip)
 
 

@@ -1,7 +1,8 @@
 """Tokenizers kept in the model folders, as ``<tokenizers>/<name>/`` folders that ``AutoTokenizer`` reads.
 
 Text-encoder single files carry no tokenizer, so a text encoder's tokenizer is fetched once from its public repo
-(``TOKENIZER_SOURCES``) with ``./start.sh download <repo> --folder tokenizers``, which keeps the repo's files under
+(each ``TextEncoderPart.tokenizer_repo`` of ``models.families.catalog``) with
+``./start.sh download <repo> --folder tokenizers``, which keeps the repo's files under
 ``<tokenizers>/<repo name>/``. Loading is local only and caches nothing: each call reads the folder again.
 """
 
@@ -14,12 +15,10 @@ from typing import Any
 from models.errors import CorruptModelFileError, ModelLoadError
 from models.folders import TOKENIZERS_KEY, ModelFolders, UnsafeModelPathError
 
-__all__ = ["TOKENIZER_SOURCES", "MissingTokenizerError", "fetch_command", "load_tokenizer"]
+__all__ = ["MissingTokenizerError", "fetch_command", "load_tokenizer", "tokenizer_sources"]
 
 logger = logging.getLogger(__name__)
 
-# Tokenizer folder name -> the public repo that ``download`` fetches it from (its repo name is the folder name).
-TOKENIZER_SOURCES = {"umt5-xxl": "google/umt5-xxl"}
 START_COMMAND = "./start.sh"  # how the README starts Reelgraph; ``download`` is one of its verbs
 # Files that make a folder a tokenizer: a fast tokenizer, a sentencepiece model, or a config naming the class.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "spiece.model", "tokenizer.model")
@@ -34,9 +33,17 @@ class MissingTokenizerError(ModelLoadError):
         super().__init__(path, f"tokenizer not found (looked in {places}); {_how_to_get(path.name)}")
 
 
+def tokenizer_sources() -> dict[str, str]:
+    """Tokenizer folder name -> the public repo that ``download`` fetches it from (its repo name is the folder name),
+    for every text encoder of the catalog."""
+    from models.families.catalog import TEXT_ENCODER_KINDS
+
+    return {part.tokenizer: part.tokenizer_repo for kind in TEXT_ENCODER_KINDS for part in kind.parts}
+
+
 def fetch_command(name: str) -> str | None:
     """The one command that fetches tokenizer ``name`` into the primary tokenizers folder, when its source is known."""
-    repo = TOKENIZER_SOURCES.get(name)
+    repo = tokenizer_sources().get(name)
     return None if repo is None else f"{START_COMMAND} download {repo} --folder {TOKENIZERS_KEY}"
 
 

@@ -12,7 +12,7 @@ import pytest
 from models.errors import CorruptModelFileError, ModelLoadError
 from models.extra_paths import ExtraModelPaths
 from models.folders import ModelFolders, UnsafeModelPathError
-from models.text_encoders.tokenizers import TOKENIZER_SOURCES, MissingTokenizerError, fetch_command, load_tokenizer
+from models.text_encoders.tokenizers import MissingTokenizerError, fetch_command, load_tokenizer, tokenizer_sources
 from models.tiny.text import TINY_UMT5_CONFIG, write_tiny_tokenizer
 
 FETCH = "./start.sh download google/umt5-xxl --folder tokenizers"
@@ -70,7 +70,7 @@ def test_a_sentencepiece_model_alone_loads_as_in_the_umt5_repo(folders: ModelFol
 
 
 def test_a_missing_tokenizer_names_the_command_that_fetches_it(folders: ModelFolders) -> None:
-    assert TOKENIZER_SOURCES["umt5-xxl"] == "google/umt5-xxl" and fetch_command("umt5-xxl") == FETCH
+    assert tokenizer_sources()["umt5-xxl"] == "google/umt5-xxl" and fetch_command("umt5-xxl") == FETCH
     with pytest.raises(MissingTokenizerError) as raised:
         load_tokenizer(folders, "umt5-xxl")
     message = str(raised.value)

@@ -240,7 +240,7 @@ def _pickled_vae(folder: Path) -> None:
     [
         (_no_index, "not a diffusers pipeline folder: it has no model_index.json", ModelLoadError),
         (_no_vae, "vae/ is missing (model_index.json lists it)", CorruptModelFileError),
-        (_flux, "model_index.json names 'FluxPipeline', not a Wan pipeline", WrongModelKindError),
+        (_flux, "model_index.json names 'FluxPipeline', not a pipeline Reelgraph reads", WrongModelKindError),
         (
             _truncated,
             "transformer/diffusion_pytorch_model.safetensors: not a valid safetensors file: truncated",

@@ -104,7 +104,9 @@ def test_a_file_of_another_kind_names_the_right_loader(runner: NodeRunner, tiny_
     misplaced = tiny_models_dir / "diffusion_models" / "misplaced_vae.safetensors"
     misplaced.write_bytes((tiny_models_dir / "vae" / "wan_2.1_vae.safetensors").read_bytes())
     try:
-        with pytest.raises(WrongModelKindError, match="this is a Wan VAE, not a Wan diffusion model: load it with VAE"):
+        with pytest.raises(
+            WrongModelKindError, match="this is a Wan VAE, not a diffusion model: load it with VAELoader"
+        ):
             runner.call(UNETLoader, unet_name=misplaced.name, weight_dtype="default")
     finally:
         misplaced.unlink()

@@ -1,0 +1,60 @@
+"""Every model family the loaders know, as the kinds of ``models.families.kinds``: loaders look files up here by
+their tensors, ``CLIPLoader`` types by name, and diffusers pipeline folders by their class name."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from models.families.kinds import PipelineLayout, TextEncoderKind, TextEncoderPart, TransformerFamily, VaeFamily
+from models.families.wan.family import WAN_PIPELINES, WAN_TEXT, WAN_TRANSFORMERS, WAN_VAES
+
+__all__ = [
+    "PIPELINE_LAYOUTS",
+    "TEXT_ENCODER_KINDS",
+    "TRANSFORMER_FAMILIES",
+    "VAE_FAMILIES",
+    "layout_for_pipeline",
+    "text_encoder_kind",
+    "text_part_of",
+    "transformer_family_of",
+    "vae_family_of",
+]
+
+TRANSFORMER_FAMILIES: tuple[TransformerFamily, ...] = (WAN_TRANSFORMERS,)
+VAE_FAMILIES: tuple[VaeFamily, ...] = (WAN_VAES,)
+TEXT_ENCODER_KINDS: tuple[TextEncoderKind, ...] = (WAN_TEXT,)
+PIPELINE_LAYOUTS: tuple[PipelineLayout, ...] = (WAN_PIPELINES,)
+
+StateDict = Mapping[str, torch.Tensor]
+
+
+def transformer_family_of(tensors: StateDict) -> TransformerFamily | None:
+    """The family whose diffusion network a file's tensors hold, if any."""
+    return next((family for family in TRANSFORMER_FAMILIES if family.matches(tensors)), None)
+
+
+def vae_family_of(tensors: StateDict) -> VaeFamily | None:
+    """The family whose VAE a file's tensors hold, if any."""
+    return next((family for family in VAE_FAMILIES if family.matches(tensors)), None)
+
+
+def text_part_of(tensors: StateDict) -> TextEncoderPart | None:
+    """The text-encoder network a file's tensors hold, if any."""
+    parts = (part for kind in TEXT_ENCODER_KINDS for part in kind.parts)
+    return next((part for part in parts if part.matches(tensors)), None)
+
+
+def text_encoder_kind(name: str) -> TextEncoderKind:
+    """The ``CLIPLoader`` type ``name``; ``ValueError`` listing the supported ones."""
+    for kind in TEXT_ENCODER_KINDS:
+        if kind.name == name:
+            return kind
+    supported = ", ".join(kind.name for kind in TEXT_ENCODER_KINDS)
+    raise ValueError(f"text encoder type {name!r} is not supported; supported: {supported}")
+
+
+def layout_for_pipeline(class_name: object) -> PipelineLayout | None:
+    """The layout of diffusers pipeline class ``class_name``, if Reelgraph reads it."""
+    return next((layout for layout in PIPELINE_LAYOUTS if class_name in layout.pipelines), None)
