@@ -65,6 +65,8 @@ class ModelCheck:
 
 def tiny_stand_in_names() -> frozenset[str]:
     """``folder/name`` of the model files and pipeline folders ``make-tiny-models`` writes (imports torch)."""
+    from models.tiny import hunyuan, ltx, mochi, text_families
+    from models.tiny.family_pipelines import TINY_FAMILY_PIPELINES
     from models.tiny.pipelines import TINY_WAN_PIPELINES
     from models.tiny.text import CLIP_VISION_FILE, UMT5_FP8_FILE, UMT5_FP16_FILE
     from models.tiny.wan import DIFFUSION_MODELS_FOLDER, TINY_WAN_DIFFUSION_MODELS, TINY_WAN_VAES, VAE_FOLDER
@@ -75,6 +77,18 @@ def tiny_stand_in_names() -> frozenset[str]:
     names |= {f"{LORAS_FOLDER}/{stem}.safetensors" for stem in TINY_WAN_LORAS}
     names |= {f"{DIFFUSERS_KEY}/{name}" for name in TINY_WAN_PIPELINES}
     names |= {f"text_encoders/{UMT5_FP16_FILE}", f"text_encoders/{UMT5_FP8_FILE}", f"clip_vision/{CLIP_VISION_FILE}"}
+    names |= {f"{DIFFUSERS_KEY}/{name}" for name in TINY_FAMILY_PIPELINES}
+    names |= {ltx.CHECKPOINT_FILE, ltx.UPSAMPLER_FILE, mochi.TRANSFORMER_FILE, mochi.VAE_FILE}
+    names |= {f"{hunyuan.DIFFUSION_MODELS_FOLDER}/{stem}.safetensors" for stem in hunyuan.TINY_HUNYUAN_DIFFUSION_MODELS}
+    names.add(f"{hunyuan.VAE_FOLDER}/{hunyuan.TINY_HUNYUAN_VAE}.safetensors")
+    text_files = (
+        text_families.T5_FP16_FILE,
+        text_families.T5_FP8_FILE,
+        text_families.LLAMA_FP16_FILE,
+        text_families.LLAMA_FP8_FILE,
+        text_families.CLIP_L_FILE,
+    )
+    names |= {f"text_encoders/{name}" for name in text_files}
     return frozenset(names)
 
 

@@ -27,6 +27,7 @@ from models.families.catalog import (
     vae_family_of,
 )
 from models.families.kinds import TextEncoderKind, TextEncoderPart
+from models.families.ltx.upsampler import detect_ltx_upsampler, is_ltx_upsampler, ltx_upsampler_from_state_dict
 from models.folders import ModelFolders
 from models.loading import load_state_dict
 from models.memory import ModelManager
@@ -40,11 +41,13 @@ __all__ = [
     "TEXT_ENCODER_TYPES",
     "WEIGHT_DTYPES",
     "CheckpointParts",
+    "LatentUpscaleModel",
     "WrongModelKindError",
     "compute_dtype_for",
     "load_checkpoint",
     "load_clip_vision",
     "load_diffusion_model",
+    "load_latent_upscale_model",
     "load_text_encoder",
     "load_vae",
 ]
@@ -66,6 +69,7 @@ TEXT_ENCODER_TYPES = tuple(kind.name for kind in TEXT_ENCODER_KINDS)
 DIFFUSION_LOADER = "UNETLoader (diffusion_models folder)"
 VAE_LOADER = "VAELoader (vae folder)"
 CLIP_VISION_LOADER = "CLIPVisionLoader (clip_vision folder)"
+UPSAMPLER_LABEL = "an LTX-Video latent upsampler"
 
 
 def _kinds() -> tuple[tuple[str, Callable[[Mapping[str, torch.Tensor]], bool], str], ...]:
@@ -78,6 +82,7 @@ def _kinds() -> tuple[tuple[str, Callable[[Mapping[str, torch.Tensor]], bool], s
             (part.label, part.matches, f"{loader} type {kind.name} (text_encoders folder)") for part in kind.parts
         ]
     kinds.append(("a CLIP vision encoder", is_clip_vision, CLIP_VISION_LOADER))
+    kinds.append((UPSAMPLER_LABEL, is_ltx_upsampler, "LatentUpscaleModelLoader (latent_upscale_models folder)"))
     return tuple(kinds)
 
 
@@ -167,6 +172,31 @@ def load_checkpoint(manager: ModelManager, path: Path) -> CheckpointParts:
     model = load_diffusion_model(manager, path)
     has_vae = vae_family_of(read_shapes(path).tensors) is not None
     return CheckpointParts(model, None, load_vae(manager, path) if has_vae else None)
+
+
+@dataclass(frozen=True)
+class LatentUpscaleModel:
+    """What ``LATENT_UPSCALE_MODEL`` carries: an LTX-Video latent upsampler in the memory manager."""
+
+    name: str
+    handle: ModelHandle
+    compute_dtype: torch.dtype
+
+
+def load_latent_upscale_model(manager: ModelManager, path: Path) -> LatentUpscaleModel:
+    """A latent upsampler file (``latent_upscale_models``) as ``LATENT_UPSCALE_MODEL``; its config (safetensors
+    metadata) is checked against its shapes before any weight loads."""
+    shapes = _shapes_of(path, UPSAMPLER_LABEL, is_ltx_upsampler)
+    _read_layout(path, lambda: detect_ltx_upsampler(shapes.tensors, shapes.metadata))
+    compute = compute_dtype_for(manager.compute_device)
+    handle = _managed(
+        manager,
+        "latent_upscale_model",
+        shapes,
+        compute,
+        lambda state: ltx_upsampler_from_state_dict(state, compute, shapes.metadata),
+    )
+    return LatentUpscaleModel(path.name, handle, compute)
 
 
 def load_clip_vision(manager: ModelManager, path: Path) -> ClipVisionEncoder:

@@ -7,8 +7,12 @@ from collections.abc import Mapping
 
 import torch
 
+from models.families.hunyuan.family import HUNYUAN_TRANSFORMERS, HUNYUAN_VAES
 from models.families.kinds import PipelineLayout, TextEncoderKind, TextEncoderPart, TransformerFamily, VaeFamily
+from models.families.ltx.family import LTX_TRANSFORMERS, LTX_VAES
+from models.families.mochi.family import MOCHI_TRANSFORMERS, MOCHI_VAES
 from models.families.wan.family import WAN_PIPELINES, WAN_TEXT, WAN_TRANSFORMERS, WAN_VAES
+from models.text_encoders.kinds import HUNYUAN_VIDEO_TEXT, LTXV_TEXT, MOCHI_TEXT
 
 __all__ = [
     "PIPELINE_LAYOUTS",
@@ -22,10 +26,20 @@ __all__ = [
     "vae_family_of",
 ]
 
-TRANSFORMER_FAMILIES: tuple[TransformerFamily, ...] = (WAN_TRANSFORMERS,)
-VAE_FAMILIES: tuple[VaeFamily, ...] = (WAN_VAES,)
-TEXT_ENCODER_KINDS: tuple[TextEncoderKind, ...] = (WAN_TEXT,)
-PIPELINE_LAYOUTS: tuple[PipelineLayout, ...] = (WAN_PIPELINES,)
+TRANSFORMER_FAMILIES: tuple[TransformerFamily, ...] = (
+    WAN_TRANSFORMERS,
+    LTX_TRANSFORMERS,
+    HUNYUAN_TRANSFORMERS,
+    MOCHI_TRANSFORMERS,
+)
+VAE_FAMILIES: tuple[VaeFamily, ...] = (WAN_VAES, LTX_VAES, HUNYUAN_VAES, MOCHI_VAES)
+TEXT_ENCODER_KINDS: tuple[TextEncoderKind, ...] = (WAN_TEXT, LTXV_TEXT, MOCHI_TEXT, HUNYUAN_VIDEO_TEXT)
+PIPELINE_LAYOUTS: tuple[PipelineLayout, ...] = (
+    WAN_PIPELINES,
+    PipelineLayout(("LTXPipeline", "LTXImageToVideoPipeline"), LTX_TRANSFORMERS, LTX_VAES, LTXV_TEXT),
+    PipelineLayout(("HunyuanVideoPipeline",), HUNYUAN_TRANSFORMERS, HUNYUAN_VAES, HUNYUAN_VIDEO_TEXT),
+    PipelineLayout(("MochiPipeline",), MOCHI_TRANSFORMERS, MOCHI_VAES, MOCHI_TEXT),
+)
 
 StateDict = Mapping[str, torch.Tensor]
 

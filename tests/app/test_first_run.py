@@ -22,6 +22,7 @@ from app.first_run import (
     offer_tiny_models,
     read_manifest,
     serve_start_offer,
+    tiny_stand_in_names,
 )
 from models.extra_paths import ExtraModelPaths
 from models.folders import ModelFolders
@@ -214,3 +215,10 @@ def test_make_tiny_models_keeps_real_files(
 def test_every_shipped_wan_workflow_gets_the_offer_on_a_first_run(path: Path, tmp_path: Path) -> None:
     check = check_models(json.loads(path.read_text()), ModelFolders(tmp_path), tmp_path)
     assert check.missing and check.offerable == check.missing and check.can_offer
+
+
+def test_the_stand_in_names_cover_every_file_make_tiny_models_writes(tiny_models_dir: Path) -> None:
+    """Model files and pipeline folders (tokenizer folders are recorded as they are written)."""
+    written = {f"{path.parent.name}/{path.name}" for path in tiny_models_dir.glob("*/*")}
+    written = {name for name in written if not name.startswith("tokenizers/")}
+    assert written and written == set(tiny_stand_in_names())

@@ -26,6 +26,7 @@ from models.errors import CorruptModelFileError, ModelLoadError, UnsafeModelFile
 from models.folders import ModelFolders
 from models.memory import MODELS_SERVICE, ModelManager
 from models.model_loaders import WrongModelKindError
+from models.tiny.family_pipelines import TINY_FAMILY_PIPELINES
 from models.tiny.pipelines import TINY_WAN_PIPELINES
 from models.video_vae import VideoVAE
 from nodes import register_builtin_nodes
@@ -291,7 +292,7 @@ def test_transformer_2_of_a_single_model_pipeline_is_refused(runner: NodeRunner)
 
 def test_choices_list_the_pipeline_folders(tiny_models_dir: Path) -> None:
     bound = DiffusersPipelineLoader.bound_to_models(ModelFolders(tiny_models_dir))
-    assert bound.INPUT_TYPES()["required"]["model_path"][0] == sorted(TINY_WAN_PIPELINES)
+    assert bound.INPUT_TYPES()["required"]["model_path"][0] == sorted([*TINY_WAN_PIPELINES, *TINY_FAMILY_PIPELINES])
 
 
 def test_a_missing_clip_vision_fails_the_output_using_it_with_a_message(

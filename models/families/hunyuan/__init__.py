@@ -1,0 +1,1 @@
+"""The HunyuanVideo model family: single-file checkpoints, latents and the sampling adapter."""
