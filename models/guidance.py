@@ -17,7 +17,7 @@ import torch
 from models.diffusion_model import DiffusionModel
 from models.families.base import ConditioningEntry
 
-__all__ = ["Conditioning", "Guider", "conditioning_entries"]
+__all__ = ["Conditioning", "Guider", "conditioning_entries", "with_extras"]
 
 Conditioning = Sequence[Sequence[Any]]
 """ComfyUI's ``CONDITIONING``: a list of ``[tensor, extras dict]``."""
@@ -34,6 +34,11 @@ def conditioning_entries(conditioning: Conditioning, name: str) -> list[Conditio
             raise ValueError(f"{name}[{index}] is not a [tensor, dict] pair")
         entries.append((item[0], dict(item[1] or {})))
     return entries
+
+
+def with_extras(conditioning: Conditioning, name: str, extras: dict[str, Any]) -> list[list[Any]]:
+    """A copy of ``conditioning`` with ``extras`` set on every entry (the input is not changed)."""
+    return [[tensor, {**old, **extras}] for tensor, old in conditioning_entries(conditioning, name)]
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Conditioning nodes: text and image encodings that guide sampling (``CLIPTextEncode``, ``ConditioningZeroOut``,
-``CLIPVisionEncode``)."""
+``CLIPVisionEncode``) and ``FluxGuidance``, the embedded guidance of guidance-distilled models."""
 
 from __future__ import annotations
 
@@ -83,13 +83,40 @@ class CLIPVisionEncode:
         return (clip_vision.encode(current_context().service(MODELS_SERVICE), image, crop),)
 
 
+class FluxGuidance:
+    """Sets the embedded guidance strength of guidance-distilled models (HunyuanVideo, Flux)."""
+
+    FUNCTION = "append"
+    CATEGORY = "advanced/conditioning/flux"
+    RETURN_TYPES = ("CONDITIONING",)
+    DESCRIPTION = (
+        "Sets the guidance value that guidance-distilled models (HunyuanVideo) take as an input, on every "
+        "conditioning entry; without it HunyuanVideo uses 6.0."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "conditioning": ("CONDITIONING", {}),
+                "guidance": ("FLOAT", {"default": 3.5, "min": 0.0, "max": 100.0, "step": 0.1}),
+            }
+        }
+
+    def append(self, conditioning: Conditioning, guidance: float) -> tuple[list[list[Any]]]:
+        entries = conditioning_entries(conditioning, "conditioning")
+        return ([[tensor, {**extras, "guidance": float(guidance)}] for tensor, extras in entries],)
+
+
 NODE_CLASS_MAPPINGS = {
     "CLIPTextEncode": CLIPTextEncode,
     "ConditioningZeroOut": ConditioningZeroOut,
     "CLIPVisionEncode": CLIPVisionEncode,
+    "FluxGuidance": FluxGuidance,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "CLIPTextEncode": "CLIP Text Encode (Prompt)",
     "ConditioningZeroOut": "ConditioningZeroOut",
     "CLIPVisionEncode": "CLIP Vision Encode",
+    "FluxGuidance": "FluxGuidance",
 }

@@ -45,6 +45,18 @@ def _lanczos(image: torch.Tensor, width: int, height: int) -> torch.Tensor:
     return torch.from_numpy(out).to(image.device)
 
 
+def fit_frames(image: torch.Tensor, width: int, height: int, length: int, name: str) -> torch.Tensor:
+    """At most ``length`` frames of ``image`` resized to the video size (bilinear, center crop); ValueError naming
+    input ``name`` for anything but IMAGE frames."""
+    if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[-1] != 3:
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ValueError(f"{name}: expected IMAGE frames [N, H, W, 3], got {shape}")
+    frames = image[:length]
+    if frames.shape[1:3] != (height, width):
+        frames = resize_images(frames, width, height, "bilinear", "center")
+    return frames
+
+
 def resize_images(image: torch.Tensor, width: int, height: int, method: str, crop: str = "disabled") -> torch.Tensor:
     """Resize an IMAGE batch to ``width`` x ``height``; 0 on one side keeps the aspect ratio, 0 on both is a no-op.
 

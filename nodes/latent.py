@@ -1,10 +1,13 @@
-"""Latent nodes for video: empty latents and trimming (``EmptyHunyuanLatentVideo``, ``TrimVideoLatent``)."""
+"""Latent nodes for video: empty latents and trimming (``EmptyHunyuanLatentVideo``, ``EmptyMochiLatentVideo``,
+``TrimVideoLatent``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import torch
+
+from models.families.mochi.latents import MOCHI_LATENT
 
 CATEGORY = "latent/video"
 MAX_SIZE = 16384
@@ -92,8 +95,44 @@ def check_video_size(width: int, height: int, length: int, spatial_ratio: int = 
         )
 
 
-NODE_CLASS_MAPPINGS = {"EmptyHunyuanLatentVideo": EmptyHunyuanLatentVideo, "TrimVideoLatent": TrimVideoLatent}
+class EmptyMochiLatentVideo:
+    """Zeros in Mochi's 12-channel video latent (8x spatial, 6x temporal compression)."""
+
+    FUNCTION = "generate"
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("LATENT",)
+    DESCRIPTION = "An empty Mochi video latent: width/8 x height/8, (length - 1)/6 + 1 latent frames, 12 channels."
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "width": ("INT", {"default": 848, "min": 16, "max": MAX_SIZE, "step": 16}),
+                "height": ("INT", {"default": 480, "min": 16, "max": MAX_SIZE, "step": 16}),
+                "length": ("INT", {"default": 25, "min": 7, "max": MAX_SIZE, "step": 6, "tooltip": "Video frames."}),
+                "batch_size": ("INT", {"default": 1, "min": 1, "max": 4096}),
+            }
+        }
+
+    def generate(self, width: int, height: int, length: int, batch_size: int) -> tuple[dict[str, torch.Tensor]]:
+        fmt = MOCHI_LATENT
+        check_video_size(width, height, 1, fmt.spatial_ratio)  # the size; Mochi's frame count is checked next
+        if (length - 1) % fmt.temporal_ratio:
+            raise ValueError(
+                f"length: {length} frames cannot be coded; the Mochi VAE takes 1 + {fmt.temporal_ratio}k frames "
+                f"(e.g. {length - (length - 1) % fmt.temporal_ratio})"
+            )
+        size = (height // fmt.spatial_ratio, width // fmt.spatial_ratio)
+        return ({"samples": torch.zeros(batch_size, fmt.channels, fmt.latent_frames(length), *size)},)
+
+
+NODE_CLASS_MAPPINGS = {
+    "EmptyHunyuanLatentVideo": EmptyHunyuanLatentVideo,
+    "TrimVideoLatent": TrimVideoLatent,
+    "EmptyMochiLatentVideo": EmptyMochiLatentVideo,
+}
 NODE_DISPLAY_NAME_MAPPINGS = {
     "EmptyHunyuanLatentVideo": "Empty HunyuanVideo Latent",
     "TrimVideoLatent": "Trim Video Latent",
+    "EmptyMochiLatentVideo": "Empty Mochi Latent Video",
 }

@@ -13,10 +13,10 @@ import torch
 
 from graph.context import current_context
 from models.clip_vision import ClipVisionOutput
-from models.guidance import Conditioning, conditioning_entries
+from models.guidance import Conditioning, with_extras
 from models.memory import MODELS_SERVICE
 from models.video_vae import VideoVAE
-from nodes.image import resize_images
+from nodes.image import fit_frames
 from nodes.latent import MAX_SIZE, check_video_size
 
 CATEGORY = "conditioning/video_models"
@@ -33,20 +33,6 @@ def _video_inputs(length_default: int = 81) -> dict[str, Any]:
         "length": ("INT", {"default": length_default, "min": 1, "max": MAX_SIZE, "step": 4}),
         "batch_size": ("INT", {"default": 1, "min": 1, "max": 4096}),
     }
-
-
-def _fit(image: torch.Tensor, width: int, height: int, length: int, name: str) -> torch.Tensor:
-    """At most ``length`` frames of ``image`` resized to the video size (bilinear, center crop)."""
-    if image.dim() != 4 or image.shape[-1] != 3:
-        raise ValueError(f"{name}: expected IMAGE frames [N, H, W, 3], got {tuple(image.shape)}")
-    frames = image[:length]
-    if frames.shape[1:3] != (height, width):
-        frames = resize_images(frames, width, height, "bilinear", "center")
-    return frames
-
-
-def _with_extras(conditioning: Conditioning, name: str, extras: dict[str, Any]) -> list[list[Any]]:
-    return [[tensor, {**old, **extras}] for tensor, old in conditioning_entries(conditioning, name)]
 
 
 class WanImageToVideo:
@@ -84,7 +70,7 @@ class WanImageToVideo:
         )
         extras: dict[str, Any] = {}
         if start_image is not None:
-            start = _fit(start_image, width, height, length, "start_image")
+            start = fit_frames(start_image, width, height, length, "start_image")
             video = torch.full((length, height, width, 3), GRAY)
             video[: start.shape[0]] = start
             extras["concat_latent_image"] = vae.encode(current_context().service(MODELS_SERVICE), video)
@@ -94,8 +80,8 @@ class WanImageToVideo:
         if clip_vision_output is not None:
             extras["clip_vision_output"] = clip_vision_output
         return (
-            _with_extras(positive, "positive", extras),
-            _with_extras(negative, "negative", extras),
+            with_extras(positive, "positive", extras),
+            with_extras(negative, "negative", extras),
             {"samples": latent},
         )
 
@@ -143,11 +129,11 @@ class WanFirstLastFrameToVideo:
         # frame-rate mask (1 = generate), the first frame counted four times as the VAE codes it alone
         mask = torch.ones(1, 1, frames * fmt.temporal_ratio, *latent.shape[3:])
         if start_image is not None:
-            start = _fit(start_image, width, height, length, "start_image")
+            start = fit_frames(start_image, width, height, length, "start_image")
             video[: start.shape[0]] = start
             mask[:, :, : start.shape[0] + fmt.temporal_ratio - 1] = 0.0
         if end_image is not None:
-            end = _fit(end_image, width, height, length, "end_image")
+            end = fit_frames(end_image, width, height, length, "end_image")
             video[-end.shape[0] :] = end
             mask[:, :, -end.shape[0] :] = 0.0
         extras: dict[str, Any] = {}
@@ -158,8 +144,8 @@ class WanFirstLastFrameToVideo:
         if vision:
             extras["clip_vision_output"] = _joined(vision)
         return (
-            _with_extras(positive, "positive", extras),
-            _with_extras(negative, "negative", extras),
+            with_extras(positive, "positive", extras),
+            with_extras(negative, "negative", extras),
             {"samples": latent},
         )
 
@@ -214,7 +200,7 @@ class Wan22ImageToVideoLatent:
         latent = torch.zeros(shape)
         if start_image is None:
             return ({"samples": latent.repeat(batch_size, 1, 1, 1, 1)},)
-        start = _fit(start_image, width, height, length, "start_image")
+        start = fit_frames(start_image, width, height, length, "start_image")
         encoded = vae.encode(current_context().service(MODELS_SERVICE), start)
         kept = encoded.shape[2]
         mask = torch.ones(1, 1, *shape[2:])
