@@ -195,3 +195,20 @@ def side_by_side(path: Path, charts: Sequence[Image.Image]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
     return path
+
+
+def in_rows(path: Path, rows: Sequence[Sequence[Image.Image]]) -> Path:
+    """Save rows of charts (each row's charts next to each other, top-aligned) one below the other, as one PNG."""
+    width = max(sum(chart.width for chart in row) for row in rows)
+    height = sum(max(chart.height for chart in row) for row in rows)
+    sheet = Image.new("RGB", (width, height), "white")
+    y = 0
+    for row in rows:
+        x = 0
+        for chart in row:
+            sheet.paste(chart, (x, y))
+            x += chart.width
+        y += max(chart.height for chart in row)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    return path

@@ -1,30 +1,35 @@
-"""Sampling benchmark: our graph against the bare diffusers ``WanPipeline`` call, same work, in one process.
+"""Sampling benchmark: our graph against the bare diffusers pipeline call, same work, in one process, for each video
+family (``--families``: wan, ltxv, hunyuan_video, mochi; default all the ``--size`` has models for).
 
-Both sides do the same denoising work from the same files: N steps of euler with classifier-free guidance (two
-transformer forwards per step) over the sigmas of diffusers' ``FlowMatchEulerDiscreteScheduler`` at the same shift,
-from the same seeded CPU noise, then a VAE decode to float32 frames on the CPU.
+Both sides do the same denoising work from the same files: N euler steps (with classifier-free guidance where the
+family's workflow uses it: two transformer forwards per step) over the sigmas of the family's diffusers scheduler,
+from the same seeded CPU noise, then a VAE decode to float32 frames on the CPU. The graphs and pipeline calls of each
+family are in ``bench/sampling_families.py``.
 
-- ours: the API prompt ``UNETLoader -> ModelSamplingSD3 -> KSampler (euler, normal)`` with ``CLIPLoader ->
-  CLIPTextEncode`` (positive and negative), ``EmptyHunyuanLatentVideo``, ``VAELoader -> VAEDecode`` and a bench-only
-  output node that keeps the frames (no encoding, no file), queued as the server does: ``Prompt.parse`` +
-  ``validate_prompt`` + ``Executor.execute`` on the engine the app builds (cache, events, memory manager). Loaders
-  and text encodings come from the output cache (the seed changes every repeat, so sampling and decode always run).
-- diffusers: ``WanPipeline(...)(prompt_embeds=..., negative_prompt_embeds=..., output_type="np")``, its transformer,
-  VAE and text encoder loaded by diffusers/transformers ``from_pretrained`` from folders saved with the same weights
-  (the files' values), on the same device and in the same dtypes; the embeddings come from ``encode_prompt`` before
-  timing. Text encoding is therefore timed on neither side.
+- ours: the family's API prompt (loaders, text encoding, the empty latent, the sampler node ``sample``, ``VAEDecode``
+  and a bench-only output node that keeps the frames: no encoding, no file), queued as the server does:
+  ``Prompt.parse`` + ``validate_prompt`` + ``Executor.execute`` on the engine the app builds (cache, events, memory
+  manager). Loaders and text encodings come from the output cache (the seed changes every repeat, so sampling and
+  decode always run).
+- diffusers: ``WanPipeline`` / ``LTXPipeline`` / ``HunyuanVideoPipeline`` / ``MochiPipeline`` called with
+  precomputed prompt embeddings and ``output_type="np"``, its networks loaded by diffusers/transformers
+  ``from_pretrained`` from folders holding the same weights (the files' values), on the same device and in the same
+  dtypes; the embeddings come from ``encode_prompt`` before timing. Text encoding is therefore timed on neither side.
 
-Models (``bench/sampling_models.py``): ``tiny`` = the ``models/tiny`` stand-ins; ``480p`` = a real-size random Wan
-2.1 T2V 1.3B transformer and 2.1 VAE (bfloat16 files), with a random UMT5 as wide as UMT5-XXL (4096) but one thin
-block, since the text encoder is timed on neither side and only the width of its output must be real.
+Models (``bench/sampling_models.py``): ``tiny`` = the ``models/tiny`` stand-ins (every family); ``480p`` = a
+real-size random Wan 2.1 T2V 1.3B transformer and 2.1 VAE (bfloat16 files), with a random UMT5 as wide as UMT5-XXL
+(4096) but one thin block, since the text encoder is timed on neither side and only the width of its output must be
+real (Wan only).
 
 Warm runs only (two untimed runs of ours first, the first loading the models, and one of diffusers), the order
 alternating every repeat; medians of wall and CPU time, the overhead ratio ours / diffusers - 1 (target: under 5%),
 per-step intervals, and the largest difference between the two sides' frames for the same seed (the check that the
-comparison is of the same work).
+comparison is of the same work). The JSON keeps Wan's figures at its top level (as before families) and every
+family's under ``families``.
 
-    python bench/sampling.py                                   # tiny random models on the CPU
+    python bench/sampling.py                                   # tiny random models on the CPU, every family
     python bench/sampling.py --threads 1                       # the same, steadier on a busy CPU
+    python bench/sampling.py --families ltxv,mochi --repeats 3 # some families, fewer repeats
     python bench/sampling.py --device cuda --size 480p         # real-size random Wan 2.1 1.3B, 832x480, 81 frames
 """
 
@@ -38,10 +43,10 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,8 +58,9 @@ import torch  # noqa: E402
 
 from app.config import AppConfig  # noqa: E402
 from app.engine import Engine, build_engine  # noqa: E402
-from bench.plot import Style, draw_line_chart, side_by_side  # noqa: E402
+from bench.plot import Style, draw_line_chart, in_rows  # noqa: E402
 from bench.report import format_table, load_average, torch_machine_info  # noqa: E402
+from bench.sampling_families import FAMILIES, SAMPLER_NODE, DiffusersCall, Family, Preset, Settings  # noqa: E402
 from bench.sampling_models import ModelSet, write_model_set  # noqa: E402
 from bench.timing import Stopwatch, Timed  # noqa: E402
 from graph import events  # noqa: E402
@@ -63,48 +69,10 @@ from graph.validation import validate_prompt  # noqa: E402
 from models.memory_types import MemoryConfig  # noqa: E402
 from models.model_loaders import compute_dtype_for  # noqa: E402
 
-SEED = 42
-SHIFT = 3.0
-CFG = 5.0
-PROMPT = "a red car driving on the beach at sunset, cinematic"
-NEGATIVE = "blurry, low quality"
-MAX_SEQUENCE_LENGTH = 512  # UMT5 tokens, as WanPipeline.__call__ and our CLIPTextEncode pad them
 TARGET_OVERHEAD = 0.05
-SAMPLER_NODE = "sample"
 RUN_NODES = (SAMPLER_NODE, "decode", "frames")  # what a warm run with a new seed must execute, nothing else
-
-
-@dataclass(frozen=True)
-class Preset:
-    """Default picture size, length, steps and repeats of one ``--size``."""
-
-    width: int
-    height: int
-    frames: int
-    steps: int
-    repeats: int
-
-
-PRESETS: Mapping[str, Preset] = MappingProxyType(
-    {"tiny": Preset(128, 128, 17, 8, 10), "480p": Preset(832, 480, 81, 10, 3)}
-)
-QUICK = Preset(64, 64, 9, 2, 2)
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What one benchmark run does."""
-
-    size: str
-    device: str
-    width: int
-    height: int
-    frames: int
-    steps: int
-    repeats: int
-    seed: int = SEED
-    shift: float = SHIFT
-    cfg: float = CFG
+SIZES = ("tiny", "480p")
+LEGACY_FAMILY = "wan"  # its figures also stay at the JSON's top level, as before families
 
 
 # ----- ours: the graph through the executor ----------------------------------------------------------------------
@@ -151,36 +119,8 @@ class StepClock:
 
 
 def api_prompt(models: ModelSet, settings: Settings, seed: int) -> dict[str, Any]:
-    """The text-to-video graph in API format; only the seed changes between repeats."""
-    return {
-        "unet": {"class_type": "UNETLoader", "inputs": {"unet_name": models.unet, "weight_dtype": "default"}},
-        "shift": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["unet", 0], "shift": settings.shift}},
-        "clip": {"class_type": "CLIPLoader", "inputs": {"clip_name": models.text_encoder, "type": "wan"}},
-        "positive": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["clip", 0], "text": PROMPT}},
-        "negative": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["clip", 0], "text": NEGATIVE}},
-        "vae": {"class_type": "VAELoader", "inputs": {"vae_name": models.vae}},
-        "latent": {
-            "class_type": "EmptyHunyuanLatentVideo",
-            "inputs": {"width": settings.width, "height": settings.height, "length": settings.frames, "batch_size": 1},
-        },
-        SAMPLER_NODE: {
-            "class_type": "KSampler",
-            "inputs": {
-                "model": ["shift", 0],
-                "seed": seed,
-                "steps": settings.steps,
-                "cfg": settings.cfg,
-                "sampler_name": "euler",
-                "scheduler": "normal",  # equals FlowMatchEulerDiscreteScheduler's sigmas exactly
-                "positive": ["positive", 0],
-                "negative": ["negative", 0],
-                "latent_image": ["latent", 0],
-                "denoise": 1.0,
-            },
-        },
-        "decode": {"class_type": "VAEDecode", "inputs": {"samples": [SAMPLER_NODE, 0], "vae": ["vae", 0]}},
-        "frames": {"class_type": "BenchFrames", "inputs": {"images": ["decode", 0]}},
-    }
+    """The family's text-to-video graph in API format; only the seed changes between repeats."""
+    return FAMILIES[settings.family].graph(models, settings, seed)
 
 
 class OursRunner:
@@ -224,31 +164,14 @@ class OursRunner:
 
 
 class DiffusersRunner:
-    """``WanPipeline`` over diffusers' own loading of the same weights; embeddings computed once, untimed."""
+    """The family's pipeline over diffusers' own loading of the same weights; embeddings computed once, untimed."""
 
     def __init__(self, settings: Settings, models: ModelSet) -> None:
-        from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline
-
         self.settings = settings
         self.device = torch.device(settings.device)
-        dtype = compute_dtype_for(self.device)
-        components = models.diffusers_components(dtype)
-        self.pipeline = WanPipeline(
-            tokenizer=components.tokenizer,
-            text_encoder=components.text_encoder,
-            vae=components.vae,
-            transformer=components.transformer,
-            scheduler=FlowMatchEulerDiscreteScheduler(shift=settings.shift),
-        ).to(self.device)
-        self.pipeline.set_progress_bar_config(disable=True)
-        with torch.no_grad():
-            self.positive, self.negative = self.pipeline.encode_prompt(
-                PROMPT,
-                NEGATIVE,
-                do_classifier_free_guidance=True,
-                max_sequence_length=MAX_SEQUENCE_LENGTH,
-                device=self.device,
-            )
+        self.call: DiffusersCall = FAMILIES[settings.family].diffusers(
+            models, settings, self.device, compute_dtype_for(self.device)
+        )
 
     def run(self, seed: int) -> Timed:
         """One pipeline call for ``seed`` (noise drawn on the CPU, as ours)."""
@@ -260,14 +183,12 @@ class DiffusersRunner:
 
         settings = self.settings
         with watch:
-            frames = self.pipeline(
-                prompt_embeds=self.positive,
-                negative_prompt_embeds=self.negative,
+            frames = self.call.pipeline(
+                **self.call.kwargs,
                 height=settings.height,
                 width=settings.width,
                 num_frames=settings.frames,
                 num_inference_steps=settings.steps,
-                guidance_scale=settings.cfg,
                 generator=torch.Generator().manual_seed(seed),
                 output_type="np",
                 callback_on_step_end=on_step,
@@ -318,7 +239,7 @@ async def measure(settings: Settings, ours: OursRunner, theirs: DiffusersRunner)
         samples.frames_shape = list(ours_frames.shape)
         samples.frames_std = float(ours_frames.std())
         print(
-            f"repeat {repeat + 1}/{settings.repeats}: ours {runs['ours'].total_s:.3f} s, "
+            f"{settings.family} repeat {repeat + 1}/{settings.repeats}: ours {runs['ours'].total_s:.3f} s, "
             f"diffusers {runs['diffusers'].total_s:.3f} s",
             file=sys.stderr,
             flush=True,
@@ -374,19 +295,18 @@ def _seconds(value: float | None) -> str:
     return f"{value * 1e3:.3g} ms"
 
 
-def summary_text(results: dict[str, Any]) -> str:
-    """The printed report."""
-    s = results["settings"]
+def family_text(entry: dict[str, Any]) -> str:
+    """The printed report of one family."""
+    s, family = entry["settings"], FAMILIES[entry["settings"]["family"]]
+    shift = "dynamic (by tokens)" if s["shift"] is None else f"{s['shift']:g}"
     head = (
-        f"Sampling benchmark: Wan 2.1 t2v ({s['size']}: {results['models']['transformer']['description']}), "
+        f"{family.title} ({s['size']}: {entry['models']['transformer']['description']}), "
         f"{s['width']}x{s['height']}, {s['frames']} frames, {s['steps']} euler steps, cfg {s['cfg']:g}, "
-        f"shift {s['shift']:g}, {s['device']} {s['dtype']}\n"
-        f"medians of {s['repeats']} warm runs each, order alternated; torch {results['machine']['torch']}, "
-        f"{results['machine']['torch_threads']} threads"
+        f"shift {shift}, {s['device']} {s['dtype']}; medians of {s['repeats']} warm runs each, order alternated"
     )
     rows = []
-    for side, label in (("ours", "ours (graph via executor)"), ("diffusers", "diffusers WanPipeline")):
-        m = results["medians"][side]
+    for side, label in (("ours", "ours (graph via executor)"), ("diffusers", f"diffusers {family.pipeline}")):
+        m = entry["medians"][side]
         rows.append(
             [
                 label,
@@ -400,41 +320,65 @@ def summary_text(results: dict[str, Any]) -> str:
             ]
         )
     headers = ("", "median", "fastest", "per step", "to step 1", "step", "decode+out", "CPU time")
-    table = format_table(headers, rows)
-    o = results["overhead"]
+    o = entry["overhead"]
     verdict = "PASS" if o["passed"] else "FAIL"
     lines = [
         f"overhead ours/diffusers - 1 = {o['ratio'] * 100:+.1f}% ({o['seconds'] * 1e3:+.1f} ms per run; "
         f"target < {o['target'] * 100:g}%: {verdict}); fastest runs {o['min_ratio'] * 100:+.1f}%, "
         f"median of pairs {o['paired_median_ratio'] * 100:+.1f}%"
         + (f", CPU time {o['cpu_ratio'] * 100:+.1f}%" if o["cpu_ratio"] is not None else ""),
-        f"frames: max |ours - diffusers| = {max(results['frames']['max_abs_diff']):.2e} over {s['repeats']} seeds "
-        f"(frames {results['frames']['shape']}, std {results['frames']['std']:.3f})",
+        f"frames: max |ours - diffusers| = {max(entry['frames']['max_abs_diff']):.2e} over {s['repeats']} seeds "
+        f"(frames {entry['frames']['shape']}, std {entry['frames']['std']:.3f})",
+    ]
+    return "\n\n".join([head, format_table(headers, rows), "\n".join(lines)])
+
+
+def summary_text(results: dict[str, Any]) -> str:
+    """The printed report: each family's table, then one line per family."""
+    machine = results["machine"]
+    head = f"Sampling benchmark: torch {machine['torch']}, {machine['torch_threads']} threads"
+    parts = [head] + [family_text(entry) for entry in results["families"].values()]
+    rows = [
+        [
+            name,
+            _seconds(entry["medians"]["ours"]["total_s"]),
+            _seconds(entry["medians"]["diffusers"]["total_s"]),
+            f"{entry['overhead']['ratio'] * 100:+.1f}%",
+            f"{entry['overhead']['paired_median_ratio'] * 100:+.1f}%",
+            f"{max(entry['frames']['max_abs_diff']):.2e}",
+            "PASS" if entry["overhead"]["passed"] else "FAIL",
+        ]
+        for name, entry in results["families"].items()
+    ]
+    headers = ("family", "ours", "diffusers", "overhead", "paired", "max |diff|", f"< {TARGET_OVERHEAD * 100:g}%")
+    parts.append("summary (medians):\n" + format_table(headers, rows))
+    notes = [
         "to step 1 = from queueing (ours: parse + validate + execute) or the call (diffusers) to the end of step 1; "
         "step = median interval between steps 2..N; decode+out = after the last step to the frames on the CPU;\n"
         "CPU time = the process's CPU seconds in the run (all threads; steadier than wall time on a busy CPU).",
     ]
-    load = results["machine"].get("load_average")
+    load = machine.get("load_average")
     if load and load[0] is not None:
-        lines.append(f"load average (1 min) before / after: {load[0][0]:.2f} / {load[1][0]:.2f}")
-    return "\n\n".join([head, table, "\n".join(lines)])
+        notes.append(f"load average (1 min) before / after: {load[0][0]:.2f} / {load[1][0]:.2f}")
+    parts.append("\n".join(notes))
+    return "\n\n".join(parts)
 
 
-def plot(path: Path, results: dict[str, Any]) -> Path:
-    """Seconds per run over the repeats, and the median interval of each step, for both sides."""
+def _family_charts(name: str, entry: dict[str, Any]) -> list[Any]:
+    """Seconds per run over the repeats, and the median interval of each step, for both sides of one family."""
     styles = {"ours (graph)": Style("#1f77b4"), "diffusers": Style("#d62728", dashed=True)}
     sides = (("ours (graph)", "ours"), ("diffusers", "diffusers"))
-    samples = results["samples"]
-    per_run = {name: [(float(i + 1), run["total_s"]) for i, run in enumerate(samples[key])] for name, key in sides}
+    samples = entry["samples"]
+    per_run = {label: [(float(i + 1), run["total_s"]) for i, run in enumerate(samples[key])] for label, key in sides}
     per_step: dict[str, list[tuple[float, float]]] = {}
-    for name, key in sides:
+    for label, key in sides:
         intervals = [run["step_intervals_s"] for run in samples[key]]
         count = min(len(values) for values in intervals)
-        per_step[name] = [(float(i + 1), statistics.median(v[i] for v in intervals)) for i in range(count)]
-    charts = [
-        draw_line_chart("Seconds per run (warm)", "repeat", "seconds", per_run, log_x=False, styles=styles),
+        per_step[label] = [(float(i + 1), statistics.median(v[i] for v in intervals)) for i in range(count)]
+    return [
+        draw_line_chart(f"{name}: seconds per run (warm)", "repeat", "seconds", per_run, log_x=False, styles=styles),
         draw_line_chart(
-            "Median seconds per step",
+            f"{name}: median seconds per step",
             "step (1: from queueing / the call)",
             "seconds",
             per_step,
@@ -442,21 +386,43 @@ def plot(path: Path, results: dict[str, Any]) -> Path:
             styles=styles,
         ),
     ]
-    return side_by_side(path, charts)
+
+
+def plot(path: Path, results: dict[str, Any]) -> Path:
+    """One row of charts per family."""
+    return in_rows(path, [_family_charts(name, entry) for name, entry in results["families"].items()])
 
 
 # ----- command line -----------------------------------------------------------------------------------------------
 
 
+def _families(value: str) -> tuple[str, ...]:
+    if value == "all":
+        return tuple(FAMILIES)
+    names = tuple(dict.fromkeys(name.strip() for name in value.split(",") if name.strip()))
+    unknown = [name for name in names if name not in FAMILIES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown families {unknown or value!r}; choose from {', '.join(FAMILIES)} (comma-separated) or all"
+        )
+    return names
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda if available")
-    parser.add_argument("--size", choices=(*PRESETS, "auto"), default="auto", help="auto: tiny on cpu, 480p on cuda")
+    parser.add_argument("--size", choices=(*SIZES, "auto"), default="auto", help="auto: tiny on cpu, 480p on cuda")
+    parser.add_argument(
+        "--families",
+        type=_families,
+        default=None,
+        help=f"comma-separated from {', '.join(FAMILIES)}, or all (default: all that --size has models for)",
+    )
     parser.add_argument("--steps", type=int, help="euler steps (tiny 8, 480p 10)")
-    parser.add_argument("--frames", type=int, help="video frames, 1 + 4k (tiny 17, 480p 81)")
-    parser.add_argument("--width", type=int, help="picture width, a multiple of 16 (tiny 128, 480p 832)")
-    parser.add_argument("--height", type=int, help="picture height, a multiple of 16 (tiny 128, 480p 480)")
-    parser.add_argument("--repeats", type=int, help="timed runs per side (tiny 10, 480p 3)")
+    parser.add_argument("--frames", type=int, help="video frames, 1 + the family's temporal step (tiny: 17, mochi 13)")
+    parser.add_argument("--width", type=int, help="picture width, a multiple of 16 (ltxv 32) (tiny 128, 480p 832)")
+    parser.add_argument("--height", type=int, help="picture height, a multiple of 16 (ltxv 32) (tiny 128, 480p 480)")
+    parser.add_argument("--repeats", type=int, help="timed runs per side and family (tiny 10, 480p 3)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: tiny, 64x64, 9 frames, 2 steps, 2 repeats")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "sampling.json", help="JSON results")
@@ -470,16 +436,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--quick runs the tiny models")
     if args.size == "auto":
         args.size = "tiny" if args.quick or args.device == "cpu" else "480p"
-    preset = QUICK if args.quick else PRESETS[args.size]
-    for name in ("width", "height", "frames", "steps", "repeats"):
-        if getattr(args, name) is None:
-            setattr(args, name, getattr(preset, name))
-        if getattr(args, name) < 1:
+    if args.families is None:
+        args.families = tuple(name for name, family in FAMILIES.items() if args.size in family.presets)
+    lacking = [name for name in args.families if args.size not in FAMILIES[name].presets]
+    if lacking:
+        parser.error(f"--size {args.size}: no {args.size} models for {', '.join(lacking)} (use --size tiny)")
+    for name in ("steps", "repeats", "width", "height", "frames"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
             parser.error(f"--{name} must be at least 1")
-    if args.width % 16 or args.height % 16:
-        parser.error("--width and --height must be multiples of 16")
-    if (args.frames - 1) % 4:
-        parser.error("--frames must be 1 + a multiple of 4 (the VAE's temporal compression)")
+    for name in args.families:
+        family = FAMILIES[name]
+        size = family.spatial_multiple
+        if any(value is not None and value % size for value in (args.width, args.height)):
+            parser.error(f"--width and --height must be multiples of {size} for {name}")
+        if args.frames is not None and (args.frames - 1) % family.frame_step:
+            parser.error(f"--frames must be 1 + a multiple of {family.frame_step} for {name} (its VAE's compression)")
     if args.threads is not None and args.threads < 1:
         parser.error("--threads must be at least 1")
     if args.plot is None:
@@ -487,20 +459,51 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-async def run(settings: Settings, work: Path) -> tuple[ModelSet, Samples]:
-    """Write the models, build both sides, measure."""
-    models = write_model_set(settings.size, work / "models", settings.seed)
-    print(f"models written under {models.models_dir}", file=sys.stderr, flush=True)
-    ours = OursRunner(settings, models, work)
+def family_settings(args: argparse.Namespace, family: Family) -> Settings:
+    """The run of ``family``: its preset for ``--size`` (or ``--quick``), overridden by the options given."""
+    preset: Preset = family.quick if args.quick else family.presets[args.size]
+    chosen = {name: getattr(args, name) for name in ("width", "height", "frames", "steps", "repeats")}
+    values = {name: getattr(preset, name) if value is None else value for name, value in chosen.items()}
+    return Settings(args.size, args.device, **values, shift=family.shift, cfg=family.cfg, family=family.name)
+
+
+async def run(settings: Settings, models: ModelSet, work: Path) -> tuple[Samples, dict[str, Any]]:
+    """Build both sides of one family, measure; the samples and what the diffusers side's models hold."""
+    ours = OursRunner(settings, models, work / settings.family)
     theirs = DiffusersRunner(settings, models)
-    return models, await measure(settings, ours, theirs)
+    return await measure(settings, ours, theirs), dict(theirs.call.models)
+
+
+def family_entry(settings: Settings, samples: Samples, described: dict[str, Any], dtype: str, quick: bool) -> dict:
+    """One family's figures, with the keys the JSON had before families."""
+    summary = {"ours": medians(samples.ours, settings.steps), "diffusers": medians(samples.diffusers, settings.steps)}
+    family = FAMILIES[settings.family]
+    return {
+        "benchmark": f"sampling: our graph via the executor vs the bare diffusers {family.pipeline} call",
+        "settings": asdict(settings) | {"dtype": dtype, "quick": quick},
+        "timed": {
+            "ours": "Prompt.parse + validate_prompt + Executor.execute of the API prompt (loaders and text encodings "
+            "from the output cache; the sampler node, VAEDecode and an output node keeping the frames run)",
+            "diffusers": f"{family.pipeline}.__call__(prompt_embeds=..., ..., output_type='np')",
+            "not_timed": "model loading, text encoding (cached by ours, precomputed for diffusers), the warm-up runs",
+            "step_marks": "ours: the sampler node's progress events; diffusers: callback_on_step_end; "
+            "on CUDA taken without synchronizing, so totals stay honest",
+        },
+        "models": described,
+        "samples": asdict(samples),
+        "medians": summary,
+        "overhead": overhead(samples, summary),
+        "frames": {"max_abs_diff": samples.max_abs_diff, "shape": samples.frames_shape, "std": samples.frames_std},
+    }
 
 
 def _quiet_libraries() -> None:
-    """Keep diffusers' and transformers' info messages and progress bars (saving, loading) out of the report."""
+    """Keep diffusers' and transformers' info messages and progress bars (saving, loading) out of the report, and
+    the warning diffusers' Mochi transformer gives at every call on the CPU (its float32 autocast is a no-op)."""
     import diffusers
     import transformers
 
+    warnings.filterwarnings("ignore", message="In CPU autocast, but the target dtype is not supported")
     for library in (diffusers, transformers):
         library.utils.logging.set_verbosity_error()
         library.utils.logging.disable_progress_bar()
@@ -511,31 +514,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet_libraries()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    settings = Settings(args.size, args.device, args.width, args.height, args.frames, args.steps, args.repeats)
-    device = torch.device(settings.device)
+    device = torch.device(args.device)
+    dtype = str(compute_dtype_for(device)).removeprefix("torch.")
     started = time.perf_counter()
     load_before = load_average()
+    entries: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="reelgraph-sampling-bench-") as temp:
-        models, samples = asyncio.run(run(settings, Path(temp)))
-    summary = {"ours": medians(samples.ours, settings.steps), "diffusers": medians(samples.diffusers, settings.steps)}
+        work = Path(temp)
+        first = family_settings(args, FAMILIES[args.families[0]])
+        models = write_model_set(args.size, work / "models", first.seed)
+        print(f"models written under {models.models_dir}", file=sys.stderr, flush=True)
+        for name in args.families:
+            settings = family_settings(args, FAMILIES[name])
+            samples, described = asyncio.run(run(settings, models, work))
+            entries[name] = family_entry(settings, samples, described, dtype, args.quick)
+    legacy = entries.get(LEGACY_FAMILY, next(iter(entries.values())))
     results = {
-        "benchmark": "sampling: our graph via the executor vs the bare diffusers WanPipeline call",
-        "settings": asdict(settings)
-        | {"dtype": str(compute_dtype_for(device)).removeprefix("torch."), "quick": args.quick},
-        "timed": {
-            "ours": "Prompt.parse + validate_prompt + Executor.execute of the API prompt (loaders and text encodings "
-            "from the output cache; KSampler euler/normal, VAEDecode and an output node keeping the frames run)",
-            "diffusers": "WanPipeline.__call__(prompt_embeds=..., negative_prompt_embeds=..., output_type='np')",
-            "not_timed": "model loading, text encoding (cached by ours, precomputed for diffusers), the warm-up runs",
-            "step_marks": "ours: the sampler node's progress events; diffusers: callback_on_step_end; "
-            "on CUDA taken without synchronizing, so totals stay honest",
-        },
-        "models": models.describe(),
+        **{key: legacy[key] for key in ("benchmark", "settings", "timed", "models", "samples", "medians", "overhead")},
+        "frames": legacy["frames"],
+        "top_level_family": legacy["settings"]["family"],
+        "families": entries,
         "machine": torch_machine_info(device) | {"load_average": [load_before, load_average()]},
-        "samples": asdict(samples),
-        "medians": summary,
-        "overhead": overhead(samples, summary),
-        "frames": {"max_abs_diff": samples.max_abs_diff, "shape": samples.frames_shape, "std": samples.frames_std},
         "total_s": time.perf_counter() - started,
         "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }

@@ -3,6 +3,10 @@ for diffusers' and transformers' own ``from_pretrained``, holding the same value
 
 - ``tiny``: ``write_tiny_models`` (Wan 2.1 t2v 1.3B stand-in: 2 layers of dim 256; the tiny 2.1 VAE; the tiny UMT5,
   d_model 64), the diffusers side from ``tiny_wan_transformer`` / ``tiny_wan_vae`` / ``tiny_umt5`` (the files' values).
+- the other families (tiny only): the files ``write_tiny_models`` writes (LTX-Video 0.9.5 checkpoint, HunyuanVideo
+  t2v transformer and VAE, Mochi transformer and VAE, T5-XXL / llava-llama3 / CLIP-L text encoders), the diffusers
+  side from the tiny pipeline folders it writes beside them (``diffusers/<repo>``: the same networks' values, the
+  text encoders rounded to the files' float16 by ``load_family_pipeline``).
 - ``480p``: seeded random weights at real size: the Wan 2.1 T2V 1.3B transformer (dim 1536 = 12 heads x 128, ffn 8960,
   30 layers, text_dim 4096) in bfloat16, the real-size Wan 2.1 VAE (diffusers' default ``AutoencoderKLWan``) in
   bfloat16, in the released single-file key layouts; and a UMT5 as wide as UMT5-XXL (d_model 4096, what the
@@ -23,12 +27,20 @@ from safetensors.torch import save_file
 
 from models.families.wan.checkpoint import ORIGINAL_PREFIX, wan_transformer_to_original
 from models.families.wan.vae_checkpoint import wan_vae_to_original
+from models.folders import DIFFUSERS_KEY
 from models.text_encoders.umt5 import umt5_to_single_file
 from models.tiny import write_tiny_models
 from models.tiny.text import TINY_UMT5_CONFIG, TOKENIZER_NAME, tiny_umt5, write_tiny_tokenizer
 from models.tiny.wan import tiny_wan_transformer, tiny_wan_vae
 
-__all__ = ["WAN21_T2V_1_3B", "DiffusersComponents", "ModelSet", "write_model_set"]
+__all__ = [
+    "WAN21_T2V_1_3B",
+    "DiffusersComponents",
+    "ModelSet",
+    "describe_pipeline",
+    "load_family_pipeline",
+    "write_model_set",
+]
 
 WAN21_T2V_1_3B: Mapping[str, Any] = MappingProxyType(
     {
@@ -83,6 +95,21 @@ class ModelSet:
     pretrained_dir: Path
     tokenizer_dir: Path
     info: Mapping[str, Any]
+    ltxv_checkpoint: str = "ltx-video-2b-v0.9.5.safetensors"
+    t5: str = "t5xxl_fp16.safetensors"
+    hunyuan_unet: str = "hunyuan_video_t2v_720p_bf16.safetensors"
+    hunyuan_vae: str = "hunyuan_video_vae_bf16.safetensors"
+    clip_l: str = "clip_l.safetensors"
+    llava_llama3: str = "llava_llama3_fp16.safetensors"
+    mochi_unet: str = "mochi_preview_bf16.safetensors"
+    mochi_vae: str = "mochi_vae.safetensors"
+
+    def folder(self, repo: str) -> Path:
+        """The tiny diffusers pipeline folder named as the public repository ``repo`` (``tiny`` sets only)."""
+        folder = self.models_dir / DIFFUSERS_KEY / repo
+        if not (folder / "model_index.json").is_file():
+            raise FileNotFoundError(f"no diffusers pipeline folder {folder} (the {self.size} model set has none)")
+        return folder
 
     def diffusers_components(self, dtype: torch.dtype) -> DiffusersComponents:
         """Transformer, VAE and text encoder loaded by ``from_pretrained`` in ``dtype`` (diffusers keeps its
@@ -99,8 +126,37 @@ class ModelSet:
         )
 
     def describe(self) -> dict[str, Any]:
-        """The files and what they hold, for the results."""
+        """The Wan files and what they hold, for the results."""
         return {"unet": self.unet, "text_encoder_file": self.text_encoder, "vae_file": self.vae, **self.info}
+
+
+def load_family_pipeline(
+    pipeline_class: type, folder: Path, dtype: torch.dtype, device: torch.device, text_encoders: tuple[str, ...]
+) -> Any:
+    """``pipeline_class.from_pretrained(folder)`` in ``dtype`` on ``device``, progress bar off; the ``text_encoders``
+    components rounded through float16, the dtype the single files hold them in (our side loads those values)."""
+    pipeline = pipeline_class.from_pretrained(folder, dtype=dtype, local_files_only=True)
+    with torch.no_grad():
+        for name in text_encoders:
+            getattr(pipeline, name).to(torch.float16).to(dtype).eval()
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline.to(device)
+
+
+def describe_pipeline(pipeline: Any, what: str) -> dict[str, Any]:
+    """The parameters of a pipeline's transformer, VAE and text encoders, for the results."""
+    parts = ("transformer", "vae", "text_encoder", "text_encoder_2")
+    described: dict[str, Any] = {"what": what}
+    for name in parts:
+        module = getattr(pipeline, name, None)
+        if isinstance(module, torch.nn.Module):
+            described[name] = {"class": type(module).__name__, "parameters": _parameters(module)}
+    config = dict(pipeline.transformer.config)
+    described["transformer"]["config"] = {key: value for key, value in config.items() if not key.startswith("_")}
+    described["transformer"]["description"] = (
+        f"{type(pipeline.transformer).__name__}, {_parameters(pipeline.transformer) / 1e6:,.2f}M parameters"
+    )
+    return described
 
 
 def write_model_set(size: str, models_dir: Path, seed: int) -> ModelSet:
