@@ -17,7 +17,7 @@ import torch
 from models.memory_types import WorkEstimate
 from models.sampling.model_sampling import ModelSampling
 
-__all__ = ["ConditioningEntry", "FamilyAdapter", "LatentFormat", "LatentShapeError"]
+__all__ = ["ConditioningEntry", "FamilyAdapter", "LatentFormat", "LatentShapeError", "batched"]
 
 ConditioningEntry = tuple[torch.Tensor, Mapping[str, Any]]
 """One ``[tensor, extras]`` item of a ``CONDITIONING`` list (the extras are read, never changed in place)."""
@@ -79,6 +79,16 @@ class LatentFormat:
         mean = torch.tensor(self.mean, dtype=latent.dtype, device=latent.device).view(shape)
         std = torch.tensor(self.std, dtype=latent.dtype, device=latent.device).view(shape)
         return mean, std
+
+
+def batched(tensor: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``tensor`` (a conditioning tensor) with its batch repeated to the latent ``x``'s: a batch of one serves any
+    batch; another size that differs raises ``LatentShapeError``."""
+    if tensor.shape[0] == x.shape[0]:
+        return tensor
+    if tensor.shape[0] != 1:
+        raise LatentShapeError(f"conditioning batch {tensor.shape[0]} does not match latent batch {x.shape[0]}")
+    return tensor.expand(x.shape[0], *tensor.shape[1:])
 
 
 class FamilyAdapter(ABC):

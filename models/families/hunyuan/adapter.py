@@ -28,7 +28,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from models.families.base import ConditioningEntry, FamilyAdapter, LatentFormat, LatentShapeError
+from models.families.base import ConditioningEntry, FamilyAdapter, LatentFormat, LatentShapeError, batched
 from models.families.hunyuan.checkpoint import LATENT_CONCAT, TOKEN_REPLACE, HunyuanTransformerSpec
 from models.families.hunyuan.latents import HUNYUAN_LATENT
 from models.memory_types import WorkEstimate
@@ -142,9 +142,9 @@ class HunyuanAdapter(FamilyAdapter):
             output = network(
                 hidden_states=hidden.to(dtype),
                 timestep=timestep,
-                encoder_hidden_states=_batched(embeds, x).to(x.device, dtype),
-                encoder_attention_mask=_batched(mask, x).to(x.device, dtype),
-                pooled_projections=_batched(extras["pooled_output"], x).to(x.device, dtype),
+                encoder_hidden_states=batched(embeds, x).to(x.device, dtype),
+                encoder_attention_mask=batched(mask, x).to(x.device, dtype),
+                pooled_projections=batched(extras["pooled_output"], x).to(x.device, dtype),
                 guidance=guidance,
                 return_dict=False,
             )[0]
@@ -217,7 +217,7 @@ class HunyuanAdapter(FamilyAdapter):
             if mask.shape[3:] != x.shape[3:]:
                 mask = F.interpolate(mask, size=tuple(x.shape[2:]), mode="nearest")
             keep = 1.0 - mask
-        return _batched(image, x), _batched(keep, x)
+        return batched(image, x), batched(keep, x)
 
 
 @contextmanager
@@ -237,13 +237,6 @@ def _first_frame_modulation(network: torch.nn.Module, guiding: bool) -> Iterator
         yield
     finally:
         handle.remove()
-
-
-def _batched(tensor: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``tensor`` with its batch repeated to ``x``'s (a batch of one serves any batch)."""
-    if tensor.shape[0] == x.shape[0]:
-        return tensor
-    return tensor.expand(x.shape[0], *tensor.shape[1:])
 
 
 def _check_batch(tensor: torch.Tensor, samples: torch.Tensor, what: str) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from models.families.base import ConditioningEntry, FamilyAdapter, LatentFormat, LatentShapeError
+from models.families.base import ConditioningEntry, FamilyAdapter, LatentFormat, LatentShapeError, batched
 from models.families.ltx.checkpoint import LtxTransformerSpec
 from models.families.ltx.latents import LTXV_LATENT
 from models.memory_types import WorkEstimate
@@ -168,9 +168,9 @@ class LTXAdapter(FamilyAdapter):
         if denoise_mask is not None:
             per_token = denoise_mask[:, 0, :: self.patch_t, :: self.patch, :: self.patch].flatten(1)
             timestep = per_token.to(timestep) * timestep.reshape(-1, 1)
-        text = _batched(embeds, x).to(x.device, dtype)
+        text = batched(embeds, x).to(x.device, dtype)
         mask = extras.get("attention_mask")
-        mask = torch.ones(text.shape[:2]) if mask is None else _batched(mask, x)
+        mask = torch.ones(text.shape[:2]) if mask is None else batched(mask, x)
         positions = self._positions(x, float(extras.get("frame_rate", DEFAULT_FRAME_RATE)), extras)
         output = network(
             hidden_states=pack_latent(x, self.patch, self.patch_t).to(dtype),
@@ -236,12 +236,3 @@ def _keyframe(item: Any) -> Keyframe:
             f"keyframe_idxs holds {item!r}; each entry is (latent_start, latent_frames, pixel_frame_idx)"
         ) from exc
     return start, count, pixel
-
-
-def _batched(tensor: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``tensor`` with its batch repeated to ``x``'s (a batch of one serves any batch)."""
-    if tensor.shape[0] == x.shape[0]:
-        return tensor
-    if tensor.shape[0] != 1:
-        raise LatentShapeError(f"conditioning batch {tensor.shape[0]} does not match latent batch {x.shape[0]}")
-    return tensor.expand(x.shape[0], *tensor.shape[1:])

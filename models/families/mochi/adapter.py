@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from models.families.base import ConditioningEntry, FamilyAdapter, LatentFormat, LatentShapeError
+from models.families.base import ConditioningEntry, FamilyAdapter, LatentFormat, LatentShapeError, batched
 from models.families.mochi.checkpoint import MochiTransformerSpec
 from models.families.mochi.latents import MOCHI_LATENT
 from models.memory_types import WorkEstimate
@@ -90,7 +90,6 @@ class MochiAdapter(FamilyAdapter):
         denoise_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         embeds, extras = entry
-        batch = x.shape[0]
         mask = extras.get("attention_mask")
         if mask is None:
             mask = torch.ones(embeds.shape[:2], dtype=torch.bool)
@@ -99,9 +98,9 @@ class MochiAdapter(FamilyAdapter):
         tau_timestep = (1.0 - sigma) * TIMESTEP_SCALE
         output = network(
             hidden_states=x.to(dtype),
-            encoder_hidden_states=_batched(embeds, batch).to(x.device, dtype),
+            encoder_hidden_states=batched(embeds, x).to(x.device, dtype),
             timestep=tau_timestep,
-            encoder_attention_mask=_batched(mask, batch).to(x.device).bool(),
+            encoder_attention_mask=batched(mask, x).to(x.device).bool(),
             return_dict=False,
         )[0]
         return -output.float()
@@ -121,12 +120,3 @@ class MochiAdapter(FamilyAdapter):
             temporal_ratio=fmt.temporal_ratio,
         )
         return WorkEstimate(activation)
-
-
-def _batched(tensor: torch.Tensor, batch: int) -> torch.Tensor:
-    """``tensor`` with its batch repeated to ``batch`` (a batch of one serves any batch)."""
-    if tensor.shape[0] == batch:
-        return tensor
-    if tensor.shape[0] != 1:
-        raise LatentShapeError(f"conditioning batch {tensor.shape[0]} does not match latent batch {batch}")
-    return tensor.expand(batch, *tensor.shape[1:])

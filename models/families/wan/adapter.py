@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from models.families.base import ConditioningEntry, FamilyAdapter, LatentFormat, LatentShapeError
+from models.families.base import ConditioningEntry, FamilyAdapter, LatentFormat, LatentShapeError, batched
 from models.families.wan.checkpoint import WanTransformerSpec
 from models.families.wan.latents import latent_format_for_channels
 from models.memory_types import WorkEstimate
@@ -122,13 +122,13 @@ class WanAdapter(FamilyAdapter):
             hidden = torch.cat([x, self._image_condition(extras, x)], dim=1)
         image_embeds = None
         if self.image_dim is not None:
-            image_embeds = _batched(extras["clip_vision_output"].penultimate_hidden_states, x).to(x.device, dtype)
+            image_embeds = batched(extras["clip_vision_output"].penultimate_hidden_states, x).to(x.device, dtype)
             if self.spec.config.get("pos_embed_seq_len"):  # two images in a row; diffusers takes them stacked
                 image_embeds = image_embeds.reshape(-1, image_embeds.shape[1] // 2, image_embeds.shape[2])
         output = network(
             hidden_states=hidden.to(dtype),
             timestep=timestep,
-            encoder_hidden_states=_batched(embeds, x).to(x.device, dtype),
+            encoder_hidden_states=batched(embeds, x).to(x.device, dtype),
             encoder_hidden_states_image=image_embeds,
             return_dict=False,
         )[0]
@@ -172,7 +172,7 @@ class WanAdapter(FamilyAdapter):
         else:
             latent = self.latent_format.process_in(image.to(x.device, torch.float32))
         keep = 1.0 - self._concat_mask(extras, x).to(x.device, torch.float32)
-        return torch.cat([_batched(keep, x), _batched(latent, x)], dim=1)
+        return torch.cat([batched(keep, x), batched(latent, x)], dim=1)
 
     def _concat_mask(self, extras: Mapping[str, Any], x: torch.Tensor) -> torch.Tensor:
         """The generate mask as ``[1|B, 4, T, h, w]`` (1 = generate), from ComfyUI's latent- or frame-rate mask."""
@@ -195,15 +195,6 @@ class WanAdapter(FamilyAdapter):
         if mask.shape[3:] != (height, width):
             mask = F.interpolate(mask.float(), size=(frames, height, width), mode="nearest")
         return mask
-
-
-def _batched(tensor: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``tensor`` with its batch repeated to ``x``'s (a batch of one serves any batch)."""
-    if tensor.shape[0] == x.shape[0]:
-        return tensor
-    if tensor.shape[0] != 1:
-        raise LatentShapeError(f"conditioning batch {tensor.shape[0]} does not match latent batch {x.shape[0]}")
-    return tensor.expand(x.shape[0], *tensor.shape[1:])
 
 
 def _size(latent: torch.Tensor) -> str:
