@@ -14,17 +14,33 @@ Single files carry no config, so it is read from the shapes; for UMT5-XXL that g
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 import torch
 from transformers import UMT5Config, UMT5EncoderModel
 
 from models.errors import StateDictError
-from models.scaled_fp8 import dequantize_scaled
-from models.state_dict_checks import check_tensor_shapes
+from models.text_encoders.t5_layout import (
+    EMBED_TOKENS,
+    SHARED,
+    attention_key,
+    block_numbers,
+    config_values,
+    encoder_from_state_dict,
+    feed_forward_key,
+    has_embedding,
+    to_single_file,
+)
 
-__all__ = ["UMT5_XXL", "detect_umt5_config", "is_umt5", "umt5_from_state_dict", "umt5_to_single_file"]
+__all__ = [
+    "EMBED_TOKENS",
+    "SHARED",
+    "UMT5_XXL",
+    "detect_umt5_config",
+    "is_umt5",
+    "umt5_from_state_dict",
+    "umt5_to_single_file",
+]
 
 # google/umt5-xxl's encoder, as detect_umt5_config reads it from the released files.
 UMT5_XXL = {
@@ -36,128 +52,55 @@ UMT5_XXL = {
     "num_layers": 24,
     "relative_attention_num_buckets": 32,
 }
-# Not recoverable from shapes; every UMT5 (small to XXL) uses these.
-RELATIVE_ATTENTION_MAX_DISTANCE = 128
-LAYER_NORM_EPSILON = 1e-6
-
-SHARED = "shared.weight"
-EMBED_TOKENS = "encoder.embed_tokens.weight"
-# Tokenizer bytes that ComfyUI (and GGUF conversions) may keep in a text-encoder file; not a weight.
-TOKENIZER_BLOB = "spiece_model"
-_BLOCK_KEY = re.compile(r"^encoder\.block\.(\d+)\.")
-
-
-def _attention(block: int, name: str) -> str:
-    return f"encoder.block.{block}.layer.0.SelfAttention.{name}.weight"
-
-
-def _feed_forward(block: int, name: str) -> str:
-    return f"encoder.block.{block}.layer.1.DenseReluDense.{name}.weight"
 
 
 def is_umt5(state_dict: Mapping[str, torch.Tensor]) -> bool:
     """Whether the tensors are a UMT5 encoder in HF T5 layout: a token embedding, gated feed-forwards and a relative
     attention bias in every block (a T5 encoder has one only in block 0)."""
-    blocks = _blocks(state_dict)
+    blocks = block_numbers(state_dict)
     return (
         bool(blocks)
-        and (SHARED in state_dict or EMBED_TOKENS in state_dict)
-        and _feed_forward(0, "wi_0") in state_dict
-        and all(_attention(block, "relative_attention_bias") in state_dict for block in blocks)
+        and has_embedding(state_dict)
+        and feed_forward_key(0, "wi_0") in state_dict
+        and all(attention_key(block, "relative_attention_bias") in state_dict for block in blocks)
     )
 
 
 def detect_umt5_config(state_dict: Mapping[str, torch.Tensor]) -> UMT5Config:
-    """The ``UMT5Config`` of an encoder state dict, read from its shapes (meta tensors will do).
-
-    ``vocab_size`` and ``d_model`` come from the token embedding, ``num_layers`` from the block count, ``num_heads``
-    and ``relative_attention_num_buckets`` from a relative attention bias ``[buckets, heads]``, ``d_kv`` from the
-    query projection's rows / heads, ``d_ff`` from ``wi_0``; the feed-forward is gated GELU (``gated-gelu``).
-    Raises ``StateDictError`` when the tensors are no UMT5 encoder.
-    """
+    """The ``UMT5Config`` of an encoder state dict, read from its shapes (``t5_layout.config_values``); raises
+    ``StateDictError`` when the tensors are no UMT5 encoder."""
     _check_umt5(state_dict)
-    blocks = _blocks(state_dict)
-    if blocks != list(range(len(blocks))):
-        missing = sorted(set(range(blocks[-1] + 1)) - set(blocks))
-        raise StateDictError(f"UMT5 encoder blocks are not numbered 0..{blocks[-1]}: block(s) {missing} missing")
-    vocab_size, d_model = _shape(state_dict, SHARED if SHARED in state_dict else EMBED_TOKENS, 2)
-    buckets, heads = _shape(state_dict, _attention(0, "relative_attention_bias"), 2)
-    inner, q_in = _shape(state_dict, _attention(0, "q"), 2)
-    d_ff, ff_in = _shape(state_dict, _feed_forward(0, "wi_0"), 2)
-    if q_in != d_model or ff_in != d_model or heads == 0 or inner % heads:
-        raise StateDictError(
-            f"UMT5 encoder shapes do not agree: embedding width {d_model}, query {inner}x{q_in}, "
-            f"wi_0 {d_ff}x{ff_in}, {heads} heads (from the relative attention bias)"
-        )
-    return UMT5Config(
-        vocab_size=vocab_size,
-        d_model=d_model,
-        d_kv=inner // heads,
-        d_ff=d_ff,
-        num_layers=len(blocks),
-        num_heads=heads,
-        relative_attention_num_buckets=buckets,
-        relative_attention_max_distance=RELATIVE_ATTENTION_MAX_DISTANCE,
-        layer_norm_epsilon=LAYER_NORM_EPSILON,
-        feed_forward_proj="gated-gelu",
-    )
+    return UMT5Config(**config_values(state_dict, "UMT5"))
 
 
 def umt5_from_state_dict(
     state_dict: Mapping[str, torch.Tensor], dtype: torch.dtype, metadata: Mapping[str, str] | None = None
 ) -> UMT5EncoderModel:
-    """A ``UMT5EncoderModel`` in eval mode holding the file's tensors in ``dtype`` (scaled fp8 weights restored).
-
-    The model is built on the meta device and takes the tensors as they are (``assign``): tensors already in ``dtype``
-    are not copied. As transformers does for float16, the feed-forward output projections (``wo``) stay float32.
-    A file's ``encoder.embed_tokens.weight`` is dropped for ``shared.weight`` (the encoder ties the two).
-    Raises ``StateDictError`` for tensors that are no UMT5 encoder, or keys missing, unexpected or misshapen.
-    """
-    plain = dequantize_scaled(state_dict, dtype, metadata)
-    plain.pop(TOKENIZER_BLOB, None)
-    config = detect_umt5_config(plain)
-    with torch.device("meta"):
-        model = UMT5EncoderModel(config)
-    expected = {key: tuple(tensor.shape) for key, tensor in model.state_dict().items()}
-    shared = plain.pop(SHARED, None)
-    embed = plain.pop(EMBED_TOKENS, None)
-    for key, tensor in ((SHARED, shared), (EMBED_TOKENS, embed)):
-        if tensor is not None and tuple(tensor.shape) != expected[key]:
-            raise StateDictError(f"UMT5 {key} has shape {tuple(tensor.shape)}, expected {expected[key]}")
-    plain[SHARED] = plain[EMBED_TOKENS] = shared if shared is not None else embed
-    check_tensor_shapes(plain, expected, "UMT5 encoder")
-    keep_float32 = tuple(model._keep_in_fp32_modules or ()) if dtype == torch.float16 else ()
-    tensors = {
-        key: tensor.to(_dtype_of(key, dtype, keep_float32)) for key, tensor in plain.items() if key != EMBED_TOKENS
-    }
-    tensors[EMBED_TOKENS] = tensors[SHARED]  # cast once: the embedding is the largest tensor
-    model.load_state_dict(tensors, strict=True, assign=True)
-    model.encoder.embed_tokens.weight = model.shared.weight
-    return model.requires_grad_(False).eval()
+    """A ``UMT5EncoderModel`` in eval mode holding the file's tensors in ``dtype`` (scaled fp8 weights restored; see
+    ``t5_layout.encoder_from_state_dict``). Raises ``StateDictError`` for tensors that are no UMT5 encoder, or keys
+    missing, unexpected or misshapen."""
+    return encoder_from_state_dict(
+        lambda plain: UMT5EncoderModel(detect_umt5_config(plain)), state_dict, dtype, metadata, "UMT5"
+    )
 
 
 def umt5_to_single_file(model: UMT5EncoderModel) -> dict[str, torch.Tensor]:
     """The encoder's tensors in the release layout (HF T5 keys, ``shared.weight`` without its tied copy)."""
-    return {key: tensor.detach().contiguous() for key, tensor in model.state_dict().items() if key != EMBED_TOKENS}
-
-
-def _blocks(state_dict: Mapping[str, torch.Tensor]) -> list[int]:
-    """The sorted block numbers of ``encoder.block.N.`` keys."""
-    return sorted({int(match.group(1)) for key in state_dict if (match := _BLOCK_KEY.match(key))})
+    return to_single_file(model)
 
 
 def _check_umt5(state_dict: Mapping[str, torch.Tensor]) -> None:
     """Raise ``StateDictError`` saying what the tensors are instead, when they are no UMT5 encoder."""
     if is_umt5(state_dict):
         return
-    blocks = _blocks(state_dict)
+    blocks = block_numbers(state_dict)
     if not blocks:
         sample = ", ".join(sorted(state_dict)[:3]) or "none"
         raise StateDictError(
             f"not a UMT5 text encoder: no encoder.block.N.layer.0.SelfAttention weights (keys such as {sample}); "
             "is it a diffusion model?"
         )
-    with_bias = [block for block in blocks if _attention(block, "relative_attention_bias") in state_dict]
+    with_bias = [block for block in blocks if attention_key(block, "relative_attention_bias") in state_dict]
     if len(blocks) > 1 and with_bias == [0]:
         raise StateDictError(
             "not a UMT5 text encoder: a T5 encoder (relative attention bias only in block 0, such as t5xxl for "
@@ -166,17 +109,6 @@ def _check_umt5(state_dict: Mapping[str, torch.Tensor]) -> None:
     if len(with_bias) < len(blocks):
         missing = sorted(set(blocks) - set(with_bias))
         raise StateDictError(f"UMT5 encoder without the relative attention bias of block(s) {missing}; truncated?")
-    if SHARED not in state_dict and EMBED_TOKENS not in state_dict:
+    if not has_embedding(state_dict):
         raise StateDictError(f"UMT5 encoder without its token embedding ({SHARED}); is the file truncated?")
-    raise StateDictError(f"UMT5 encoder without {_feed_forward(0, 'wi_0')}: not a gated UMT5 feed-forward")
-
-
-def _shape(state_dict: Mapping[str, torch.Tensor], key: str, dims: int) -> tuple[int, ...]:
-    shape = tuple(state_dict[key].shape)
-    if len(shape) != dims:
-        raise StateDictError(f"UMT5 {key} has shape {shape}, expected {dims} dimensions")
-    return shape
-
-
-def _dtype_of(key: str, dtype: torch.dtype, keep_float32: tuple[str, ...]) -> torch.dtype:
-    return torch.float32 if any(f".{name}." in f".{key}" for name in keep_float32) else dtype
+    raise StateDictError(f"UMT5 encoder without {feed_forward_key(0, 'wi_0')}: not a gated UMT5 feed-forward")
