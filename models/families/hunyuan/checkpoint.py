@@ -22,7 +22,6 @@ what the plain blocks compute. ``in == 2 * out + 1`` (33) is the "v1 (concat)" i
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 
 from models.errors import StateDictError
-from models.families.wan.checkpoint import build_from_state_dict
+from models.families.single_file import MAX_LISTED, StateShapes, build_from_state_dict, key_prefix, unprefixed
 from models.scaled_fp8 import MARKER, dequantize_scaled
 
 if TYPE_CHECKING:
@@ -48,7 +47,6 @@ __all__ = [
     "variant_of_config",
 ]
 
-logger = logging.getLogger(__name__)
 
 ORIGINAL_PREFIX = "model.diffusion_model."
 """The key prefix of the released single files (loading takes any prefix, or none)."""
@@ -65,7 +63,6 @@ _IDENTITY = "txt_in.individual_token_refiner.blocks.0.adaLN_modulation.1.bias"
 _KNOWN_MODULES = frozenset(
     {"img_in", "txt_in", "time_in", "guidance_in", "vector_in", "double_blocks", "single_blocks", "final_layer", MARKER}
 )
-_MAX_LISTED = 5
 
 
 @dataclass(frozen=True)
@@ -108,12 +105,12 @@ def detect_hunyuan_transformer(state_dict: Mapping[str, torch.Tensor]) -> Hunyua
     prefix = _prefix_of(state_dict)
     if prefix is None:
         raise StateDictError(f"not a HunyuanVideo diffusion model: no {_IDENTITY} tensor ({_looks_like(state_dict)})")
-    shapes = _Shapes(state_dict, prefix)
+    shapes = StateShapes(state_dict, prefix, "HunyuanVideo")
     unknown = sorted(shapes.top_level_modules() - _KNOWN_MODULES)
     if unknown:
         raise StateDictError(
             f"a HunyuanVideo-like diffusion model with modules Reelgraph does not know "
-            f"({', '.join(unknown[:_MAX_LISTED])}): a later version such as HunyuanVideo 1.5, not supported"
+            f"({', '.join(unknown[:MAX_LISTED])}): a later version such as HunyuanVideo 1.5, not supported"
         )
     width, in_channels, patch_t, patch_h, patch_w = shapes.get("img_in.proj.weight", 5)
     if patch_h != patch_w:
@@ -166,7 +163,7 @@ def hunyuan_transformer_from_state_dict(
     from diffusers import HunyuanVideoTransformer3DModel
 
     prefix = _prefix_of(state_dict) or ""
-    original = _unprefixed(dequantize_scaled(state_dict, dtype, metadata), prefix)
+    original = unprefixed(dequantize_scaled(state_dict, dtype, metadata), prefix)
     converted = _convert_keys(original, width=spec.config["num_attention_heads"] * HEAD_DIM)
     return build_from_state_dict(
         HunyuanVideoTransformer3DModel, spec.config, converted, dtype, spec.describe(), _original_key
@@ -220,59 +217,9 @@ def _image_condition_type(in_channels: int, out_channels: int) -> str:
     )
 
 
-class _Shapes:
-    """Shapes of the tensors under a key prefix; a missing or misshapen one raises ``StateDictError``."""
-
-    def __init__(self, state_dict: Mapping[str, torch.Tensor], prefix: str) -> None:
-        self._state_dict = state_dict
-        self._prefix = prefix
-
-    def has(self, name: str) -> bool:
-        return self._prefix + name in self._state_dict
-
-    def get(self, name: str, ndim: int) -> tuple[int, ...]:
-        tensor = self._state_dict.get(self._prefix + name)
-        if tensor is None:
-            raise StateDictError(
-                f"a HunyuanVideo diffusion model needs {name}, which is missing: is the file complete?"
-            )
-        if tensor.dim() != ndim:
-            raise StateDictError(f"{name} has shape {tuple(tensor.shape)}; HunyuanVideo's has {ndim} dimensions")
-        return tuple(tensor.shape)
-
-    def top_level_modules(self) -> set[str]:
-        prefix = self._prefix
-        return {key[len(prefix) :].split(".", 1)[0] for key in self._state_dict if key.startswith(prefix)}
-
-    def count(self, group: str) -> int:
-        """How many ``group.N`` blocks there are; a gap in the numbering raises."""
-        pattern = re.compile(re.escape(self._prefix + group) + r"\.(\d+)\.")
-        indices = {int(match.group(1)) for key in self._state_dict if (match := pattern.match(key))}
-        if not indices:
-            raise StateDictError(f"a HunyuanVideo diffusion model needs {group}.0, which is missing")
-        count = max(indices) + 1
-        gaps = sorted(set(range(count)) - indices)
-        if gaps:
-            listed = ", ".join(f"{group}.{index}" for index in gaps[:_MAX_LISTED])
-            raise StateDictError(f"{listed} missing (the file has {group} up to {count - 1}): is the file complete?")
-        return count
-
-
 def _prefix_of(state_dict: Mapping[str, torch.Tensor]) -> str | None:
     """The shortest prefix under which both the text refiner's first modulation and ``img_in`` exist."""
-    prefixes = sorted(
-        (key[: -len(_IDENTITY)] for key in state_dict if key == _IDENTITY or key.endswith("." + _IDENTITY)), key=len
-    )
-    return next((prefix for prefix in prefixes if prefix + "img_in.proj.weight" in state_dict), None)
-
-
-def _unprefixed(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    """The model's tensors with ``prefix`` removed; others (and the fp8 marker) are dropped."""
-    tensors = {key[len(prefix) :]: tensor for key, tensor in state_dict.items() if key.startswith(prefix)}
-    tensors.pop(MARKER, None)
-    if len(tensors) < len(state_dict):
-        logger.debug("ignored %d tensors outside the model prefix %r", len(state_dict) - len(tensors), prefix)
-    return tensors
+    return key_prefix(state_dict, _IDENTITY, "img_in.proj.weight")
 
 
 def _looks_like(state_dict: Mapping[str, torch.Tensor]) -> str:

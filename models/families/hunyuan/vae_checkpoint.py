@@ -24,7 +24,7 @@ import torch
 
 from models.errors import StateDictError
 from models.families.hunyuan.latents import HUNYUAN_LATENT, SCALING_FACTOR
-from models.families.wan.checkpoint import build_from_state_dict
+from models.families.single_file import build_from_state_dict, key_prefix
 
 if TYPE_CHECKING:
     from diffusers import AutoencoderKLHunyuanVideo
@@ -126,13 +126,7 @@ def hunyuan_vae_to_original(diffusers_state_dict: Mapping[str, torch.Tensor]) ->
 
 
 def _prefix_of(state_dict: Mapping[str, torch.Tensor]) -> str | None:
-    prefixes = sorted(
-        (key[: -len(_IDENTITY)] for key in state_dict if key == _IDENTITY or key.endswith("." + _IDENTITY)), key=len
-    )
-    return next(
-        (prefix for prefix in prefixes if all(prefix + name in state_dict for name in _REQUIRED)),
-        None,
-    )
+    return key_prefix(state_dict, _IDENTITY, *_REQUIRED)
 
 
 def _shape(shapes: Mapping[str, tuple[int, ...]], name: str, ndim: int) -> tuple[int, ...]:

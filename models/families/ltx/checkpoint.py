@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from models.errors import StateDictError
-from models.families.wan.checkpoint import build_from_state_dict
+from models.families.single_file import build_from_state_dict, key_prefix
 from models.scaled_fp8 import MARKER, dequantize_scaled
 
 if TYPE_CHECKING:
@@ -182,10 +182,7 @@ def _swap_names(key: str) -> str:
 
 def _prefix_of(state_dict: Mapping[str, torch.Tensor]) -> str | None:
     """The shortest prefix under which both ``adaln_single.linear.weight`` and ``patchify_proj.weight`` exist."""
-    prefixes = sorted(
-        (key[: -len(_IDENTITY)] for key in state_dict if key == _IDENTITY or key.endswith("." + _IDENTITY)), key=len
-    )
-    return next((prefix for prefix in prefixes if prefix + "patchify_proj.weight" in state_dict), None)
+    return key_prefix(state_dict, _IDENTITY, "patchify_proj.weight")
 
 
 def _shape(shapes: Mapping[str, tuple[int, ...]], name: str, ndim: int) -> tuple[int, ...]:

@@ -21,7 +21,7 @@ import torch
 
 from models.errors import StateDictError
 from models.families.ltx.latents import denormalize, normalize
-from models.families.wan.checkpoint import build_from_state_dict
+from models.families.single_file import build_from_state_dict
 
 if TYPE_CHECKING:
     from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel

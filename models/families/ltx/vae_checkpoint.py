@@ -32,7 +32,7 @@ import torch
 from models.errors import StateDictError
 from models.families.base import LatentFormat
 from models.families.ltx.latents import LTXV_LATENT
-from models.families.wan.checkpoint import build_from_state_dict
+from models.families.single_file import build_from_state_dict, key_prefix
 
 if TYPE_CHECKING:
     from diffusers import AutoencoderKLLTXVideo
@@ -263,10 +263,7 @@ def _swap(name: str, pairs: tuple[tuple[str, str], ...], to_diffusers: bool) -> 
 
 def _prefix_of(state_dict: Mapping[str, torch.Tensor]) -> str | None:
     """The shortest prefix under which both ``decoder.conv_in.conv.weight`` and ``per_channel_statistics`` exist."""
-    prefixes = sorted(
-        (key[: -len(_IDENTITY)] for key in state_dict if key == _IDENTITY or key.endswith("." + _IDENTITY)), key=len
-    )
-    return next((prefix for prefix in prefixes if prefix + _STD in state_dict), None)
+    return key_prefix(state_dict, _IDENTITY, _STD)
 
 
 def _shape(shapes: Mapping[str, tuple[int, ...]], name: str, ndim: int) -> tuple[int, ...]:

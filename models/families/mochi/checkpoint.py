@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import torch
 
 from models.errors import StateDictError
-from models.families.wan.checkpoint import build_from_state_dict
+from models.families.single_file import build_from_state_dict, key_prefix
 from models.scaled_fp8 import MARKER, dequantize_scaled
 
 if TYPE_CHECKING:
@@ -307,10 +307,7 @@ def _swap_halves(tensor: torch.Tensor) -> torch.Tensor:
 def _prefix_of(state_dict: Mapping[str, torch.Tensor]) -> str | None:
     """The prefix of the model's keys: the shortest under which both ``t5_yproj.weight`` and
     ``x_embedder.proj.weight`` exist."""
-    prefixes = sorted(
-        (key[: -len(_IDENTITY)] for key in state_dict if key == _IDENTITY or key.endswith("." + _IDENTITY)), key=len
-    )
-    return next((prefix for prefix in prefixes if prefix + _PATCH in state_dict), None)
+    return key_prefix(state_dict, _IDENTITY, _PATCH)
 
 
 def _shape(shapes: Mapping[str, tuple[int, ...]], name: str, ndim: int) -> tuple[int, ...]:

@@ -37,7 +37,7 @@ import torch
 
 from models.errors import StateDictError
 from models.families.mochi.latents import MOCHI_LATENT
-from models.families.wan.checkpoint import build_from_state_dict
+from models.families.single_file import build_from_state_dict
 
 if TYPE_CHECKING:
     from diffusers import AutoencoderKLMochi

@@ -19,10 +19,9 @@ eps 1e-6, qk_norm "rms_norm_across_heads" and rope_max_seq_len 1024. Their other
 
 from __future__ import annotations
 
-import logging
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
@@ -30,8 +29,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 
 from models.errors import StateDictError
+from models.families.single_file import MAX_LISTED, StateShapes, build_from_state_dict, key_prefix, unprefixed
 from models.scaled_fp8 import MARKER, dequantize_scaled
-from models.state_dict_checks import check_tensor_shapes
 
 if TYPE_CHECKING:
     from diffusers import WanTransformer3DModel
@@ -39,7 +38,6 @@ if TYPE_CHECKING:
 __all__ = [
     "ORIGINAL_PREFIX",
     "WanTransformerSpec",
-    "build_from_state_dict",
     "detect_wan_transformer",
     "is_wan_transformer",
     "variant_of_config",
@@ -47,7 +45,6 @@ __all__ = [
     "wan_transformer_to_original",
 ]
 
-logger = logging.getLogger(__name__)
 
 ORIGINAL_PREFIX = "model.diffusion_model."
 """The key prefix of the released single files (loading takes any prefix, or none)."""
@@ -79,7 +76,6 @@ _KNOWN_MODULES = frozenset(
 # diffusers 0.42's single-file conversion leaves the first-last-frame position table under its original name.
 _EMB_POS = "img_emb.emb_pos"
 _POS_EMBED = "condition_embedder.image_embedder.pos_embed"
-_MAX_LISTED = 5
 
 
 @dataclass(frozen=True)
@@ -123,11 +119,11 @@ def detect_wan_transformer(state_dict: Mapping[str, torch.Tensor]) -> WanTransfo
     prefix = _prefix_of(state_dict)
     if prefix is None:
         raise StateDictError(f"not a Wan diffusion model: no head.modulation tensor ({_looks_like(state_dict)})")
-    shapes = _Shapes(state_dict, prefix)
+    shapes = StateShapes(state_dict, prefix, "Wan")
     unknown = sorted(shapes.top_level_modules() - _KNOWN_MODULES)
     if unknown:
         raise StateDictError(
-            f"a Wan diffusion model with modules Reelgraph does not know ({', '.join(unknown[:_MAX_LISTED])}): "
+            f"a Wan diffusion model with modules Reelgraph does not know ({', '.join(unknown[:MAX_LISTED])}): "
             "a variant such as Animate or S2V, not supported yet"
         )
     num_layers = shapes.count("blocks")
@@ -200,7 +196,7 @@ def wan_transformer_from_state_dict(
         )
     from diffusers import WanTransformer3DModel
 
-    original = _unprefixed(dequantize_scaled(state_dict, dtype, metadata), _prefix_of(state_dict) or "")
+    original = unprefixed(dequantize_scaled(state_dict, dtype, metadata), _prefix_of(state_dict) or "")
     converted = _convert_keys(original)  # empties ``original``: only ``converted`` holds the tensors now
     return build_from_state_dict(WanTransformer3DModel, spec.config, converted, dtype, spec.describe(), _original_key)
 
@@ -211,93 +207,13 @@ def wan_transformer_to_original(diffusers_state_dict: Mapping[str, torch.Tensor]
     return {_original_key(key): tensor for key, tensor in diffusers_state_dict.items()}
 
 
-def build_from_state_dict(
-    model_class: type,
-    config: Mapping[str, Any],
-    state_dict: dict[str, torch.Tensor],
-    dtype: torch.dtype,
-    what: str,
-    original_name: Callable[[str], str] = str,
-) -> Any:
-    """``model_class(**config)`` in eval mode holding ``state_dict``'s tensors (diffusers names), without ever
-    allocating weights of its own; ``state_dict`` is emptied as its tensors are cast, one at a time.
-
-    Floating-point tensors become ``dtype``, except in ``model_class._keep_in_fp32_modules``, which stay float32 as
-    ``from_pretrained`` keeps them. Missing, unexpected or misshapen tensors raise ``StateDictError`` naming a few
-    of each (``original_name`` turns a diffusers name into the file's), prefixed by ``what``.
-    """
-    from accelerate import init_empty_weights
-
-    with init_empty_weights():
-        model = model_class(**config)
-    expected = {key: tuple(tensor.shape) for key, tensor in model.state_dict().items()}
-    check_tensor_shapes(state_dict, expected, what, original_name)
-    keep = frozenset(getattr(model_class, "_keep_in_fp32_modules", None) or ())
-    tensors: dict[str, torch.Tensor] = {}
-    for key in list(state_dict):
-        tensor = state_dict.pop(key)
-        if tensor.is_floating_point():
-            tensor = tensor.to(torch.float32 if keep.intersection(key.split(".")) else dtype)
-        tensors[key] = tensor
-    model.load_state_dict(tensors, strict=True, assign=True)
-    return model.eval()
-
-
-class _Shapes:
-    """Shapes of the tensors under a key prefix; a missing or misshapen one raises ``StateDictError``."""
-
-    def __init__(self, state_dict: Mapping[str, torch.Tensor], prefix: str) -> None:
-        self._state_dict = state_dict
-        self._prefix = prefix
-
-    def has(self, name: str) -> bool:
-        return self._prefix + name in self._state_dict
-
-    def get(self, name: str, ndim: int) -> tuple[int, ...]:
-        tensor = self._state_dict.get(self._prefix + name)
-        if tensor is None:
-            raise StateDictError(f"a Wan diffusion model needs {name}, which is missing: is the file complete?")
-        if tensor.dim() != ndim:
-            raise StateDictError(f"{name} has shape {tuple(tensor.shape)}; Wan's has {ndim} dimensions")
-        return tuple(tensor.shape)
-
-    def top_level_modules(self) -> set[str]:
-        prefix = self._prefix
-        return {key[len(prefix) :].split(".", 1)[0] for key in self._state_dict if key.startswith(prefix)}
-
-    def count(self, group: str) -> int:
-        """How many ``group.N`` blocks there are; a gap in the numbering raises."""
-        pattern = re.compile(re.escape(self._prefix + group) + r"\.(\d+)\.")
-        indices = {int(match.group(1)) for key in self._state_dict if (match := pattern.match(key))}
-        if not indices:
-            raise StateDictError(f"a Wan diffusion model needs {group}.0, which is missing: is the file complete?")
-        count = max(indices) + 1
-        gaps = sorted(set(range(count)) - indices)
-        if gaps:
-            listed = ", ".join(f"{group}.{index}" for index in gaps[:_MAX_LISTED])
-            raise StateDictError(f"{listed} missing (the file has {group} up to {count - 1}): is the file complete?")
-        return count
-
-
 def _prefix_of(state_dict: Mapping[str, torch.Tensor]) -> str | None:
     """The prefix of the model's keys (``""``, ``model.diffusion_model.``, ...): the shortest one under which both
     ``head.modulation`` and ``patch_embedding.weight`` exist."""
-    prefixes = sorted(
-        (key[: -len(_IDENTITY)] for key in state_dict if key == _IDENTITY or key.endswith("." + _IDENTITY)), key=len
-    )
-    return next((prefix for prefix in prefixes if prefix + "patch_embedding.weight" in state_dict), None)
+    return key_prefix(state_dict, _IDENTITY, "patch_embedding.weight")
 
 
-def _unprefixed(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    """The model's tensors with ``prefix`` removed; others (and the fp8 marker) are dropped."""
-    tensors = {key[len(prefix) :]: tensor for key, tensor in state_dict.items() if key.startswith(prefix)}
-    tensors.pop(MARKER, None)
-    if len(tensors) < len(state_dict):
-        logger.debug("ignored %d tensors outside the model prefix %r", len(state_dict) - len(tensors), prefix)
-    return tensors
-
-
-def _variant(shapes: _Shapes, config: Mapping[str, Any]) -> Variant:
+def _variant(shapes: StateShapes, config: Mapping[str, Any]) -> Variant:
     if shapes.has("vace_patch_embedding.weight"):
         return "vace"
     if shapes.has("control_adapter.conv.weight"):

@@ -29,7 +29,7 @@ import torch
 
 from models.errors import StateDictError
 from models.families.base import LatentFormat
-from models.families.wan.checkpoint import build_from_state_dict
+from models.families.single_file import build_from_state_dict, key_prefix
 from models.families.wan.latents import WAN21_LATENT, WAN22_LATENT
 
 if TYPE_CHECKING:
@@ -168,10 +168,7 @@ def wan_vae_to_original(diffusers_state_dict: Mapping[str, torch.Tensor]) -> dic
 
 
 def _prefix_of(state_dict: Mapping[str, torch.Tensor]) -> str | None:
-    prefixes = sorted(
-        (key[: -len(_IDENTITY)] for key in state_dict if key == _IDENTITY or key.endswith("." + _IDENTITY)), key=len
-    )
-    return next((prefix for prefix in prefixes if prefix + "encoder.conv1.weight" in state_dict), None)
+    return key_prefix(state_dict, _IDENTITY, "encoder.conv1.weight")
 
 
 def _shape(shapes: Mapping[str, tuple[int, ...]], name: str, ndim: int) -> tuple[int, ...]:
