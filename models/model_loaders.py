@@ -132,7 +132,13 @@ def load_text_encoder(
     if len(paths) != len(kind.parts):
         needs = " and ".join(part.label for part in kind.parts)
         raise ValueError(f"type {kind.name} takes {len(kind.parts)} text encoder file(s) ({needs}), got {len(paths)}")
-    files = _files_for_parts(kind, paths)
+    return _text_encoder(manager, folders, kind, _files_for_parts(kind, paths))
+
+
+def _text_encoder(
+    manager: ModelManager, folders: ModelFolders, kind: TextEncoderKind, files: Sequence[CheckpointShapes]
+) -> TextEncoder:
+    """``CLIP`` of ``kind`` from the files of its parts (in ``kind.parts`` order), with their tokenizers."""
     tokenizers = tuple(load_tokenizer(folders, part.tokenizer) for part in kind.parts)  # before any weight loads
     compute = compute_dtype_for(manager.compute_device)
     handles = []
@@ -142,7 +148,7 @@ def load_text_encoder(
             return part.build(state, compute, shapes.metadata)
 
         handles.append(_managed(manager, "text_encoder", shapes, compute, build))
-    names = " + ".join(path.name for path in paths)
+    names = " + ".join(shapes.path.name for shapes in files)
     return TextEncoder(names, kind, tuple(handles), tokenizers, compute)
 
 
@@ -166,12 +172,18 @@ class CheckpointParts:
     vae: VideoVAE | None
 
 
-def load_checkpoint(manager: ModelManager, path: Path) -> CheckpointParts:
-    """A combined checkpoint (``checkpoints``): its diffusion model and, when it holds one, its VAE. No family's
-    checkpoints hold a text encoder Reelgraph loads from them (LTX-Video's hold none)."""
+def load_checkpoint(manager: ModelManager, folders: ModelFolders, path: Path) -> CheckpointParts:
+    """A combined checkpoint (``checkpoints``): its diffusion model and, when it holds them, its text encoder (the
+    one network of a ``CLIPLoader`` type, as Stable Diffusion 1.5's CLIP-L) and its VAE. LTX-Video's checkpoints
+    hold no text encoder."""
     model = load_diffusion_model(manager, path)
-    has_vae = vae_family_of(read_shapes(path).tensors) is not None
-    return CheckpointParts(model, None, load_vae(manager, path) if has_vae else None)
+    shapes = read_shapes(path)
+    text_kind = next(
+        (kind for kind in TEXT_ENCODER_KINDS if len(kind.parts) == 1 and kind.parts[0].matches(shapes.tensors)), None
+    )
+    clip = _text_encoder(manager, folders, text_kind, [shapes]) if text_kind is not None else None
+    vae = load_vae(manager, path) if vae_family_of(shapes.tensors) is not None else None
+    return CheckpointParts(model, clip, vae)
 
 
 @dataclass(frozen=True)

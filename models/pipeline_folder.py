@@ -83,14 +83,21 @@ class PipelineFolder:
         entry = self.index.get(component)
         return isinstance(entry, list) and len(entry) == 2 and entry[0] is not None and entry[1] is not None
 
+    def network_component(self, choice: str) -> str:
+        """The component folder of a ``TRANSFORMERS`` choice: ``transformer`` / ``transformer_2``, or ``unet`` /
+        ``unet_2`` in UNet pipelines."""
+        if choice not in TRANSFORMERS:
+            raise ValueError(f"component {choice!r} is not one of {', '.join(TRANSFORMERS)}")
+        return self.layout.network + choice.removeprefix(TRANSFORMERS[0])
+
     def component_classes(self, component: str) -> tuple[str, ...]:
         """The class names ``component`` may have in this family's pipelines (none for a component it lacks)."""
         layout = self.layout
-        if component in TRANSFORMERS:
+        if component in (self.network_component(choice) for choice in TRANSFORMERS):
             return layout.transformer.diffusers_classes
         if component == "vae":
             return layout.vae.diffusers_classes
-        parts = layout.text.parts
+        parts = layout.text.parts if layout.text is not None else ()
         for index, part in enumerate(parts):
             if component == _numbered("text_encoder", index):
                 return part.diffusers_classes
@@ -152,21 +159,21 @@ def load_pipeline_transformer(
     Args:
         manager: the memory manager that holds it.
         folder: from ``read_pipeline_folder``.
-        component: ``transformer`` (the only or high-noise model) or ``transformer_2`` (the A14B low-noise expert).
+        component: ``transformer`` (the only or high-noise model; ``unet`` in UNet pipelines) or ``transformer_2``
+            (the A14B low-noise expert).
         weight_dtype: a ``WEIGHT_DTYPES`` key: fp8 stores the weights in 8 bits and computes in the compute dtype.
         offload: an ``OFFLOAD_CHOICES`` policy to force while it runs (``auto`` lets the manager choose).
     """
-    if component not in TRANSFORMERS:
-        raise ValueError(f"component {component!r} is not one of {', '.join(TRANSFORMERS)}")
+    name = folder.network_component(component)
     if weight_dtype not in WEIGHT_DTYPES:
         raise ValueError(f"weight_dtype {weight_dtype!r} is not one of {', '.join(WEIGHT_DTYPES)}")
     if offload not in OFFLOAD_CHOICES:
         raise ValueError(f"offload {offload!r} is not one of {', '.join(OFFLOAD_CHOICES)}")
-    part = _component(folder, component)
+    part = _component(folder, name)
     try:
         adapter = folder.layout.transformer.adapter_from_config(part.config)
     except (TypeError, ValueError, KeyError) as exc:
-        raise CorruptModelFileError(folder.path, f"{component}/{CONFIG}: {exc}") from exc
+        raise CorruptModelFileError(folder.path, f"{name}/{CONFIG}: {exc}") from exc
     compute = compute_dtype_for(manager.compute_device)
     storage = WEIGHT_DTYPES[weight_dtype]
 
@@ -181,8 +188,12 @@ def load_pipeline_transformer(
 
 def load_pipeline_text_encoder(manager: ModelManager, folder: PipelineFolder) -> TextEncoder:
     """The folder's text encoders (``text_encoder``, ``text_encoder_2``, ...) with their own tokenizers as ``CLIP``
-    of the family's type."""
+    of the family's type; ``ModelLoadError`` for pipelines conditioned on images only."""
     kind = folder.layout.text
+    if kind is None:
+        raise ModelLoadError(
+            folder.path, f"a {folder.pipeline_class} has no text encoder (it is conditioned on images)"
+        )
     compute = compute_dtype_for(manager.compute_device)
     parts = [_component(folder, _numbered("text_encoder", index)) for index in range(len(kind.parts))]
     tokenizers = tuple(_tokenizer(folder, _numbered("tokenizer", index)) for index in range(len(kind.parts)))

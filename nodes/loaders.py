@@ -179,14 +179,15 @@ class CLIPVisionLoader(ModelFolderBound):
 
 
 class CheckpointLoaderSimple(ModelFolderBound):
-    """A combined checkpoint (LTX-Video's releases: diffusion model and VAE in one file)."""
+    """A combined checkpoint: diffusion model, VAE and (Stable Diffusion 1.5) text encoder in one file."""
 
     FUNCTION = "load_checkpoint"
     CATEGORY = CATEGORY
     RETURN_TYPES = ("MODEL", "CLIP", "VAE")
     OUTPUT_TOOLTIPS = (
         "The diffusion model.",
-        "The text encoder, when the file holds one (LTX-Video's do not: load T5 with CLIPLoader type ltxv).",
+        "The text encoder, when the file holds one (Stable Diffusion 1.5's do; LTX-Video's do not: load T5 with "
+        "CLIPLoader type ltxv).",
         "The VAE, when the file holds one.",
     )
     DESCRIPTION = "Loads a checkpoint from the checkpoints folder: its diffusion model, text encoder and VAE."
@@ -197,7 +198,8 @@ class CheckpointLoaderSimple(ModelFolderBound):
 
     def load_checkpoint(self, ckpt_name: str) -> tuple[DiffusionModel, TextEncoder | None, VideoVAE | None]:
         manager = _manager()
-        parts = load_checkpoint(manager, resolve_model_file("checkpoints", ckpt_name, "ckpt_name"))
+        folders = current_context().service(MODEL_FOLDERS_SERVICE)
+        parts = load_checkpoint(manager, folders, resolve_model_file("checkpoints", ckpt_name, "ckpt_name"))
         if parts.vae is not None:
             _learn_previews(parts.vae, manager)
         return (parts.model, parts.clip, parts.vae)

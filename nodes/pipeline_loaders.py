@@ -47,22 +47,23 @@ class DiffusersLoader(ModelFolderBound):
     FUNCTION = "load_checkpoint"
     CATEGORY = "advanced/loaders/deprecated"
     RETURN_TYPES = ("MODEL", "CLIP", "VAE")
-    DESCRIPTION = "Loads a Wan diffusers pipeline folder from the diffusers folder."
+    DESCRIPTION = "Loads a diffusers pipeline folder from the diffusers folder."
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
         return {"required": {MODEL_PATH: _model_path_input(cls)}}
 
-    def load_checkpoint(self, model_path: str) -> tuple[DiffusionModel, TextEncoder, VideoVAE]:
+    def load_checkpoint(self, model_path: str) -> tuple[DiffusionModel, TextEncoder | ExecutionBlocker, VideoVAE]:
         folder = _pipeline_folder(model_path)
         manager = _manager()
         with _naming_input(MODEL_PATH):
             model = load_pipeline_transformer(manager, folder)
-            return model, load_pipeline_text_encoder(manager, folder), load_pipeline_vae(manager, folder)
+            clip = load_pipeline_text_encoder(manager, folder) if folder.layout.text else _no_text(folder)
+            return model, clip, load_pipeline_vae(manager, folder)
 
 
 class DiffusersPipelineLoader(ModelFolderBound):
-    """A Wan diffusers pipeline folder as MODEL, CLIP, VAE and CLIP_VISION, with the A14B expert to load."""
+    """A diffusers pipeline folder as MODEL, CLIP, VAE and CLIP_VISION, with the Wan 2.2 A14B expert to load."""
 
     FUNCTION = "load_pipeline"
     CATEGORY = "advanced/loaders"
@@ -70,14 +71,14 @@ class DiffusersPipelineLoader(ModelFolderBound):
     RETURN_NAMES = ("MODEL", "CLIP", "VAE", "CLIP_VISION")
     OUTPUT_TOOLTIPS = (
         "The chosen diffusion model.",
-        "The UMT5 text encoder with the folder's tokenizer.",
-        "The video VAE.",
-        "The image encoder of Wan 2.1 image-to-video pipelines; others have none, and using it stops the run "
-        "with a message.",
+        "The text encoder(s) with the folder's tokenizer(s); image-only pipelines (Stable Video Diffusion) have "
+        "none, and using it stops the run with a message.",
+        "The VAE.",
+        "The image encoder of image-to-video pipelines that have one (Wan 2.1, SVD); others have none, and using "
+        "it stops the run with a message.",
     )
     DESCRIPTION = (
-        "Loads a Wan diffusers pipeline folder from the diffusers folder: the same models as the single-file "
-        "loaders give."
+        "Loads a diffusers pipeline folder from the diffusers folder: the same models as the single-file loaders give."
     )
 
     @classmethod
@@ -88,8 +89,8 @@ class DiffusersPipelineLoader(ModelFolderBound):
                 "transformer": (
                     list(TRANSFORMERS),
                     {
-                        "tooltip": "transformer: the pipeline's diffusion model (Wan 2.2 A14B: the high-noise "
-                        "expert); transformer_2: the A14B low-noise expert."
+                        "tooltip": "transformer: the pipeline's diffusion model (its transformer or unet; Wan 2.2 "
+                        "A14B: the high-noise expert); transformer_2: the A14B low-noise expert."
                     },
                 ),
                 "weight_dtype": (
@@ -111,9 +112,9 @@ class DiffusersPipelineLoader(ModelFolderBound):
 
     def load_pipeline(
         self, model_path: str, transformer: str, weight_dtype: str, offload: str = "auto"
-    ) -> tuple[DiffusionModel, TextEncoder, VideoVAE, ClipVisionEncoder | ExecutionBlocker]:
+    ) -> tuple[DiffusionModel, TextEncoder | ExecutionBlocker, VideoVAE, ClipVisionEncoder | ExecutionBlocker]:
         folder = _pipeline_folder(model_path)
-        if transformer == LOW_NOISE and not folder.has(LOW_NOISE):
+        if transformer == LOW_NOISE and not folder.has(folder.network_component(LOW_NOISE)):
             raise ValueError(
                 f"transformer: {folder.name} has no {LOW_NOISE!r} (only Wan 2.2 A14B pipelines have one, the "
                 "low-noise expert); choose transformer"
@@ -121,7 +122,7 @@ class DiffusersPipelineLoader(ModelFolderBound):
         manager = _manager()
         with _naming_input(MODEL_PATH):
             model = load_pipeline_transformer(manager, folder, transformer, weight_dtype, offload)
-            clip = load_pipeline_text_encoder(manager, folder)
+            clip = load_pipeline_text_encoder(manager, folder) if folder.layout.text else _no_text(folder)
             vae = load_pipeline_vae(manager, folder)
             vision = load_pipeline_clip_vision(manager, folder) if folder.has("image_encoder") else _no_vision(folder)
         return model, clip, vae, vision
@@ -159,6 +160,13 @@ def _naming_input(input_name: str) -> Iterator[None]:
         yield
     except ModelLoadError as exc:
         raise ValueError(f"{input_name}: {exc}") from exc
+
+
+def _no_text(folder: PipelineFolder) -> ExecutionBlocker:
+    return ExecutionBlocker(
+        f"{folder.name} is a {folder.pipeline_class}, conditioned on images only: it has no text encoder, so its CLIP "
+        "output is empty"
+    )
 
 
 def _no_vision(folder: PipelineFolder) -> ExecutionBlocker:

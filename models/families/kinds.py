@@ -155,14 +155,17 @@ class PipelineLayout:
 
     Args:
         pipelines: the ``_class_name`` values this layout reads (``"LTXPipeline"``, ...).
-        transformer: the family of ``transformer`` (and ``transformer_2``).
+        transformer: the family of the diffusion network component (and its ``_2`` expert).
         vae: the family of ``vae``.
-        text: the text encoder kind of ``text_encoder`` (and ``text_encoder_2``).
+        text: the text encoder kind of ``text_encoder`` (and ``text_encoder_2``); ``None`` for pipelines conditioned
+            on images only (Stable Video Diffusion).
+        extra: other components and their class names (``image_encoder`` for Wan 2.1 image-to-video).
+        network: the diffusion network's component name: ``transformer``, or ``unet`` for UNet pipelines.
     """
 
     pipelines: tuple[str, ...]
     transformer: TransformerFamily
     vae: VaeFamily
-    text: TextEncoderKind
+    text: TextEncoderKind | None
     extra: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    """Other components and their class names (``image_encoder`` for Wan 2.1 image-to-video)."""
+    network: str = "transformer"
