@@ -26,6 +26,8 @@ class DiffusionModel:
         sampling: the noise parametrisation samplers use.
         compute_dtype: the dtype the network computes in (its weights may be stored in another, e.g. fp8).
         offload: the offload policy to force when it runs (``auto`` lets the manager choose).
+        video_min_cfg: ``VideoLinearCFGGuidance``: the CFG scale at the first latent frame, rising linearly to the
+            sampler's ``cfg`` at the last; ``None`` guides every frame at ``cfg``.
     """
 
     name: str
@@ -34,6 +36,7 @@ class DiffusionModel:
     sampling: ModelSampling
     compute_dtype: torch.dtype
     offload: str = "auto"
+    video_min_cfg: float | None = None
 
     def with_sampling(self, sampling: ModelSampling) -> DiffusionModel:
         return dataclasses.replace(self, sampling=sampling)

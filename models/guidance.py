@@ -52,7 +52,7 @@ class Guider:
 
     @property
     def uses_negative(self) -> bool:
-        return self.negative is not None and self.cfg != 1.0
+        return self.negative is not None and (self.cfg != 1.0 or self.model.video_min_cfg not in (None, 1.0))
 
     @property
     def streams(self) -> int:
@@ -82,8 +82,18 @@ class Guider:
         if self.uses_negative:
             assert self.negative is not None
             negative = self._predict(network, x_in, timestep, self.negative, "negative", denoise_mask)
-            output = negative + self.cfg * (output - negative)
+            output = negative + self._cfg_scale(output) * (output - negative)
         return sampling.denoised(x, per_sample, output)
+
+    def _cfg_scale(self, output: torch.Tensor) -> float | torch.Tensor:
+        """``cfg``; with the model's ``video_min_cfg``, per latent frame (dim 2) from it to ``cfg`` (as
+        ``StableVideoDiffusionPipeline``'s min/max guidance scales)."""
+        start = self.model.video_min_cfg
+        if start is None:
+            return self.cfg
+        frames = output.shape[2]
+        scale = torch.linspace(start, self.cfg, frames, dtype=torch.float32).to(output.device, output.dtype)
+        return scale.view(1, 1, frames, *([1] * (output.dim() - 3)))
 
     def _predict(
         self,

@@ -15,7 +15,15 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-__all__ = ["BETA_SCHEDULES", "PREDICTIONS", "EpsSampling", "FlowSampling", "ModelSampling"]
+__all__ = [
+    "BETA_SCHEDULES",
+    "PREDICTIONS",
+    "EdmSampling",
+    "EpsSampling",
+    "FlowSampling",
+    "ModelSampling",
+    "ZeroSnrSampling",
+]
 
 BETA_SCHEDULES = ("scaled_linear", "linear")
 PREDICTIONS = ("epsilon", "v_prediction")
@@ -26,6 +34,26 @@ def _per_sample(sigma: Tensor, like: Tensor) -> Tensor:
     if sigma.ndim == 0 or sigma.ndim >= like.ndim:
         return sigma
     return sigma.reshape(sigma.shape + (1,) * (like.ndim - sigma.ndim))
+
+
+def _table_index(log_sigmas: Tensor, sigma: Tensor) -> Tensor:
+    """The fractional index in the ascending table ``log_sigmas`` (float64) whose linearly interpolated value is
+    ``log(sigma)``, clamped to the table."""
+    log_sigma = sigma.detach().double().cpu().clamp(min=float(log_sigmas[0].exp())).log()
+    high = torch.searchsorted(log_sigmas, log_sigma).clamp(1, len(log_sigmas) - 1)
+    low = high - 1
+    frac = ((log_sigma - log_sigmas[low]) / (log_sigmas[high] - log_sigmas[low])).clamp(0.0, 1.0)
+    return (low + frac).to(device=sigma.device, dtype=torch.promote_types(sigma.dtype, torch.float32))
+
+
+def _table_sigma(log_sigmas: Tensor, timestep: Tensor) -> Tensor:
+    """``exp`` of the table ``log_sigmas`` linearly interpolated at the fractional index ``timestep`` (clamped)."""
+    t = timestep.detach().double().cpu().clamp(0.0, len(log_sigmas) - 1)
+    low = t.floor().long()
+    high = t.ceil().long()
+    frac = t - low
+    log_sigma = (1.0 - frac) * log_sigmas[low] + frac * log_sigmas[high]
+    return log_sigma.exp().to(device=timestep.device, dtype=torch.promote_types(timestep.dtype, torch.float32))
 
 
 class ModelSampling(ABC):
@@ -176,24 +204,10 @@ class EpsSampling(ModelSampling):
         return self.sigmas.double().log()
 
     def timestep(self, sigma: Tensor) -> Tensor:
-        """The fractional table index whose interpolated log-sigma is ``log(sigma)``, clamped to the table."""
-        log_sigmas = self._log_sigmas
-        log_sigma = sigma.detach().double().cpu().clamp(min=float(self.sigmas[0])).log()
-        high = torch.searchsorted(log_sigmas, log_sigma).clamp(1, len(log_sigmas) - 1)
-        low = high - 1
-        frac = ((log_sigma - log_sigmas[low]) / (log_sigmas[high] - log_sigmas[low])).clamp(0.0, 1.0)
-        return (low + frac).to(device=sigma.device, dtype=torch.promote_types(sigma.dtype, torch.float32))
+        return _table_index(self._log_sigmas, sigma)
 
     def sigma(self, timestep: Tensor) -> Tensor:
-        """``exp`` of the log-sigma table linearly interpolated at ``timestep`` (clamped to the table)."""
-        log_sigmas = self._log_sigmas
-        t = timestep.detach().double().cpu().clamp(0.0, len(log_sigmas) - 1)
-        low = t.floor().long()
-        high = t.ceil().long()
-        frac = t - low
-        log_sigma = (1.0 - frac) * log_sigmas[low] + frac * log_sigmas[high]
-        dtype = torch.promote_types(timestep.dtype, torch.float32)
-        return log_sigma.exp().to(device=timestep.device, dtype=dtype)
+        return _table_sigma(self._log_sigmas, timestep)
 
     def alpha(self, sigma: Tensor) -> Tensor:
         return torch.ones_like(sigma)
@@ -217,6 +231,163 @@ class EpsSampling(ModelSampling):
     def percent_to_sigma(self, percent: float) -> float:
         if percent <= 0.0:
             return math.inf
+        if percent >= 1.0:
+            return 0.0
+        return float(self.sigma(torch.tensor((1.0 - percent) * (self.steps - 1), dtype=torch.float64)))
+
+
+@dataclass(frozen=True)
+class EdmSampling(ModelSampling):
+    """Continuous EDM with ``v`` prediction (Stable Video Diffusion): ``x = x0 + sigma * noise`` for any ``sigma`` in
+    ``[sigma_min, sigma_max]``, unit data scale.
+
+    The network is fed ``x / sqrt(sigma^2 + 1)`` and called with ``c_noise = 0.25 * ln(sigma)``; its ``v`` output
+    gives ``x0 = x / (sigma^2 + 1) - v * sigma / sqrt(sigma^2 + 1)`` (diffusers' ``EulerDiscreteScheduler`` with
+    ``timestep_type="continuous"``). Schedulers read a table of ``TABLE_SIZE`` log-spaced sigmas.
+    """
+
+    sigma_min: float = 0.002
+    sigma_max: float = 700.0
+
+    TABLE_SIZE = 1000
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.sigma_max) and 0.0 < self.sigma_min < self.sigma_max):
+            raise ValueError(f"EdmSampling: need 0 < sigma_min < sigma_max, got {self.sigma_min} and {self.sigma_max}")
+
+    @cached_property
+    def sigmas(self) -> Tensor:
+        log_min, log_max = math.log(self.sigma_min), math.log(self.sigma_max)
+        return torch.linspace(log_min, log_max, self.TABLE_SIZE, dtype=torch.float64).exp().to(torch.float32)
+
+    def timestep(self, sigma: Tensor) -> Tensor:
+        return 0.25 * sigma.log()
+
+    def sigma(self, timestep: Tensor) -> Tensor:
+        return (timestep / 0.25).exp()
+
+    def alpha(self, sigma: Tensor) -> Tensor:
+        return torch.ones_like(sigma)
+
+    def noise_scaling(self, sigma: Tensor, noise: Tensor, latent: Tensor) -> Tensor:
+        return latent + _per_sample(sigma, noise) * noise
+
+    def inverse_noise_scaling(self, sigma: Tensor, latent: Tensor) -> Tensor:
+        return latent
+
+    def denoised(self, x: Tensor, sigma: Tensor, model_output: Tensor) -> Tensor:
+        sigma = _per_sample(sigma, x)
+        return x / (sigma**2 + 1.0) - model_output * sigma / (sigma**2 + 1.0).sqrt()
+
+    def model_input(self, x: Tensor, sigma: Tensor) -> Tensor:
+        return x / (_per_sample(sigma, x) ** 2 + 1.0).sqrt()
+
+    def percent_to_sigma(self, percent: float) -> float:
+        if percent <= 0.0:
+            return math.inf
+        if percent >= 1.0:
+            return 0.0
+        log_min, log_max = math.log(self.sigma_min), math.log(self.sigma_max)
+        return math.exp(log_min + (1.0 - percent) * (log_max - log_min))
+
+
+@dataclass(frozen=True)
+class ZeroSnrSampling(ModelSampling):
+    """A DDPM-discrete model whose schedule may end at zero SNR (CogVideoX: ``CogVideoXDDIMScheduler``'s
+    ``snr_shift_scale`` and ``rescale_betas_zero_snr``), in a flow-like state space that keeps that end finite.
+
+    The scheduler's cumulative products ``abar_t`` (``1 - beta`` products, SNR divided by ``snr_shift_scale``, then
+    rescaled to ``abar_999 = 0`` when ``zero_terminal_snr``) give the VP state ``sqrt(abar) x0 + sqrt(1 - abar) noise``.
+    Samplers walk that state divided by ``sqrt(abar) + sqrt(1 - abar)``: ``x = (1 - sigma) x0 + sigma * noise`` with
+    ``sigma = sqrt(1 - abar) / (sqrt(abar) + sqrt(1 - abar))``, so pure noise is ``sigma = 1`` (not the
+    variance-exploding state's infinity) and Euler, which integrates ``dx/dsigma = (x - x0) / sigma`` exactly as
+    for rectified flow, takes the DDIM (eta 0) step on the scheduler's timesteps. The network is fed the VP state
+    and called with the fractional index of ``sigma`` in the table; it predicts ``v`` (``v_prediction``) or the
+    noise (``epsilon``, which cannot recover the data at zero SNR and is refused there).
+    """
+
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+    schedule: str = "scaled_linear"
+    steps: int = 1000
+    prediction: str = "v_prediction"
+    snr_shift_scale: float = 1.0
+    zero_terminal_snr: bool = True
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        if self.schedule not in BETA_SCHEDULES:
+            raise ValueError(f"{name}: unknown schedule {self.schedule!r}; valid: {', '.join(BETA_SCHEDULES)}")
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"{name}: unknown prediction {self.prediction!r}; valid: {', '.join(PREDICTIONS)}")
+        if self.steps < 2:
+            raise ValueError(f"{name}: steps must be at least 2, got {self.steps}")
+        if not 0.0 < self.beta_start <= self.beta_end < 1.0:
+            raise ValueError(f"{name}: need 0 < beta_start <= beta_end < 1, got {self.beta_start} and {self.beta_end}")
+        if not (math.isfinite(self.snr_shift_scale) and self.snr_shift_scale > 0):
+            raise ValueError(f"{name}: snr_shift_scale must be a positive number, got {self.snr_shift_scale}")
+        if self.zero_terminal_snr and self.prediction == "epsilon":
+            raise ValueError(f"{name}: an epsilon-predicting model cannot denoise at zero terminal SNR")
+
+    @cached_property
+    def alphas_cumprod(self) -> Tensor:
+        """``abar_t`` for ``t = 0 .. steps - 1`` (float64), computed as ``CogVideoXDDIMScheduler`` does."""
+        from diffusers.schedulers.scheduling_ddim_cogvideox import rescale_zero_terminal_snr
+
+        if self.schedule == "scaled_linear":
+            betas = torch.linspace(self.beta_start**0.5, self.beta_end**0.5, self.steps, dtype=torch.float64) ** 2
+        else:  # the scheduler's linear betas are float32
+            betas = torch.linspace(self.beta_start, self.beta_end, self.steps, dtype=torch.float32)
+        alphas_cumprod = torch.cumprod(1.0 - betas, dim=0).double()
+        shift = self.snr_shift_scale
+        alphas_cumprod = alphas_cumprod / (shift + (1.0 - shift) * alphas_cumprod)
+        return rescale_zero_terminal_snr(alphas_cumprod) if self.zero_terminal_snr else alphas_cumprod
+
+    @cached_property
+    def sigmas(self) -> Tensor:
+        signal, noise = self.alphas_cumprod.sqrt(), (1.0 - self.alphas_cumprod).sqrt()
+        return (noise / (signal + noise)).to(torch.float32)
+
+    @cached_property
+    def _log_sigmas(self) -> Tensor:
+        return self.sigmas.double().log()
+
+    def timestep(self, sigma: Tensor) -> Tensor:
+        return _table_index(self._log_sigmas, sigma)
+
+    def sigma(self, timestep: Tensor) -> Tensor:
+        return _table_sigma(self._log_sigmas, timestep)
+
+    def alpha(self, sigma: Tensor) -> Tensor:
+        return 1.0 - sigma
+
+    def noise_scaling(self, sigma: Tensor, noise: Tensor, latent: Tensor) -> Tensor:
+        sigma = _per_sample(sigma, latent)
+        return sigma * noise + (1.0 - sigma) * latent
+
+    def inverse_noise_scaling(self, sigma: Tensor, latent: Tensor) -> Tensor:
+        """``latent / (1 - sigma)``; where ``sigma == 1`` the state holds no signal and is returned unchanged."""
+        scale = 1.0 - _per_sample(sigma, latent)
+        return torch.where(scale > 0, latent / torch.where(scale > 0, scale, 1.0), latent)
+
+    def _vp_scale(self, sigma: Tensor) -> Tensor:
+        """``sqrt(abar) + sqrt(1 - abar)``: the VP state over this one."""
+        return ((1.0 - sigma) ** 2 + sigma**2).rsqrt()
+
+    def denoised(self, x: Tensor, sigma: Tensor, model_output: Tensor) -> Tensor:
+        sigma = _per_sample(sigma, x)
+        if self.prediction == "epsilon":
+            return (x - sigma * model_output) / (1.0 - sigma)
+        # the scheduler's sqrt(abar) * x_vp - sqrt(1 - abar) * v, with x_vp = scale * x
+        scale = self._vp_scale(sigma)
+        return (1.0 - sigma) * scale**2 * x - sigma * scale * model_output
+
+    def model_input(self, x: Tensor, sigma: Tensor) -> Tensor:
+        return x * self._vp_scale(_per_sample(sigma, x))
+
+    def percent_to_sigma(self, percent: float) -> float:
+        if percent <= 0.0:
+            return 1.0
         if percent >= 1.0:
             return 0.0
         return float(self.sigma(torch.tensor((1.0 - percent) * (self.steps - 1), dtype=torch.float64)))
