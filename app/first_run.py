@@ -65,7 +65,9 @@ class ModelCheck:
 
 def tiny_stand_in_names() -> frozenset[str]:
     """``folder/name`` of the model files and pipeline folders ``make-tiny-models`` writes (imports torch)."""
-    from models.tiny import hunyuan, ltx, mochi, text_families
+    from models.tiny import hunyuan, ltx, mochi, skyreels, svd, text_families
+    from models.tiny.animatediff import TINY_ANIMATEDIFF_NAMES
+    from models.tiny.cogvideox import TINY_COGVIDEOX_PIPELINES
     from models.tiny.family_pipelines import TINY_FAMILY_PIPELINES
     from models.tiny.pipelines import TINY_WAN_PIPELINES
     from models.tiny.text import CLIP_VISION_FILE, UMT5_FP8_FILE, UMT5_FP16_FILE
@@ -78,9 +80,14 @@ def tiny_stand_in_names() -> frozenset[str]:
     names |= {f"{DIFFUSERS_KEY}/{name}" for name in TINY_WAN_PIPELINES}
     names |= {f"text_encoders/{UMT5_FP16_FILE}", f"text_encoders/{UMT5_FP8_FILE}", f"clip_vision/{CLIP_VISION_FILE}"}
     names |= {f"{DIFFUSERS_KEY}/{name}" for name in TINY_FAMILY_PIPELINES}
+    names |= {f"{DIFFUSERS_KEY}/{name}" for name in TINY_COGVIDEOX_PIPELINES}
     names |= {ltx.CHECKPOINT_FILE, ltx.UPSAMPLER_FILE, mochi.TRANSFORMER_FILE, mochi.VAE_FILE}
     names |= {f"{hunyuan.DIFFUSION_MODELS_FOLDER}/{stem}.safetensors" for stem in hunyuan.TINY_HUNYUAN_DIFFUSION_MODELS}
     names.add(f"{hunyuan.VAE_FOLDER}/{hunyuan.TINY_HUNYUAN_VAE}.safetensors")
+    names.add(f"{DIFFUSION_MODELS_FOLDER}/{skyreels.DF_FILE}")
+    names |= set(TINY_ANIMATEDIFF_NAMES)
+    names |= set(svd.TINY_SVD_NAMES)
+    names |= {f"{DIFFUSERS_KEY}/{name}" for name in skyreels.TINY_SKYREELS_PIPELINES}
     text_files = (
         text_families.T5_FP16_FILE,
         text_families.T5_FP8_FILE,

@@ -29,6 +29,8 @@ FOLDER_KEYS = (
     "diffusers",
     "embeddings",
     "tokenizers",
+    "animatediff_models",
+    "animatediff_motion_lora",
 )
 MODEL_EXTENSIONS = frozenset({".safetensors", ".sft", ".gguf", ".ckpt", ".pt", ".pt2", ".pth", ".bin"})
 DIFFUSERS_KEY = "diffusers"

@@ -14,7 +14,7 @@ from typing import TypeVar
 import torch
 
 from models.checkpoint_files import CheckpointShapes, read_shapes
-from models.clip_vision import clip_vision_from_state_dict, is_clip_vision
+from models.clip_vision import clip_vision_from_state_dict, detect_clip_vision_config, is_clip_vision
 from models.diffusion_model import DiffusionModel
 from models.encoders import ClipVisionEncoder, TextEncoder
 from models.errors import CorruptModelFileError, ModelLoadError, StateDictError
@@ -28,6 +28,7 @@ from models.families.catalog import (
 )
 from models.families.kinds import TextEncoderKind, TextEncoderPart
 from models.families.ltx.upsampler import detect_ltx_upsampler, is_ltx_upsampler, ltx_upsampler_from_state_dict
+from models.families.single_file import key_prefix, unprefixed
 from models.folders import ModelFolders
 from models.loading import load_state_dict
 from models.memory import ModelManager
@@ -41,12 +42,14 @@ __all__ = [
     "TEXT_ENCODER_TYPES",
     "WEIGHT_DTYPES",
     "CheckpointParts",
+    "ImageOnlyCheckpointParts",
     "LatentUpscaleModel",
     "WrongModelKindError",
     "compute_dtype_for",
     "load_checkpoint",
     "load_clip_vision",
     "load_diffusion_model",
+    "load_image_only_checkpoint",
     "load_latent_upscale_model",
     "load_text_encoder",
     "load_vae",
@@ -292,3 +295,47 @@ def _size_at(shapes: CheckpointShapes, dtype: torch.dtype) -> int:
     """Bytes of the floating-point weights once cast to ``dtype`` (for the manager's room planning)."""
     width = torch.finfo(dtype).bits // 8
     return sum(t.numel() * (width if t.is_floating_point() else t.element_size()) for t in shapes.tensors.values())
+
+
+@dataclass(frozen=True)
+class ImageOnlyCheckpointParts:
+    """What an image-conditioned checkpoint holds (``ImageOnlyCheckpointLoader``: Stable Video Diffusion)."""
+
+    model: DiffusionModel
+    clip_vision: ClipVisionEncoder
+    vae: VideoVAE
+
+
+_CLIP_VISION_IDENTITIES = (
+    ("visual.conv1.weight", "visual.class_embedding"),  # open_clip (svd.safetensors: conditioner.embedders.0...)
+    ("vision_model.embeddings.patch_embedding.weight", "vision_model.post_layernorm.weight"),  # HF
+)
+
+
+def load_image_only_checkpoint(manager: ModelManager, path: Path) -> ImageOnlyCheckpointParts:
+    """A combined checkpoint of an image-conditioned model (``checkpoints``): its diffusion model, the CLIP vision
+    encoder it holds (under any prefix) and its VAE; ``WrongModelKindError`` when it lacks one of them."""
+    shapes = read_shapes(path)
+    prefix = next(
+        (found for keys in _CLIP_VISION_IDENTITIES if (found := key_prefix(shapes.tensors, *keys)) is not None), None
+    )
+    if prefix is None:
+        raise WrongModelKindError(
+            path,
+            "holds no CLIP vision encoder, so it is not an image-only checkpoint (such as svd_xt.safetensors); load "
+            "it with CheckpointLoaderSimple",
+        )
+    if vae_family_of(shapes.tensors) is None:
+        raise WrongModelKindError(path, "holds no VAE Reelgraph knows; ImageOnlyCheckpointLoader needs one")
+    model = load_diffusion_model(manager, path)
+    compute = compute_dtype_for(manager.compute_device)
+    tower = CheckpointShapes(path, unprefixed(shapes.tensors, prefix), shapes.metadata, shapes.nbytes)
+    _read_layout(path, lambda: detect_clip_vision_config(tower.tensors))
+    handle = _managed(
+        manager,
+        "clip_vision",
+        tower,
+        compute,
+        lambda state: clip_vision_from_state_dict(unprefixed(state, prefix), compute),
+    )
+    return ImageOnlyCheckpointParts(model, ClipVisionEncoder(path.name, handle, compute), load_vae(manager, path))

@@ -29,6 +29,7 @@ import torch
 from models.diffusion_model import DiffusionModel
 from models.encoders import ClipVisionEncoder, TextEncoder
 from models.errors import CorruptModelFileError, ModelLoadError, UnsafeModelFileError
+from models.families.base import FamilyAdapter
 from models.families.catalog import PIPELINE_LAYOUTS, layout_for_pipeline
 from models.families.kinds import PipelineLayout
 from models.folders import DIFFUSERS_MARKER
@@ -36,6 +37,7 @@ from models.memory import ModelManager
 from models.metadata import TensorInfo, read_safetensors_header
 from models.model_handle import ModelHandle
 from models.model_loaders import OFFLOAD_CHOICES, WEIGHT_DTYPES, WrongModelKindError, compute_dtype_for
+from models.sampling.model_sampling import ModelSampling
 from models.video_vae import VideoVAE
 
 __all__ = [
@@ -55,6 +57,7 @@ TRANSFORMERS = ("transformer", "transformer_2")
 """The diffusion models a pipeline may hold: the only one, or (Wan 2.2 A14B) the high-noise expert, and the
 low-noise expert that takes over below ``boundary_ratio``."""
 CONFIG = "config.json"
+SCHEDULER_CONFIG = "scheduler/scheduler_config.json"
 _WEIGHTS_STEM = MappingProxyType({"diffusers": "diffusion_pytorch_model", "transformers": "model"})
 _DTYPE_OPTION = MappingProxyType({"diffusers": "torch_dtype", "transformers": "dtype"})
 _PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".ckpt", ".pkl"})
@@ -183,7 +186,20 @@ def load_pipeline_transformer(
         return module
 
     handle = _managed(manager, "diffusion_model", part, compute, weight_dtype, prepare=store)
-    return DiffusionModel(part.label, handle, adapter, adapter.default_sampling(), compute, offload)
+    return DiffusionModel(part.label, handle, adapter, _sampling(folder, adapter), compute, offload)
+
+
+def _sampling(folder: PipelineFolder, adapter: FamilyAdapter) -> ModelSampling:
+    """The folder's scheduler config read by its layout, when the layout reads one and the folder has it; else the
+    adapter's default."""
+    read = folder.layout.sampling_from_scheduler
+    config_path = folder.path / SCHEDULER_CONFIG
+    if read is None or not config_path.is_file():
+        return adapter.default_sampling()
+    try:
+        return read(_read_json(folder.path, config_path))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CorruptModelFileError(folder.path, f"{SCHEDULER_CONFIG}: {exc}") from exc
 
 
 def load_pipeline_text_encoder(manager: ModelManager, folder: PipelineFolder) -> TextEncoder:

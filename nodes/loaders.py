@@ -23,6 +23,7 @@ from models.model_loaders import (
     load_checkpoint,
     load_clip_vision,
     load_diffusion_model,
+    load_image_only_checkpoint,
     load_text_encoder,
     load_vae,
 )
@@ -205,6 +206,25 @@ class CheckpointLoaderSimple(ModelFolderBound):
         return (parts.model, parts.clip, parts.vae)
 
 
+class ImageOnlyCheckpointLoader(ModelFolderBound):
+    """A checkpoint of an image-conditioned video model: its diffusion model, CLIP vision encoder and VAE."""
+
+    FUNCTION = "load_checkpoint"
+    CATEGORY = "loaders/video_models"
+    RETURN_TYPES = ("MODEL", "CLIP_VISION", "VAE")
+    DESCRIPTION = "Loads a Stable Video Diffusion checkpoint (svd, svd_xt) from the checkpoints folder."
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"ckpt_name": cls.model_input("checkpoints", "The checkpoint file.")}}
+
+    def load_checkpoint(self, ckpt_name: str) -> tuple[DiffusionModel, ClipVisionEncoder, VideoVAE]:
+        manager = _manager()
+        parts = load_image_only_checkpoint(manager, resolve_model_file("checkpoints", ckpt_name, "ckpt_name"))
+        _learn_previews(parts.vae, manager)
+        return (parts.model, parts.clip_vision, parts.vae)
+
+
 def _learn_previews(vae: VideoVAE, manager: ModelManager) -> None:
     """Samplers of this VAE's latent format show previews in its colours."""
     previews = current_context().services.get(LATENT_PREVIEWS_SERVICE)
@@ -219,6 +239,7 @@ NODE_CLASS_MAPPINGS = {
     "VAELoader": VAELoader,
     "CLIPVisionLoader": CLIPVisionLoader,
     "CheckpointLoaderSimple": CheckpointLoaderSimple,
+    "ImageOnlyCheckpointLoader": ImageOnlyCheckpointLoader,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "UNETLoader": "Load Diffusion Model",
@@ -227,4 +248,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "VAELoader": "Load VAE",
     "CLIPVisionLoader": "Load CLIP Vision",
     "CheckpointLoaderSimple": "Load Checkpoint",
+    "ImageOnlyCheckpointLoader": "Image Only Checkpoint Loader (img2vid model)",
 }

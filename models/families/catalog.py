@@ -7,12 +7,17 @@ from collections.abc import Mapping
 
 import torch
 
+from models.families.animatediff.family import SD15_PIPELINES
+from models.families.cogvideox.family import COGVIDEOX_PIPELINES, COGVIDEOX_TRANSFORMERS, COGVIDEOX_VAES
 from models.families.hunyuan.family import HUNYUAN_TRANSFORMERS, HUNYUAN_VAES
 from models.families.kinds import PipelineLayout, TextEncoderKind, TextEncoderPart, TransformerFamily, VaeFamily
 from models.families.ltx.family import LTX_TRANSFORMERS, LTX_VAES
 from models.families.mochi.family import MOCHI_TRANSFORMERS, MOCHI_VAES
+from models.families.sd15.family import SD15_UNETS, SD15_VAES
+from models.families.skyreels.family import SKYREELS_PIPELINES, SKYREELS_TRANSFORMERS
+from models.families.svd.family import SVD_PIPELINES, SVD_UNETS, SVD_VAES
 from models.families.wan.family import WAN_PIPELINES, WAN_TEXT, WAN_TRANSFORMERS, WAN_VAES
-from models.text_encoders.kinds import HUNYUAN_VIDEO_TEXT, LTXV_TEXT, MOCHI_TEXT
+from models.text_encoders.kinds import COGVIDEOX_TEXT, HUNYUAN_VIDEO_TEXT, LTXV_TEXT, MOCHI_TEXT, STABLE_DIFFUSION_TEXT
 
 __all__ = [
     "PIPELINE_LAYOUTS",
@@ -31,14 +36,37 @@ TRANSFORMER_FAMILIES: tuple[TransformerFamily, ...] = (
     LTX_TRANSFORMERS,
     HUNYUAN_TRANSFORMERS,
     MOCHI_TRANSFORMERS,
+    COGVIDEOX_TRANSFORMERS,
+    SKYREELS_TRANSFORMERS,
+    SVD_UNETS,
+    SD15_UNETS,
 )
-VAE_FAMILIES: tuple[VaeFamily, ...] = (WAN_VAES, LTX_VAES, HUNYUAN_VAES, MOCHI_VAES)
-TEXT_ENCODER_KINDS: tuple[TextEncoderKind, ...] = (WAN_TEXT, LTXV_TEXT, MOCHI_TEXT, HUNYUAN_VIDEO_TEXT)
+VAE_FAMILIES: tuple[VaeFamily, ...] = (
+    WAN_VAES,
+    LTX_VAES,
+    HUNYUAN_VAES,
+    MOCHI_VAES,
+    COGVIDEOX_VAES,
+    SVD_VAES,
+    SD15_VAES,
+)
+TEXT_ENCODER_KINDS: tuple[TextEncoderKind, ...] = (
+    WAN_TEXT,
+    LTXV_TEXT,
+    MOCHI_TEXT,
+    HUNYUAN_VIDEO_TEXT,
+    COGVIDEOX_TEXT,
+    STABLE_DIFFUSION_TEXT,
+)
 PIPELINE_LAYOUTS: tuple[PipelineLayout, ...] = (
     WAN_PIPELINES,
     PipelineLayout(("LTXPipeline", "LTXImageToVideoPipeline"), LTX_TRANSFORMERS, LTX_VAES, LTXV_TEXT),
     PipelineLayout(("HunyuanVideoPipeline",), HUNYUAN_TRANSFORMERS, HUNYUAN_VAES, HUNYUAN_VIDEO_TEXT),
     PipelineLayout(("MochiPipeline",), MOCHI_TRANSFORMERS, MOCHI_VAES, MOCHI_TEXT),
+    COGVIDEOX_PIPELINES,
+    SKYREELS_PIPELINES,
+    SVD_PIPELINES,
+    *SD15_PIPELINES,
 )
 
 StateDict = Mapping[str, torch.Tensor]

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import torch
 
 from models.families.base import FamilyAdapter, LatentFormat
+from models.sampling.model_sampling import ModelSampling
 
 __all__ = [
     "PartRunner",
@@ -161,6 +162,9 @@ class PipelineLayout:
             on images only (Stable Video Diffusion).
         extra: other components and their class names (``image_encoder`` for Wan 2.1 image-to-video).
         network: the diffusion network's component name: ``transformer``, or ``unet`` for UNet pipelines.
+        sampling_from_scheduler: the noise parametrisation a folder's ``scheduler/scheduler_config.json`` describes,
+            for families whose releases differ there (CogVideoX's ``snr_shift_scale``); without it, or without that
+            file, the adapter's default sampling.
     """
 
     pipelines: tuple[str, ...]
@@ -169,3 +173,4 @@ class PipelineLayout:
     text: TextEncoderKind | None
     extra: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     network: str = "transformer"
+    sampling_from_scheduler: Callable[[Mapping[str, Any]], ModelSampling] | None = None

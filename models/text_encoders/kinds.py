@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from models.families.kinds import PartRunner, PromptEncoding, TextEncoderKind, TextEncoderPart
+from models.families.sd15.text_encoder import encode_sd_prompt, is_sd_clip_text, sd_clip_text_from_state_dict
 from models.text_encoders.clip_text import CLIP_L_TEXT, clip_text_from_state_dict, is_clip_l_text
 from models.text_encoders.llama import LLAVA_LLAMA3_8B, is_llama, llama_from_state_dict
 from models.text_encoders.prompts import (
@@ -34,11 +35,15 @@ from models.text_encoders.t5 import T5_V1_1_XXL, is_t5, t5_from_state_dict
 __all__ = [
     "CLIP_L",
     "CLIP_L_TOKENIZER",
+    "COGVIDEOX_MAX_LENGTH",
+    "COGVIDEOX_TEXT",
     "HUNYUAN_VIDEO_TEXT",
     "LLAVA_LLAMA3",
     "LLAVA_LLAMA3_TOKENIZER",
     "LTXV_TEXT",
     "MOCHI_TEXT",
+    "SD_CLIP_L",
+    "STABLE_DIFFUSION_TEXT",
     "T5_XXL",
     "T5_XXL_TOKENIZER",
 ]
@@ -124,6 +129,31 @@ def _encode_hunyuan_video(
     return PromptEncoding(embeds, MappingProxyType({"attention_mask": mask, "pooled_output": pooled}))
 
 
+COGVIDEOX_MAX_LENGTH = 226  # CogVideoXPipeline's max_sequence_length (the transformers' max_text_seq_length)
+
+
+def _encode_cogvideox(run: PartRunner, tokenizers: tuple[Any, ...], text: str, dtype: torch.dtype) -> PromptEncoding:
+    """T5-XXL as the CogVideoX pipelines' ``encode_prompt``: 226 tokens, the encoder run without the mask, and no
+    mask for the transformer (it attends to the padding)."""
+    del dtype
+
+    def encode(module: torch.nn.Module) -> torch.Tensor:
+        return encode_t5_prompt(tokenizers[0], module, text, COGVIDEOX_MAX_LENGTH, mask_encoder=False)[0]
+
+    return PromptEncoding(run(0, encode), MappingProxyType({}))
+
+
 LTXV_TEXT = TextEncoderKind(name="ltxv", parts=(T5_XXL,), encode=_encode_ltxv)
 MOCHI_TEXT = TextEncoderKind(name="mochi", parts=(T5_XXL,), encode=_encode_mochi)
 HUNYUAN_VIDEO_TEXT = TextEncoderKind(name="hunyuan_video", parts=(LLAVA_LLAMA3, CLIP_L), encode=_encode_hunyuan_video)
+COGVIDEOX_TEXT = TextEncoderKind(name="cogvideox", parts=(T5_XXL,), encode=_encode_cogvideox)
+SD_CLIP_L = TextEncoderPart(
+    label="a CLIP-L text encoder (Stable Diffusion 1.5)",
+    matches=is_sd_clip_text,
+    build=sd_clip_text_from_state_dict,
+    tokenizer=CLIP_L_TOKENIZER,
+    tokenizer_repo="openai/clip-vit-large-patch14",
+    diffusers_classes=("CLIPTextModel",),
+    work_bytes=CLIP_WORK_BYTES,
+)
+STABLE_DIFFUSION_TEXT = TextEncoderKind(name="stable_diffusion", parts=(SD_CLIP_L,), encode=encode_sd_prompt)

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from models.tiny.animatediff import write_tiny_animatediff_files
+from models.tiny.cogvideox import write_tiny_cogvideox_pipelines
 from models.tiny.family_pipelines import write_tiny_family_pipelines
 from models.tiny.hunyuan import write_tiny_hunyuan_files
 from models.tiny.ltx import write_tiny_ltx_files
 from models.tiny.mochi import write_tiny_mochi_files
 from models.tiny.pipelines import write_tiny_pipelines
+from models.tiny.skyreels import write_tiny_skyreels_files
+from models.tiny.svd import write_tiny_svd_files
 from models.tiny.text import write_tiny_clip_vision, write_tiny_umt5_files
 from models.tiny.text_families import write_tiny_text_family_files
 from models.tiny.wan import write_tiny_wan_files
@@ -35,4 +39,8 @@ def write_tiny_models(models_dir: Path, seed: int = 0) -> list[Path]:
     written += write_tiny_mochi_files(models_dir, seed)
     written += write_tiny_text_family_files(models_dir, seed)
     written += write_tiny_family_pipelines(models_dir, seed)
+    written += write_tiny_cogvideox_pipelines(models_dir, seed)
+    written += write_tiny_skyreels_files(models_dir, seed)
+    written += write_tiny_animatediff_files(models_dir, seed)
+    written += write_tiny_svd_files(models_dir, seed)
     return written

@@ -106,8 +106,10 @@ class WanTransformerSpec:
 
 
 def is_wan_transformer(state_dict: Mapping[str, torch.Tensor]) -> bool:
-    """Whether ``state_dict`` is a Wan diffusion model in the original layout (any key prefix)."""
-    return _prefix_of(state_dict) is not None
+    """Whether ``state_dict`` is a Wan diffusion model in the original layout (any key prefix); a SkyReels-V2 model
+    with its fps embedding is not (``models.families.skyreels``)."""
+    prefix = _prefix_of(state_dict)
+    return prefix is not None and prefix + "fps_embedding.weight" not in state_dict
 
 
 def detect_wan_transformer(state_dict: Mapping[str, torch.Tensor]) -> WanTransformerSpec:

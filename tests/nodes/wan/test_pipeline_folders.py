@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from app.first_run import tiny_stand_in_names
 from graph.cache import LRUOutputCache
 from graph.executor import Executor
 from graph.node_call import ExecutionBlocker
@@ -23,7 +24,7 @@ from graph.validation import validate_prompt
 from models.diffusion_model import DiffusionModel
 from models.encoders import ClipVisionEncoder, TextEncoder
 from models.errors import CorruptModelFileError, ModelLoadError, UnsafeModelFileError
-from models.folders import ModelFolders
+from models.folders import DIFFUSERS_KEY, ModelFolders
 from models.memory import MODELS_SERVICE, ModelManager
 from models.model_loaders import WrongModelKindError
 from models.tiny.family_pipelines import TINY_FAMILY_PIPELINES
@@ -292,7 +293,11 @@ def test_transformer_2_of_a_single_model_pipeline_is_refused(runner: NodeRunner)
 
 def test_choices_list_the_pipeline_folders(tiny_models_dir: Path) -> None:
     bound = DiffusersPipelineLoader.bound_to_models(ModelFolders(tiny_models_dir))
-    assert bound.INPUT_TYPES()["required"]["model_path"][0] == sorted([*TINY_WAN_PIPELINES, *TINY_FAMILY_PIPELINES])
+    folders = [
+        name.removeprefix(f"{DIFFUSERS_KEY}/") for name in tiny_stand_in_names() if name.startswith(DIFFUSERS_KEY)
+    ]
+    assert bound.INPUT_TYPES()["required"]["model_path"][0] == sorted(folders)
+    assert {*TINY_WAN_PIPELINES, *TINY_FAMILY_PIPELINES} <= set(folders)
 
 
 def test_a_missing_clip_vision_fails_the_output_using_it_with_a_message(

@@ -1,0 +1,1 @@
+"""AnimateDiff: motion modules added to a Stable Diffusion 1.5 UNet (diffusers UNetMotionModel)."""

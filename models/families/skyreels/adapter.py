@@ -1,0 +1,107 @@
+"""The SkyReels-V2 family adapter: a Wan 2.1-architecture network (``SkyReelsV2Transformer3DModel``), called as
+diffusers' SkyReels-V2 pipelines call it.
+
+Text-to-video and image-to-video read the same conditioning as Wan 2.1 (``WanImageToVideo``'s
+``concat_latent_image`` / ``concat_mask`` and ``clip_vision_output``; ``SkyReelsV2ImageToVideoPipeline`` builds its
+input exactly as ``WanImageToVideoPipeline``), so this adapter extends ``WanAdapter``. What it adds: the fps
+embedding of the models trained with one, and ``predict_frames``, the per-frame-timestep call of diffusion forcing.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+import torch
+
+from models.families.base import ConditioningEntry, batched
+from models.families.wan.adapter import WanAdapter
+from models.families.wan.checkpoint import WanTransformerSpec
+from models.sampling.model_sampling import FlowSampling
+
+__all__ = ["DEFAULT_FPS", "SkyReelsAdapter", "fps_index"]
+
+DEFAULT_FPS = 24
+"""The frame rate the pipelines default to."""
+SHIFT_BY_VARIANT = MappingProxyType({"t2v": 8.0, "i2v": 5.0})
+"""The flow shift of SkyReels-V2's published settings (text-to-video and diffusion forcing 8, image-to-video 5)."""
+FPS_16 = 16
+
+
+def fps_index(fps: int) -> int:
+    """The fps embedding row of a frame rate: 0 for 16 fps, 1 for any other (as the SkyReels-V2 pipelines choose)."""
+    return 0 if fps == FPS_16 else 1
+
+
+class SkyReelsAdapter(WanAdapter):
+    """One SkyReels-V2 transformer variant (``t2v``, which diffusion forcing samples, or ``i2v``)."""
+
+    family = "skyreels"
+
+    def __init__(self, spec: WanTransformerSpec) -> None:
+        super().__init__(spec)
+        self.inject_sample_info = bool(spec.config.get("inject_sample_info"))
+
+    def describe(self) -> str:
+        described = "SkyReels-V2 " + self.spec.describe().removeprefix("Wan ")
+        return described + (", fps embedding" if self.inject_sample_info else "")
+
+    def default_sampling(self) -> FlowSampling:
+        return FlowSampling(shift=SHIFT_BY_VARIANT.get(self.spec.variant, SHIFT_BY_VARIANT["t2v"]))
+
+    def predict(
+        self,
+        network: torch.nn.Module,
+        x: torch.Tensor,
+        timestep: torch.Tensor,
+        entry: ConditioningEntry,
+        dtype: torch.dtype,
+        denoise_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return self._call(network, x, timestep, entry, dtype, DEFAULT_FPS, diffusion_forcing=False)
+
+    def predict_frames(
+        self,
+        network: torch.nn.Module,
+        x: torch.Tensor,
+        frame_timesteps: torch.Tensor,
+        entry: ConditioningEntry,
+        dtype: torch.dtype,
+        fps: int = DEFAULT_FPS,
+    ) -> torch.Tensor:
+        """The raw prediction for ``x`` (``[B, C, F, H, W]``, network space) with one timestep per latent frame
+        (``frame_timesteps`` ``[B, F]``), as the diffusion-forcing pipelines call the network."""
+        if frame_timesteps.shape != (x.shape[0], x.shape[2]):
+            raise ValueError(
+                f"frame timesteps have shape {tuple(frame_timesteps.shape)}; the latent needs "
+                f"[{x.shape[0]}, {x.shape[2]}] (batch, frames)"
+            )
+        return self._call(network, x, frame_timesteps, entry, dtype, fps, diffusion_forcing=True)
+
+    def _call(
+        self,
+        network: torch.nn.Module,
+        x: torch.Tensor,
+        timestep: torch.Tensor,
+        entry: ConditioningEntry,
+        dtype: torch.dtype,
+        fps: int,
+        *,
+        diffusion_forcing: bool,
+    ) -> torch.Tensor:
+        embeds, extras = entry
+        hidden = x
+        if self.needs_image:
+            hidden = torch.cat([x, self._image_condition(extras, x)], dim=1)
+        image_embeds = None
+        if self.image_dim is not None:
+            image_embeds = batched(extras["clip_vision_output"].penultimate_hidden_states, x).to(x.device, dtype)
+        output = network(
+            hidden_states=hidden.to(dtype),
+            timestep=timestep,
+            encoder_hidden_states=batched(embeds, x).to(x.device, dtype),
+            encoder_hidden_states_image=image_embeds,
+            enable_diffusion_forcing=diffusion_forcing,
+            fps=[fps_index(fps)] * x.shape[0] if self.inject_sample_info else None,
+            return_dict=False,
+        )[0]
+        return output.float()

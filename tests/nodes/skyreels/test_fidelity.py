@@ -1,0 +1,181 @@
+"""Fidelity to diffusers: ``SkyReelsDiffusionForcingSampler`` reproduces ``SkyReelsV2DiffusionForcingPipeline``
+(synchronous, asynchronous with causal blocks, and a long video in overlapping chunks with noised prefixes), and
+``SamplerCustom`` reproduces ``SkyReelsV2Pipeline``, for the same tiny files, prompts, seed and guidance, in
+float32."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from diffusers import (
+    FlowMatchEulerDiscreteScheduler,
+    SkyReelsV2DiffusionForcingPipeline,
+    SkyReelsV2Pipeline,
+    UniPCMultistepScheduler,
+)
+
+from models.tiny.skyreels import DF_FILE
+from nodes.conditioning import CLIPTextEncode
+from nodes.latent import EmptyHunyuanLatentVideo
+from nodes.loaders import CLIPLoader, UNETLoader, VAELoader
+from nodes.pipeline_loaders import DiffusersPipelineLoader
+from nodes.sampling import SamplerCustom
+from nodes.sampling_parts import KSamplerSelect, ModelSamplingSD3
+from nodes.skyreels import SkyReelsDiffusionForcingSampler
+from nodes.vae import VAEDecode
+from tests.nodes.node_runner import NodeRunner
+
+PROMPT = "a red car on the beach in snow"
+NEGATIVE = "a dog"
+SEED, STEPS, CFG, SHIFT = 42, 4, 5.0, 8.0
+SIZE = 64
+TOLERANCE = 1e-4
+
+
+def _frames(output: torch.Tensor) -> torch.Tensor:
+    """diffusers' ``output_type="pt"`` video ``[1, F, C, H, W]`` as ``IMAGE`` frames ``[F, H, W, C]``."""
+    return output[0].permute(0, 2, 3, 1).float()
+
+
+def _diffusion_forcing(runner: NodeRunner, length: int, **forcing: Any) -> torch.Tensor:
+    """Our frames and the pipeline's max abs difference from them, for the DF single file."""
+    (model,) = runner.call(UNETLoader, unet_name=DF_FILE, weight_dtype="default")
+    (clip,) = runner.call(CLIPLoader, clip_name="umt5_xxl_fp16.safetensors", type="wan")
+    (positive,) = runner.call(CLIPTextEncode, clip=clip, text=PROMPT)
+    (negative,) = runner.call(CLIPTextEncode, clip=clip, text=NEGATIVE)
+    (vae,) = runner.call(VAELoader, vae_name="wan_2.1_vae.safetensors")
+    (latent,) = runner.call(EmptyHunyuanLatentVideo, width=SIZE, height=SIZE, length=length, batch_size=1)
+    settings = {
+        "base_num_frames": 97,
+        "overlap_history": 0,
+        "ar_step": 0,
+        "causal_block_size": 1,
+        "addnoise_condition": 0.0,
+        "fps": 24,
+        **forcing,
+    }
+    (sampled,) = runner.call(
+        SkyReelsDiffusionForcingSampler,
+        model=model,
+        positive=positive,
+        negative=negative,
+        latent_image=latent,
+        seed=SEED,
+        steps=STEPS,
+        cfg=CFG,
+        shift=SHIFT,
+        **settings,
+    )
+    (ours,) = runner.call(VAEDecode, samples=sampled, vae=vae)
+    assert ours.shape == (length, SIZE, SIZE, 3)
+    assert ours.std() > 0.01
+
+    reference_settings = {
+        "overlap_history": settings["overlap_history"] or None,
+        "base_num_frames": settings["base_num_frames"],
+        "ar_step": settings["ar_step"],
+        "causal_block_size": settings["causal_block_size"],
+        "addnoise_condition": settings["addnoise_condition"],
+        "fps": settings["fps"],
+    }
+    with model.handle.use() as transformer, clip.handle.use() as encoder, vae.handle.use() as autoencoder:
+        pipeline = SkyReelsV2DiffusionForcingPipeline(
+            tokenizer=clip.tokenizer,
+            text_encoder=encoder,
+            vae=autoencoder,
+            scheduler=UniPCMultistepScheduler(
+                prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=SHIFT
+            ),
+            transformer=transformer,
+        )
+        torch.manual_seed(SEED)  # the pipeline draws addnoise_condition's noise from the global generator
+        try:
+            reference = pipeline(
+                prompt=PROMPT,
+                negative_prompt=NEGATIVE,
+                height=SIZE,
+                width=SIZE,
+                num_frames=length,
+                num_inference_steps=STEPS,
+                guidance_scale=CFG,
+                generator=torch.Generator().manual_seed(SEED),
+                output_type="pt",
+                **reference_settings,
+            ).frames
+        finally:
+            transformer.register_to_config(num_frame_per_block=1)  # the pipeline leaves its causal blocks set
+    return (ours - _frames(reference)).abs().max().item()
+
+
+def test_synchronous_diffusion_forcing_matches_the_pipeline(runner: NodeRunner) -> None:
+    difference = _diffusion_forcing(runner, length=17)
+    assert difference < TOLERANCE, difference
+    assert runner.progress[-1] == (STEPS, STEPS)  # synchronous: one iteration per step
+
+
+def test_asynchronous_diffusion_forcing_matches_the_pipeline(runner: NodeRunner) -> None:
+    """6 latent frames in 3 causal blocks of 2, each 2 steps behind the one before."""
+    difference = _diffusion_forcing(runner, length=21, ar_step=2, causal_block_size=2)
+    assert difference < TOLERANCE, difference
+    assert runner.progress[-1] == (STEPS + 2 * 2, STEPS + 2 * 2)
+
+
+def test_long_video_in_overlapping_chunks_matches_the_pipeline(runner: NodeRunner) -> None:
+    """10 latent frames in chunks of 5 repeating 3 (four chunks), the repeated frames noised to timestep 20."""
+    difference = _diffusion_forcing(runner, length=37, base_num_frames=17, overlap_history=9, addnoise_condition=20.0)
+    assert difference < TOLERANCE, difference
+    assert runner.progress[-1] == (4 * STEPS, 4 * STEPS)
+
+
+def test_text_to_video_from_the_diffusers_folder_matches_the_pipeline(runner: NodeRunner) -> None:
+    """SamplerCustom with euler over the sigmas of diffusers' flow-matching Euler scheduler."""
+    model, clip, vae, _ = runner.call(
+        DiffusersPipelineLoader,
+        model_path="SkyReels-V2-T2V-14B-540P-Diffusers",
+        transformer="transformer",
+        weight_dtype="default",
+    )
+    assert model.adapter.family == "skyreels"
+    (model,) = runner.call(ModelSamplingSD3, model=model, shift=SHIFT)
+    (positive,) = runner.call(CLIPTextEncode, clip=clip, text=PROMPT)
+    (negative,) = runner.call(CLIPTextEncode, clip=clip, text=NEGATIVE)
+    (latent,) = runner.call(EmptyHunyuanLatentVideo, width=SIZE, height=SIZE, length=9, batch_size=1)
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=SHIFT)
+    scheduler.set_timesteps(STEPS)
+    (sampler,) = runner.call(KSamplerSelect, sampler_name="euler")
+    output, _ = runner.result(
+        SamplerCustom,
+        model=model,
+        add_noise=True,
+        noise_seed=SEED,
+        cfg=CFG,
+        positive=positive,
+        negative=negative,
+        sampler=sampler,
+        sigmas=scheduler.sigmas,
+        latent_image=latent,
+    )
+    (ours,) = runner.call(VAEDecode, samples=output, vae=vae)
+
+    with model.handle.use() as transformer, clip.handle.use() as encoder, vae.handle.use() as autoencoder:
+        pipeline = SkyReelsV2Pipeline(
+            tokenizer=clip.tokenizer,
+            text_encoder=encoder,
+            vae=autoencoder,
+            scheduler=FlowMatchEulerDiscreteScheduler(shift=SHIFT),
+            transformer=transformer,
+        )
+        reference = pipeline(
+            prompt=PROMPT,
+            negative_prompt=NEGATIVE,
+            height=SIZE,
+            width=SIZE,
+            num_frames=9,
+            num_inference_steps=STEPS,
+            guidance_scale=CFG,
+            generator=torch.Generator().manual_seed(SEED),
+            output_type="pt",
+        ).frames
+    difference = (ours - _frames(reference)).abs().max().item()
+    assert difference < TOLERANCE, difference

@@ -1,0 +1,36 @@
+"""A node runner whose run has a model manager and the tiny SVD checkpoint (written once per session)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from models.devices import DeviceProbe
+from models.folders import ModelFolders
+from models.memory import MODELS_SERVICE, MemoryConfig, ModelManager
+from models.tiny.svd import write_tiny_svd_files
+from nodes.folders import Folders
+from nodes.model_files import MODEL_FOLDERS_SERVICE
+from tests.nodes.node_runner import NodeRunner
+
+
+@pytest.fixture(scope="session")
+def svd_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    models_dir = tmp_path_factory.mktemp("svd_weights")
+    write_tiny_svd_files(models_dir)
+    return models_dir
+
+
+@pytest.fixture
+def manager() -> Iterator[ModelManager]:
+    manager = ModelManager(MemoryConfig(mode="cpu"), DeviceProbe())
+    yield manager
+    manager.free()
+
+
+@pytest.fixture
+def runner(tmp_path: Path, svd_models_dir: Path, manager: ModelManager) -> NodeRunner:
+    services = {MODELS_SERVICE: manager, MODEL_FOLDERS_SERVICE: ModelFolders(svd_models_dir)}
+    return NodeRunner(Folders.under(tmp_path), services=services)
