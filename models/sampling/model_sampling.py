@@ -163,8 +163,31 @@ class FlowSampling(ModelSampling):
         return float(self._shifted(torch.tensor(1.0 - percent, dtype=torch.float64)))
 
 
+class _VarianceExploding(ModelSampling):
+    """The variance-exploding state ``x = x0 + sigma * noise`` (unit data scale); the network is fed the VP state
+    ``x / sqrt(sigma^2 + 1)``."""
+
+    def alpha(self, sigma: Tensor) -> Tensor:
+        return torch.ones_like(sigma)
+
+    def noise_scaling(self, sigma: Tensor, noise: Tensor, latent: Tensor) -> Tensor:
+        return latent + _per_sample(sigma, noise) * noise
+
+    def inverse_noise_scaling(self, sigma: Tensor, latent: Tensor) -> Tensor:
+        return latent
+
+    def model_input(self, x: Tensor, sigma: Tensor) -> Tensor:
+        return x / (_per_sample(sigma, x) ** 2 + 1.0).sqrt()
+
+
+def _x0_from_v(x: Tensor, sigma: Tensor, v: Tensor) -> Tensor:
+    """The data estimate of a ``v`` prediction for the variance-exploding state ``x`` at ``sigma`` (shaped to ``x``):
+    ``v = alpha_vp * noise - sigma_vp * x0`` in the VP state, i.e. c_skip and c_out for unit data."""
+    return x / (sigma**2 + 1.0) - v * sigma / (sigma**2 + 1.0).sqrt()
+
+
 @dataclass(frozen=True)
-class EpsSampling(ModelSampling):
+class EpsSampling(_VarianceExploding):
     """A DDPM-discrete model (SD1.5, AnimateDiff) in the variance-exploding state space: ``x = x0 + sigma * noise``.
 
     The training sigmas are ``sqrt((1 - abar_i) / abar_i)`` for the cumulative products ``abar_i`` of ``1 - beta_i``;
@@ -209,24 +232,11 @@ class EpsSampling(ModelSampling):
     def sigma(self, timestep: Tensor) -> Tensor:
         return _table_sigma(self._log_sigmas, timestep)
 
-    def alpha(self, sigma: Tensor) -> Tensor:
-        return torch.ones_like(sigma)
-
-    def noise_scaling(self, sigma: Tensor, noise: Tensor, latent: Tensor) -> Tensor:
-        return latent + _per_sample(sigma, noise) * noise
-
-    def inverse_noise_scaling(self, sigma: Tensor, latent: Tensor) -> Tensor:
-        return latent
-
     def denoised(self, x: Tensor, sigma: Tensor, model_output: Tensor) -> Tensor:
         sigma = _per_sample(sigma, x)
         if self.prediction == "epsilon":
             return x - sigma * model_output
-        # v = alpha_vp * noise - sigma_vp * x0 in the VP state x / sqrt(1 + sigma^2): c_skip and c_out for unit data
-        return x / (sigma**2 + 1.0) - model_output * sigma / (sigma**2 + 1.0).sqrt()
-
-    def model_input(self, x: Tensor, sigma: Tensor) -> Tensor:
-        return x / (_per_sample(sigma, x) ** 2 + 1.0).sqrt()
+        return _x0_from_v(x, sigma, model_output)
 
     def percent_to_sigma(self, percent: float) -> float:
         if percent <= 0.0:
@@ -237,7 +247,7 @@ class EpsSampling(ModelSampling):
 
 
 @dataclass(frozen=True)
-class EdmSampling(ModelSampling):
+class EdmSampling(_VarianceExploding):
     """Continuous EDM with ``v`` prediction (Stable Video Diffusion): ``x = x0 + sigma * noise`` for any ``sigma`` in
     ``[sigma_min, sigma_max]``, unit data scale.
 
@@ -266,21 +276,8 @@ class EdmSampling(ModelSampling):
     def sigma(self, timestep: Tensor) -> Tensor:
         return (timestep / 0.25).exp()
 
-    def alpha(self, sigma: Tensor) -> Tensor:
-        return torch.ones_like(sigma)
-
-    def noise_scaling(self, sigma: Tensor, noise: Tensor, latent: Tensor) -> Tensor:
-        return latent + _per_sample(sigma, noise) * noise
-
-    def inverse_noise_scaling(self, sigma: Tensor, latent: Tensor) -> Tensor:
-        return latent
-
     def denoised(self, x: Tensor, sigma: Tensor, model_output: Tensor) -> Tensor:
-        sigma = _per_sample(sigma, x)
-        return x / (sigma**2 + 1.0) - model_output * sigma / (sigma**2 + 1.0).sqrt()
-
-    def model_input(self, x: Tensor, sigma: Tensor) -> Tensor:
-        return x / (_per_sample(sigma, x) ** 2 + 1.0).sqrt()
+        return _x0_from_v(x, _per_sample(sigma, x), model_output)
 
     def percent_to_sigma(self, percent: float) -> float:
         if percent <= 0.0:
