@@ -1,20 +1,24 @@
 """Sampling benchmark: our graph against the bare diffusers pipeline call, same work, in one process, for each video
-family (``--families``: wan, ltxv, hunyuan_video, mochi; default all the ``--size`` has models for).
+family (``--families``: wan, ltxv, hunyuan_video, mochi, svd, animatediff, cogvideox, skyreels_df; default all the
+``--size`` has models for).
 
-Both sides do the same denoising work from the same files: N euler steps (with classifier-free guidance where the
-family's workflow uses it: two transformer forwards per step) over the sigmas of the family's diffusers scheduler,
-from the same seeded CPU noise, then a VAE decode to float32 frames on the CPU. The graphs and pipeline calls of each
-family are in ``bench/sampling_families.py``.
+Both sides do the same denoising work from the same files: N sampler steps (euler; UniPC for SkyReels diffusion
+forcing; with classifier-free guidance where the family's workflow uses it: two network forwards per step) over the
+sigmas of the family's diffusers scheduler, from the same seeded CPU noise, then a VAE decode to float32 frames on the
+CPU. The graphs and pipeline calls of each family are in ``bench/sampling_families.py`` and (the issue-10 families)
+``bench/sampling_families_more.py``.
 
 - ours: the family's API prompt (loaders, text encoding, the empty latent, the sampler node ``sample``, ``VAEDecode``
   and a bench-only output node that keeps the frames: no encoding, no file), queued as the server does:
   ``Prompt.parse`` + ``validate_prompt`` + ``Executor.execute`` on the engine the app builds (cache, events, memory
   manager). Loaders and text encodings come from the output cache (the seed changes every repeat, so sampling and
   decode always run).
-- diffusers: ``WanPipeline`` / ``LTXPipeline`` / ``HunyuanVideoPipeline`` / ``MochiPipeline`` called with
+- diffusers: ``WanPipeline`` / ``LTXPipeline`` / ``HunyuanVideoPipeline`` / ``MochiPipeline`` / ... called with
   precomputed prompt embeddings and ``output_type="np"``, its networks loaded by diffusers/transformers
-  ``from_pretrained`` from folders holding the same weights (the files' values), on the same device and in the same
+  ``from_pretrained`` from folders holding the same weights (the files' values; SVD and AnimateDiff, whose single
+  files diffusers cannot load, from the modules our converters make of them), on the same device and in the same
   dtypes; the embeddings come from ``encode_prompt`` before timing. Text encoding is therefore timed on neither side.
+  Where a pipeline draws its noise in another order or scale, it gets our seed's noise as ``latents``.
 
 Models (``bench/sampling_models.py``): ``tiny`` = the ``models/tiny`` stand-ins (every family); ``480p`` = a
 real-size random Wan 2.1 T2V 1.3B transformer and 2.1 VAE (bfloat16 files), with a random UMT5 as wide as UMT5-XXL
@@ -44,9 +48,10 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +65,9 @@ from app.config import AppConfig  # noqa: E402
 from app.engine import Engine, build_engine  # noqa: E402
 from bench.plot import Style, draw_line_chart, in_rows  # noqa: E402
 from bench.report import format_table, load_average, torch_machine_info  # noqa: E402
-from bench.sampling_families import FAMILIES, SAMPLER_NODE, DiffusersCall, Family, Preset, Settings  # noqa: E402
+from bench.sampling_families import FAMILIES as VIDEO_FAMILIES  # noqa: E402
+from bench.sampling_families import SAMPLER_NODE, DiffusersCall, Family, Preset, Settings  # noqa: E402
+from bench.sampling_families_more import MORE_FAMILIES  # noqa: E402
 from bench.sampling_models import ModelSet, write_model_set  # noqa: E402
 from bench.timing import Stopwatch, Timed  # noqa: E402
 from graph import events  # noqa: E402
@@ -70,7 +77,8 @@ from models.memory_types import MemoryConfig  # noqa: E402
 from models.model_loaders import compute_dtype_for  # noqa: E402
 
 TARGET_OVERHEAD = 0.05
-RUN_NODES = (SAMPLER_NODE, "decode", "frames")  # what a warm run with a new seed must execute, nothing else
+FAMILIES: Mapping[str, Family] = MappingProxyType({**VIDEO_FAMILIES, **MORE_FAMILIES})
+"""Every benchmarked family by ``--families`` name, in report order."""
 SIZES = ("tiny", "480p")
 LEGACY_FAMILY = "wan"  # its figures also stay at the JSON's top level, as before families
 
@@ -153,8 +161,9 @@ class OursRunner:
         if result.status != "success":
             error = result.error
             raise RuntimeError(f"our run failed: {error.node_type}: {error.exception_message}" if error else "")
-        if warm and sorted(result.executed) != sorted(RUN_NODES):
-            raise RuntimeError(f"a warm run should execute {list(RUN_NODES)}, it executed {result.executed}")
+        expected = FAMILIES[self.settings.family].run_nodes
+        if warm and sorted(result.executed) != sorted(expected):
+            raise RuntimeError(f"a warm run should execute {list(expected)}, it executed {result.executed}")
         if self.store.frames is None:
             raise RuntimeError("the frames node received nothing")
         return Timed.of(self.watch, self.store.frames.numpy())
@@ -185,6 +194,7 @@ class DiffusersRunner:
         with watch:
             frames = self.call.pipeline(
                 **self.call.kwargs,
+                **self.call.per_seed(seed),
                 height=settings.height,
                 width=settings.width,
                 num_frames=settings.frames,
@@ -299,10 +309,12 @@ def family_text(entry: dict[str, Any]) -> str:
     """The printed report of one family."""
     s, family = entry["settings"], FAMILIES[entry["settings"]["family"]]
     shift = "dynamic (by tokens)" if s["shift"] is None else f"{s['shift']:g}"
+    schedule = family.schedule or f"shift {shift}"
+    network = entry["models"].get("transformer") or entry["models"]["unet"]
     head = (
-        f"{family.title} ({s['size']}: {entry['models']['transformer']['description']}), "
-        f"{s['width']}x{s['height']}, {s['frames']} frames, {s['steps']} euler steps, cfg {s['cfg']:g}, "
-        f"shift {shift}, {s['device']} {s['dtype']}; medians of {s['repeats']} warm runs each, order alternated"
+        f"{family.title} ({s['size']}: {network['description']}), "
+        f"{s['width']}x{s['height']}, {s['frames']} frames, {s['steps']} {family.sampler} steps, cfg {s['cfg']:g}, "
+        f"{schedule}, {s['device']} {s['dtype']}; medians of {s['repeats']} warm runs each, order alternated"
     )
     rows = []
     for side, label in (("ours", "ours (graph via executor)"), ("diffusers", f"diffusers {family.pipeline}")):
@@ -418,13 +430,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help=f"comma-separated from {', '.join(FAMILIES)}, or all (default: all that --size has models for)",
     )
-    parser.add_argument("--steps", type=int, help="euler steps (tiny 8, 480p 10)")
+    parser.add_argument("--steps", type=int, help="sampler steps (tiny 8, the issue-10 families 5; 480p 10)")
     parser.add_argument("--frames", type=int, help="video frames, 1 + the family's temporal step (tiny: 17, mochi 13)")
     parser.add_argument("--width", type=int, help="picture width, a multiple of 16 (ltxv 32) (tiny 128, 480p 832)")
     parser.add_argument("--height", type=int, help="picture height, a multiple of 16 (ltxv 32) (tiny 128, 480p 480)")
     parser.add_argument("--repeats", type=int, help="timed runs per side and family (tiny 10, 480p 3)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: tiny, 64x64, 9 frames, 2 steps, 2 repeats")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: tiny, small, few frames, steps, 2 repeats")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "sampling.json", help="JSON results")
     parser.add_argument("--plot", type=Path, help="PNG chart (default: --out with .png)")
     args = parser.parse_args(argv)

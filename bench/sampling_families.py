@@ -25,12 +25,23 @@ import torch
 
 from bench.sampling_models import ModelSet, describe_pipeline, load_family_pipeline
 
-__all__ = ["FAMILIES", "NEGATIVE", "PROMPT", "SAMPLER_NODE", "DiffusersCall", "Family", "Preset", "Settings"]
+__all__ = [
+    "FAMILIES",
+    "NEGATIVE",
+    "PROMPT",
+    "RUN_NODES",
+    "SAMPLER_NODE",
+    "DiffusersCall",
+    "Family",
+    "Preset",
+    "Settings",
+]
 
 SEED = 42
 PROMPT = "a red car driving on the beach at sunset, cinematic"
 NEGATIVE = "blurry, low quality"
 SAMPLER_NODE = "sample"
+RUN_NODES = (SAMPLER_NODE, "decode", "frames")  # what a warm run with a new seed executes, unless a family says
 WAN_MAX_SEQUENCE_LENGTH = 512  # UMT5 tokens, as WanPipeline.__call__ and our CLIPTextEncode pad them
 LTX_FRAME_RATE = 25.0  # LTXPipeline's default frame_rate, LTXVConditioning's default
 HUNYUAN_GUIDANCE = 6.0  # HunyuanVideoPipeline's default (embedded) guidance_scale
@@ -72,6 +83,7 @@ class DiffusersCall:
     pipeline: Any
     kwargs: Mapping[str, Any]
     models: Mapping[str, Any]  # what the files hold, for the results
+    per_seed: Callable[[int], Mapping[str, Any]] = lambda _seed: MappingProxyType({})  # e.g. latents from our noise
 
 
 @dataclass(frozen=True)
@@ -89,12 +101,15 @@ class Family:
     cfg: float
     graph: Callable[[ModelSet, Settings, int], dict[str, Any]]
     diffusers: Callable[[ModelSet, Settings, torch.device, torch.dtype], DiffusersCall]
+    sampler: str = "euler"  # as the report names the sampling
+    schedule: str | None = None  # as the report names the schedule; None: the flow shift (dynamic when shift is None)
+    run_nodes: tuple[str, ...] = RUN_NODES  # the nodes a warm run with a new seed executes, nothing else
 
 
-def _tail(vae: list[Any]) -> dict[str, Any]:
-    """The decode and output nodes every graph ends with."""
+def _tail(vae: list[Any], samples: tuple[str, int] = (SAMPLER_NODE, 0)) -> dict[str, Any]:
+    """The decode (of ``samples``, by default the sampler's output) and output nodes every graph ends with."""
     return {
-        "decode": {"class_type": "VAEDecode", "inputs": {"samples": [SAMPLER_NODE, 0], "vae": vae}},
+        "decode": {"class_type": "VAEDecode", "inputs": {"samples": list(samples), "vae": vae}},
         "frames": {"class_type": "BenchFrames", "inputs": {"images": ["decode", 0]}},
     }
 

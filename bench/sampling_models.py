@@ -144,18 +144,19 @@ def load_family_pipeline(
 
 
 def describe_pipeline(pipeline: Any, what: str) -> dict[str, Any]:
-    """The parameters of a pipeline's transformer, VAE and text encoders, for the results."""
-    parts = ("transformer", "vae", "text_encoder", "text_encoder_2")
+    """The parameters of a pipeline's diffusion network (``transformer`` or ``unet``), VAE and text or image
+    encoders, for the results."""
+    parts = ("transformer", "unet", "vae", "text_encoder", "text_encoder_2", "image_encoder")
     described: dict[str, Any] = {"what": what}
     for name in parts:
         module = getattr(pipeline, name, None)
         if isinstance(module, torch.nn.Module):
             described[name] = {"class": type(module).__name__, "parameters": _parameters(module)}
-    config = dict(pipeline.transformer.config)
-    described["transformer"]["config"] = {key: value for key, value in config.items() if not key.startswith("_")}
-    described["transformer"]["description"] = (
-        f"{type(pipeline.transformer).__name__}, {_parameters(pipeline.transformer) / 1e6:,.2f}M parameters"
-    )
+    name = "transformer" if "transformer" in described else "unet"
+    network = getattr(pipeline, name)
+    config = dict(network.config)
+    described[name]["config"] = {key: value for key, value in config.items() if not key.startswith("_")}
+    described[name]["description"] = f"{type(network).__name__}, {_parameters(network) / 1e6:,.2f}M parameters"
     return described
 
 

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from bench.sampling import parse_args
-from bench.sampling_families import FAMILIES
+from bench.sampling import FAMILIES, parse_args
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -75,6 +74,7 @@ def test_families_option_runs_only_those(tmp_path: Path) -> None:
         (["--size", "480p", "--families", "ltxv"], "no 480p models for ltxv"),
         (["--families", "ltxv", "--width", "48"], "multiples of 32 for ltxv"),
         (["--families", "mochi", "--frames", "9"], "1 + a multiple of 6 for mochi"),
+        (["--families", "cogvideox", "--frames", "5"], "1 + a multiple of 8 for cogvideox"),
     ],
 )
 def test_families_option_rejects_what_it_cannot_run(
