@@ -109,7 +109,19 @@ def load_diffusion_model(
         raise ValueError(f"weight_dtype {weight_dtype!r} is not one of {', '.join(WEIGHT_DTYPES)}")
     if offload not in OFFLOAD_CHOICES:
         raise ValueError(f"offload {offload!r} is not one of {', '.join(OFFLOAD_CHOICES)}")
-    shapes = _shapes_of(path, "a diffusion model", lambda tensors: transformer_family_of(tensors) is not None)
+    return _diffusion_model(manager, _model_shapes(path), weight_dtype, offload)
+
+
+def _model_shapes(path: Path) -> CheckpointShapes:
+    """The shapes of a file holding a diffusion model (read once for all its parts); else ``WrongModelKindError``."""
+    return _shapes_of(path, "a diffusion model", lambda tensors: transformer_family_of(tensors) is not None)
+
+
+def _diffusion_model(
+    manager: ModelManager, shapes: CheckpointShapes, weight_dtype: str = "default", offload: str = "auto"
+) -> DiffusionModel:
+    """``MODEL`` of the file whose shapes (holding a diffusion model) were read."""
+    path = shapes.path
     family = transformer_family_of(shapes.tensors)
     assert family is not None
     adapter = _read_layout(path, lambda: family.detect(shapes.tensors, shapes.metadata))
@@ -157,13 +169,17 @@ def _text_encoder(
 
 def load_vae(manager: ModelManager, path: Path) -> VideoVAE:
     """A VAE file (``vae``, or a combined checkpoint) of any family as ``VAE``."""
-    shapes = _shapes_of(path, "a VAE", lambda tensors: vae_family_of(tensors) is not None)
+    return _vae(manager, _shapes_of(path, "a VAE", lambda tensors: vae_family_of(tensors) is not None))
+
+
+def _vae(manager: ModelManager, shapes: CheckpointShapes) -> VideoVAE:
+    """``VAE`` of the file whose shapes (holding a VAE) were read."""
     family = vae_family_of(shapes.tensors)
     assert family is not None
-    latent_format = _read_layout(path, lambda: family.latent_format(shapes.tensors))
+    latent_format = _read_layout(shapes.path, lambda: family.latent_format(shapes.tensors))
     compute = compute_dtype_for(manager.compute_device)
     handle = _managed(manager, "vae", shapes, compute, lambda state: family.build(state, compute))
-    return VideoVAE(path.name, handle, latent_format, compute, family.codec)
+    return VideoVAE(shapes.path.name, handle, latent_format, compute, family.codec)
 
 
 @dataclass(frozen=True)
@@ -179,13 +195,13 @@ def load_checkpoint(manager: ModelManager, folders: ModelFolders, path: Path) ->
     """A combined checkpoint (``checkpoints``): its diffusion model and, when it holds them, its text encoder (the
     one network of a ``CLIPLoader`` type, as Stable Diffusion 1.5's CLIP-L) and its VAE. LTX-Video's checkpoints
     hold no text encoder."""
-    model = load_diffusion_model(manager, path)
-    shapes = read_shapes(path)
+    shapes = _model_shapes(path)
+    model = _diffusion_model(manager, shapes)
     text_kind = next(
         (kind for kind in TEXT_ENCODER_KINDS if len(kind.parts) == 1 and kind.parts[0].matches(shapes.tensors)), None
     )
     clip = _text_encoder(manager, folders, text_kind, [shapes]) if text_kind is not None else None
-    vae = load_vae(manager, path) if vae_family_of(shapes.tensors) is not None else None
+    vae = _vae(manager, shapes) if vae_family_of(shapes.tensors) is not None else None
     return CheckpointParts(model, clip, vae)
 
 
@@ -315,7 +331,7 @@ _CLIP_VISION_IDENTITIES = (
 def load_image_only_checkpoint(manager: ModelManager, path: Path) -> ImageOnlyCheckpointParts:
     """A combined checkpoint of an image-conditioned model (``checkpoints``): its diffusion model, the CLIP vision
     encoder it holds (under any prefix) and its VAE; ``WrongModelKindError`` when it lacks one of them."""
-    shapes = read_shapes(path)
+    shapes = _model_shapes(path)
     prefix = next(
         (found for keys in _CLIP_VISION_IDENTITIES if (found := key_prefix(shapes.tensors, *keys)) is not None), None
     )
@@ -327,7 +343,7 @@ def load_image_only_checkpoint(manager: ModelManager, path: Path) -> ImageOnlyCh
         )
     if vae_family_of(shapes.tensors) is None:
         raise WrongModelKindError(path, "holds no VAE Reelgraph knows; ImageOnlyCheckpointLoader needs one")
-    model = load_diffusion_model(manager, path)
+    model = _diffusion_model(manager, shapes)
     compute = compute_dtype_for(manager.compute_device)
     tower = CheckpointShapes(path, unprefixed(shapes.tensors, prefix), shapes.metadata, shapes.nbytes)
     _read_layout(path, lambda: detect_clip_vision_config(tower.tensors))
@@ -338,4 +354,4 @@ def load_image_only_checkpoint(manager: ModelManager, path: Path) -> ImageOnlyCh
         compute,
         lambda state: clip_vision_from_state_dict(unprefixed(state, prefix), compute),
     )
-    return ImageOnlyCheckpointParts(model, ClipVisionEncoder(path.name, handle, compute), load_vae(manager, path))
+    return ImageOnlyCheckpointParts(model, ClipVisionEncoder(path.name, handle, compute), _vae(manager, shapes))
