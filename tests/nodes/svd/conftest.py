@@ -1,15 +1,14 @@
-"""A node runner whose run has a model manager and the tiny SVD checkpoint (written once per session)."""
+"""A node runner with the tiny SVD checkpoint alone (written once per session), so these tests run on their own; the
+manager is tests/nodes/conftest.py's."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from models.devices import DeviceProbe
 from models.folders import ModelFolders
-from models.memory import MODELS_SERVICE, MemoryConfig, ModelManager
+from models.memory import MODELS_SERVICE, ModelManager
 from models.tiny.svd import write_tiny_svd_files
 from nodes.folders import Folders
 from nodes.model_files import MODEL_FOLDERS_SERVICE
@@ -21,13 +20,6 @@ def svd_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     models_dir = tmp_path_factory.mktemp("svd_weights")
     write_tiny_svd_files(models_dir)
     return models_dir
-
-
-@pytest.fixture
-def manager() -> Iterator[ModelManager]:
-    manager = ModelManager(MemoryConfig(mode="cpu"), DeviceProbe())
-    yield manager
-    manager.free()
 
 
 @pytest.fixture

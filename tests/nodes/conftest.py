@@ -1,4 +1,5 @@
-"""A node runner whose run has a model manager and the tiny models (``tiny_models_dir``, tests/conftest.py)."""
+"""Fixtures of the model-node tests (tests/nodes/<family>/): a model manager, and a node runner whose run has it and
+the tiny models (``tiny_models_dir``, tests/conftest.py); a folder may override them (svd writes only its own file)."""
 
 from __future__ import annotations
 
