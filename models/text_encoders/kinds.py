@@ -12,6 +12,7 @@ from (the download keeps a repo under its name).
 
 from __future__ import annotations
 
+from functools import partial
 from types import MappingProxyType
 from typing import Any
 
@@ -96,26 +97,26 @@ CLIP_L = TextEncoderPart(
 )
 
 
-def _encode_ltxv(run: PartRunner, tokenizers: tuple[Any, ...], text: str, dtype: torch.dtype) -> PromptEncoding:
-    """T5-XXL as ``LTXPipeline``: 128 tokens, the encoder run without the mask."""
-    del dtype  # the encoder's own dtype, as the pipeline keeps it
-
-    def encode(module: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-        return encode_t5_prompt(tokenizers[0], module, text, LTXV_MAX_LENGTH, mask_encoder=False)
-
-    embeds, mask = run(0, encode)
-    return PromptEncoding(embeds, MappingProxyType({"attention_mask": mask}))
-
-
-def _encode_mochi(run: PartRunner, tokenizers: tuple[Any, ...], text: str, dtype: torch.dtype) -> PromptEncoding:
-    """T5-XXL as ``MochiPipeline`` (``force_zeros_for_empty_prompt`` off, its default): 256 tokens, masked."""
+def _encode_t5(
+    run: PartRunner,
+    tokenizers: tuple[Any, ...],
+    text: str,
+    dtype: torch.dtype,
+    *,
+    max_length: int,
+    mask_encoder: bool,
+    mask_transformer: bool,
+) -> PromptEncoding:
+    """T5-XXL as a T5 pipeline's ``encode_prompt``: padded to ``max_length`` tokens, the encoder run with or without
+    the padding mask, and the mask given to the transformer (``attention_mask``) unless it attends to the padding.
+    The encoder computes in its own dtype, as the pipelines keep it."""
     del dtype
 
     def encode(module: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-        return encode_t5_prompt(tokenizers[0], module, text, MOCHI_MAX_LENGTH, mask_encoder=True)
+        return encode_t5_prompt(tokenizers[0], module, text, max_length, mask_encoder=mask_encoder)
 
     embeds, mask = run(0, encode)
-    return PromptEncoding(embeds, MappingProxyType({"attention_mask": mask}))
+    return PromptEncoding(embeds, MappingProxyType({"attention_mask": mask} if mask_transformer else {}))
 
 
 def _encode_hunyuan_video(
@@ -132,21 +133,24 @@ def _encode_hunyuan_video(
 COGVIDEOX_MAX_LENGTH = 226  # CogVideoXPipeline's max_sequence_length (the transformers' max_text_seq_length)
 
 
-def _encode_cogvideox(run: PartRunner, tokenizers: tuple[Any, ...], text: str, dtype: torch.dtype) -> PromptEncoding:
-    """T5-XXL as the CogVideoX pipelines' ``encode_prompt``: 226 tokens, the encoder run without the mask, and no
-    mask for the transformer (it attends to the padding)."""
-    del dtype
-
-    def encode(module: torch.nn.Module) -> torch.Tensor:
-        return encode_t5_prompt(tokenizers[0], module, text, COGVIDEOX_MAX_LENGTH, mask_encoder=False)[0]
-
-    return PromptEncoding(run(0, encode), MappingProxyType({}))
-
-
-LTXV_TEXT = TextEncoderKind(name="ltxv", parts=(T5_XXL,), encode=_encode_ltxv)
-MOCHI_TEXT = TextEncoderKind(name="mochi", parts=(T5_XXL,), encode=_encode_mochi)
+# LTXPipeline: 128 tokens, encoder unmasked. MochiPipeline (force_zeros_for_empty_prompt off, its default): 256,
+# masked. CogVideoX: 226, unmasked, and its transformer attends to the padding.
+LTXV_TEXT = TextEncoderKind(
+    name="ltxv",
+    parts=(T5_XXL,),
+    encode=partial(_encode_t5, max_length=LTXV_MAX_LENGTH, mask_encoder=False, mask_transformer=True),
+)
+MOCHI_TEXT = TextEncoderKind(
+    name="mochi",
+    parts=(T5_XXL,),
+    encode=partial(_encode_t5, max_length=MOCHI_MAX_LENGTH, mask_encoder=True, mask_transformer=True),
+)
 HUNYUAN_VIDEO_TEXT = TextEncoderKind(name="hunyuan_video", parts=(LLAVA_LLAMA3, CLIP_L), encode=_encode_hunyuan_video)
-COGVIDEOX_TEXT = TextEncoderKind(name="cogvideox", parts=(T5_XXL,), encode=_encode_cogvideox)
+COGVIDEOX_TEXT = TextEncoderKind(
+    name="cogvideox",
+    parts=(T5_XXL,),
+    encode=partial(_encode_t5, max_length=COGVIDEOX_MAX_LENGTH, mask_encoder=False, mask_transformer=False),
+)
 SD_CLIP_L = TextEncoderPart(
     label="a CLIP-L text encoder (Stable Diffusion 1.5)",
     matches=is_sd_clip_text,
