@@ -76,14 +76,26 @@ class Guider:
         sampling = self.model.sampling
         sigmas = sigma.reshape(-1).to(x.device, torch.float32).expand(x.shape[0])
         per_sample = sigmas.view(-1, *([1] * (x.dim() - 1)))
-        timestep = sampling.timestep(sigmas)
         x_in = sampling.model_input(x, per_sample)
+        output = self.prediction(network, x_in, sampling.timestep(sigmas), denoise_mask)
+        return sampling.denoised(x, per_sample, output)
+
+    def prediction(
+        self,
+        network: torch.nn.Module,
+        x_in: torch.Tensor,
+        timestep: torch.Tensor,
+        denoise_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The guided raw network prediction for the network input ``x_in`` at ``timestep`` (``[B]``, or what the
+        family's adapter takes, e.g. ``[B, F]`` per-frame timesteps): the entries averaged by strength, then CFG.
+        ``denoise`` converts it to ``x0``; solvers that step on raw predictions (diffusion forcing) use it as is."""
         output = self._predict(network, x_in, timestep, self.positive, "positive", denoise_mask)
         if self.uses_negative:
             assert self.negative is not None
             negative = self._predict(network, x_in, timestep, self.negative, "negative", denoise_mask)
             output = negative + self._cfg_scale(output) * (output - negative)
-        return sampling.denoised(x, per_sample, output)
+        return output
 
     def _cfg_scale(self, output: torch.Tensor) -> float | torch.Tensor:
         """``cfg``; with the model's ``video_min_cfg``, per latent frame (dim 2) from it to ``cfg`` (as

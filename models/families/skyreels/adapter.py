@@ -4,7 +4,8 @@ diffusers' SkyReels-V2 pipelines call it.
 Text-to-video and image-to-video read the same conditioning as Wan 2.1 (``WanImageToVideo``'s
 ``concat_latent_image`` / ``concat_mask`` and ``clip_vision_output``; ``SkyReelsV2ImageToVideoPipeline`` builds its
 input exactly as ``WanImageToVideoPipeline``), so this adapter extends ``WanAdapter``. What it adds: the fps
-embedding of the models trained with one, and ``predict_frames``, the per-frame-timestep call of diffusion forcing.
+embedding of the models trained with one (the conditioning's ``fps`` extra, 24 without one), and the per-frame
+timesteps ``[B, F]`` of diffusion forcing.
 """
 
 from __future__ import annotations
@@ -57,25 +58,16 @@ class SkyReelsAdapter(WanAdapter):
         dtype: torch.dtype,
         denoise_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return self._call(network, x, timestep, entry, dtype, DEFAULT_FPS, diffusion_forcing=False)
-
-    def predict_frames(
-        self,
-        network: torch.nn.Module,
-        x: torch.Tensor,
-        frame_timesteps: torch.Tensor,
-        entry: ConditioningEntry,
-        dtype: torch.dtype,
-        fps: int = DEFAULT_FPS,
-    ) -> torch.Tensor:
-        """The raw prediction for ``x`` (``[B, C, F, H, W]``, network space) with one timestep per latent frame
-        (``frame_timesteps`` ``[B, F]``), as the diffusion-forcing pipelines call the network."""
-        if frame_timesteps.shape != (x.shape[0], x.shape[2]):
+        """As Wan's, with the conditioning's ``fps`` extra for the fps embedding; ``timestep`` ``[B, F]`` (one per
+        latent frame) calls the network as the diffusion-forcing pipelines do."""
+        forcing = timestep.dim() == 2
+        if forcing and timestep.shape != (x.shape[0], x.shape[2]):
             raise ValueError(
-                f"frame timesteps have shape {tuple(frame_timesteps.shape)}; the latent needs "
-                f"[{x.shape[0]}, {x.shape[2]}] (batch, frames)"
+                f"frame timesteps have shape {tuple(timestep.shape)}; the latent needs [{x.shape[0]}, {x.shape[2]}] "
+                "(batch, frames)"
             )
-        return self._call(network, x, frame_timesteps, entry, dtype, fps, diffusion_forcing=True)
+        fps = int(entry[1].get("fps", DEFAULT_FPS))
+        return self._call(network, x, timestep, entry, dtype, fps, diffusion_forcing=forcing)
 
     def _call(
         self,

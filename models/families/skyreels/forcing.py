@@ -15,7 +15,7 @@ second generator with the same seed (the pipeline draws it from torch's global g
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from models.diffusion_model import DiffusionModel
-from models.families.base import ConditioningEntry, LatentShapeError
+from models.families.base import LatentShapeError
 from models.families.skyreels.adapter import DEFAULT_FPS, SkyReelsAdapter
 from models.families.skyreels.forcing_schedule import (
     Chunk,
@@ -32,7 +32,7 @@ from models.families.skyreels.forcing_schedule import (
     forcing_schedule,
     frame_timesteps,
 )
-from models.guidance import Conditioning, Guider, conditioning_entries
+from models.guidance import Conditioning, Guider, with_extras
 from models.memory import ModelManager
 from models.oom import run_with_oom_recovery
 
@@ -91,12 +91,12 @@ def sample_diffusion_forcing(
         )
     fmt = adapter.latent_format
     fmt.check(latent, "latent_image")
-    guider = Guider(model, positive, negative, settings.cfg)
+    fps = {"fps": settings.fps}
+    guider = Guider(model, with_extras(positive, "positive", fps), with_extras(negative, "negative", fps), settings.cfg)
     guider.check(latent)
     chunks = chunk_plan(latent.shape[2], settings.base_frames, settings.overlap, settings.causal_block_size)
     schedules = [_schedule(chunk, settings) for chunk in chunks]
     total = sum(schedule.iterations for schedule in schedules)
-    entries = {name: conditioning_entries(part, name) for name, part in _parts(guider)}
     timesteps = _solver(settings).timesteps
     device = manager.compute_device
 
@@ -116,7 +116,7 @@ def sample_diffusion_forcing(
                 for row in range(schedule.iterations):
                     t = frame_timesteps(schedule.progress[row], timesteps)
                     x_in, t_in = _conditioned_prefix(x, t, chunk.prefix, settings.addnoise_condition, condition_noise)
-                    prediction = _guided(network, model, entries, x_in, t_in.to(device), settings)
+                    prediction = guider.prediction(network, x_in, t_in.to(device))
                     for frame in schedule.update[row].nonzero().flatten().tolist():
                         x[:, :, frame] = solvers[frame].step(
                             prediction[:, :, frame], t[frame], x[:, :, frame], return_dict=False
@@ -132,14 +132,6 @@ def sample_diffusion_forcing(
     work = adapter.work_estimate(latent[:, :, : largest.frames], guider.streams)
     out = run_with_oom_recovery(manager, model.handle, run, work, policy=model.offload)
     return fmt.process_out(out).cpu()
-
-
-def _parts(guider: Guider) -> list[tuple[str, Conditioning]]:
-    """The conditioning the run evaluates: the positive, and the negative when guidance uses it."""
-    parts: list[tuple[str, Conditioning]] = [("positive", guider.positive)]
-    if guider.uses_negative and guider.negative is not None:
-        parts.append(("negative", guider.negative))
-    return parts
 
 
 def _schedule(chunk: Chunk, settings: ForcingSettings) -> ForcingSchedule:
@@ -176,35 +168,6 @@ def _conditioned_prefix(
         x_in[:, :, :prefix] = part * (1.0 - factor) + noise * factor
         t_in[:, :prefix] = addnoise
     return x_in, t_in
-
-
-def _guided(
-    network: torch.nn.Module,
-    model: DiffusionModel,
-    entries: dict[str, Sequence[ConditioningEntry]],
-    x: torch.Tensor,
-    t: torch.Tensor,
-    settings: ForcingSettings,
-) -> torch.Tensor:
-    """The guided raw prediction: conditioning entries averaged by strength, then classifier-free guidance."""
-    adapter = model.adapter
-    assert isinstance(adapter, SkyReelsAdapter)
-
-    def predict(name: str) -> torch.Tensor:
-        weights = [float(extras.get("strength", 1.0)) for _, extras in entries[name]]
-        if sum(weights) <= 0:
-            raise ValueError(f"{name}: the conditioning strengths add up to {sum(weights)}; they must be positive")
-        total = sum(
-            adapter.predict_frames(network, x, t, entry, model.compute_dtype, settings.fps) * weight
-            for entry, weight in zip(entries[name], weights, strict=True)
-        )
-        return total / sum(weights)
-
-    output = predict("positive")
-    if "negative" in entries:
-        negative = predict("negative")
-        output = negative + settings.cfg * (output - negative)
-    return output
 
 
 @contextmanager

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import torch
 from diffusers import (
     FlowMatchEulerDiscreteScheduler,
@@ -108,8 +109,9 @@ def _diffusion_forcing(runner: NodeRunner, length: int, **forcing: Any) -> torch
     return (ours - _frames(reference)).abs().max().item()
 
 
-def test_synchronous_diffusion_forcing_matches_the_pipeline(runner: NodeRunner) -> None:
-    difference = _diffusion_forcing(runner, length=17)
+@pytest.mark.parametrize("fps", [24, 16])  # the fps embedding's two rows
+def test_synchronous_diffusion_forcing_matches_the_pipeline(runner: NodeRunner, fps: int) -> None:
+    difference = _diffusion_forcing(runner, length=17, fps=fps)
     assert difference < TOLERANCE, difference
     assert runner.progress[-1] == (STEPS, STEPS)  # synchronous: one iteration per step
 
