@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from transformers import CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
 
 from models.errors import StateDictError
+from models.families.single_file import key_prefix
 from models.state_dict_checks import check_tensor_shapes
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "KNOWN_WIDTHS",
     "ClipVisionOutput",
     "clip_vision_from_state_dict",
+    "clip_vision_prefix",
     "detect_clip_vision_config",
     "encode_images",
     "is_clip_vision",
@@ -109,6 +111,19 @@ class ClipVisionOutput:
 def is_clip_vision(state_dict: Mapping[str, torch.Tensor]) -> bool:
     """Whether the tensors hold a CLIP vision tower, in HF or open_clip layout."""
     return _layout(state_dict) is not None
+
+
+def clip_vision_prefix(state_dict: Mapping[str, torch.Tensor]) -> str | None:
+    """The key prefix a CLIP vision tower stands under in a combined file (``conditioner.embedders.0.open_clip.model.``
+    in ``svd.safetensors``), in either layout; ``None`` when the file holds none."""
+    for identity, companion in (
+        (_PATCH, "vision_model.post_layernorm.weight"),
+        (_OPEN_CLIP_PATCH, "visual.class_embedding"),
+    ):
+        prefix = key_prefix(state_dict, identity, companion)
+        if prefix is not None:
+            return prefix
+    return None
 
 
 def detect_clip_vision_config(state_dict: Mapping[str, torch.Tensor]) -> CLIPVisionConfig:

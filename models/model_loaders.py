@@ -14,7 +14,12 @@ from typing import TypeVar
 import torch
 
 from models.checkpoint_files import CheckpointShapes, read_shapes
-from models.clip_vision import clip_vision_from_state_dict, detect_clip_vision_config, is_clip_vision
+from models.clip_vision import (
+    clip_vision_from_state_dict,
+    clip_vision_prefix,
+    detect_clip_vision_config,
+    is_clip_vision,
+)
 from models.diffusion_model import DiffusionModel
 from models.encoders import ClipVisionEncoder, TextEncoder
 from models.errors import CorruptModelFileError, ModelLoadError, StateDictError
@@ -28,7 +33,7 @@ from models.families.catalog import (
 )
 from models.families.kinds import TextEncoderKind, TextEncoderPart
 from models.families.ltx.upsampler import detect_ltx_upsampler, is_ltx_upsampler, ltx_upsampler_from_state_dict
-from models.families.single_file import key_prefix, unprefixed
+from models.families.single_file import unprefixed
 from models.folders import ModelFolders
 from models.loading import load_state_dict
 from models.memory import ModelManager
@@ -322,19 +327,11 @@ class ImageOnlyCheckpointParts:
     vae: VideoVAE
 
 
-_CLIP_VISION_IDENTITIES = (
-    ("visual.conv1.weight", "visual.class_embedding"),  # open_clip (svd.safetensors: conditioner.embedders.0...)
-    ("vision_model.embeddings.patch_embedding.weight", "vision_model.post_layernorm.weight"),  # HF
-)
-
-
 def load_image_only_checkpoint(manager: ModelManager, path: Path) -> ImageOnlyCheckpointParts:
     """A combined checkpoint of an image-conditioned model (``checkpoints``): its diffusion model, the CLIP vision
     encoder it holds (under any prefix) and its VAE; ``WrongModelKindError`` when it lacks one of them."""
     shapes = _model_shapes(path)
-    prefix = next(
-        (found for keys in _CLIP_VISION_IDENTITIES if (found := key_prefix(shapes.tensors, *keys)) is not None), None
-    )
+    prefix = clip_vision_prefix(shapes.tensors)
     if prefix is None:
         raise WrongModelKindError(
             path,
