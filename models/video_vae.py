@@ -20,24 +20,13 @@ from models.memory_types import WorkEstimate
 from models.model_handle import ModelHandle
 from models.offload_policy import estimate_activation_bytes
 from models.oom import ModelOutOfMemoryError, run_with_oom_recovery
+from models.vae_tiling import TileSettings
 
-__all__ = ["TileSettings", "VideoVAE"]
+__all__ = ["VideoVAE"]
 
 logger = logging.getLogger(__name__)
 
 DECODER_WIDTH = 96  # channels of the Wan 2.1 decoder at full resolution (for the memory estimate)
-
-
-@dataclass(frozen=True)
-class TileSettings:
-    """Spatial tiles for decoding, in pixels (``VAEDecodeTiled``'s ``tile_size`` and ``overlap``)."""
-
-    size: int = 512
-    overlap: int = 64
-
-    def __post_init__(self) -> None:
-        if self.size < 64 or not 0 <= self.overlap < self.size // 2:
-            raise ValueError(f"tile size {self.size} needs >= 64 and overlap {self.overlap} below half of it")
 
 
 @dataclass(frozen=True)
@@ -96,15 +85,10 @@ class VideoVAE:
         batch, _, frames, height, width = samples.shape
 
         def run(module: torch.nn.Module) -> torch.Tensor:
-            if tiles is not None:
-                stride = tiles.size - tiles.overlap
-                module.enable_tiling(tiles.size, tiles.size, stride, stride)
-            try:
-                latent = samples.to(manager.compute_device, self.compute_dtype)
+            latent = samples.to(manager.compute_device, self.compute_dtype)
+            if tiles is None:
                 return self.codec.decode(module, latent)
-            finally:
-                if tiles is not None:
-                    module.disable_tiling()
+            return self.codec.decode_tiled(module, latent, tiles)
 
         out_frames = (frames - 1) * fmt.temporal_ratio + 1
         size = (tiles.size, tiles.size) if tiles else (height * fmt.spatial_ratio, width * fmt.spatial_ratio)

@@ -8,7 +8,8 @@ import torch
 
 from graph.context import current_context
 from models.memory import MODELS_SERVICE
-from models.video_vae import TileSettings, VideoVAE
+from models.vae_tiling import TileSettings
+from models.video_vae import VideoVAE
 from nodes.latent import latent_samples
 
 CATEGORY = "latent"
@@ -33,8 +34,10 @@ class VAEDecodeTiled:
     CATEGORY = "_for_testing"
     RETURN_TYPES = ("IMAGE",)
     DESCRIPTION = (
-        "Decodes a latent in spatial tiles to save memory. The Wan VAEs already decode one latent frame at a time "
-        "(a causal cache), so temporal_size and temporal_overlap change nothing for them."
+        "Decodes a latent in tiles to save memory: spatial tiles of tile_size pixels overlapping by overlap, and for "
+        "the VAEs that also tile time (HunyuanVideo, LTX-Video) temporal tiles of temporal_size frames overlapping "
+        "by temporal_overlap. The Wan VAEs already decode one latent frame at a time (a causal cache); SVD's temporal "
+        "decoder cannot tile space and decodes temporal_size frames at a time instead."
     )
 
     @classmethod
@@ -61,7 +64,9 @@ class VAEDecodeTiled:
     ) -> tuple[torch.Tensor]:
         if overlap >= tile_size // 2:
             raise ValueError(f"overlap: {overlap} must be below half the tile size ({tile_size})")
-        tiles = TileSettings(tile_size, overlap)
+        if temporal_overlap >= temporal_size:
+            raise ValueError(f"temporal_overlap: {temporal_overlap} must be below temporal_size ({temporal_size})")
+        tiles = TileSettings(tile_size, overlap, temporal_size, temporal_overlap)
         return (vae.decode(current_context().service(MODELS_SERVICE), latent_samples(samples, "samples"), tiles),)
 
 

@@ -15,7 +15,9 @@ from typing import Any, TypeVar
 import torch
 
 from models.families.base import FamilyAdapter, LatentFormat
+from models.lora_weights import LoraFormat
 from models.sampling.model_sampling import ModelSampling
+from models.vae_tiling import TileSettings, tiled_decoding
 
 __all__ = [
     "PartRunner",
@@ -50,6 +52,8 @@ class TransformerFamily:
             dict may hold other models' keys too (a combined checkpoint), which it ignores.
         adapter_from_config: the adapter for a diffusers ``transformer/config.json``.
         diffusers_classes: the diffusers class names of its ``transformer`` components.
+        lora: its LoRA files' layouts and their conversion to the network's names; ``None``: ``LoraLoader`` refuses
+            its models.
     """
 
     name: str
@@ -59,6 +63,7 @@ class TransformerFamily:
     build: Callable[[dict[str, torch.Tensor], torch.dtype, Mapping[str, str]], torch.nn.Module]
     adapter_from_config: Callable[[Mapping[str, Any]], FamilyAdapter]
     diffusers_classes: tuple[str, ...]
+    lora: LoraFormat | None = None
 
 
 class VaeCodec:
@@ -71,6 +76,11 @@ class VaeCodec:
 
     def decode(self, module: torch.nn.Module, latent: torch.Tensor) -> torch.Tensor:
         return module.decode(latent, return_dict=False)[0]
+
+    def decode_tiled(self, module: torch.nn.Module, latent: torch.Tensor, tiles: TileSettings) -> torch.Tensor:
+        """``decode`` with the VAE's own tiling on (``ValueError`` for a VAE without)."""
+        with tiled_decoding(module, tiles):
+            return self.decode(module, latent)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from models.errors import StateDictError
 from models.families.kinds import VaeCodec
 from models.families.single_file import StateShapes, build_from_state_dict, key_prefix
 from models.families.svd.latents import SCALING_FACTOR
+from models.vae_tiling import TileSettings
 
 if TYPE_CHECKING:
     from diffusers import AutoencoderKLTemporalDecoder
@@ -111,6 +112,12 @@ class SvdCodec(VaeCodec):
         batch, _, frames = latent.shape[:3]
         images = module.decode(latent.transpose(1, 2).flatten(0, 1), num_frames=frames, return_dict=False)[0]
         return images.unflatten(0, (batch, frames)).transpose(1, 2)
+
+    def decode_tiled(self, module: torch.nn.Module, latent: torch.Tensor, tiles: TileSettings) -> torch.Tensor:
+        """The temporal decoder cannot tile space: ``tiles.frames`` frames at a time (the pipeline's
+        ``decode_chunk_size``), whole frames each."""
+        chunks = [self.decode(module, part) for part in latent.split(tiles.frames, dim=2)]
+        return torch.cat(chunks, dim=2)
 
 
 def is_svd_vae(state_dict: Mapping[str, torch.Tensor]) -> bool:
