@@ -70,6 +70,7 @@ def tiny_stand_in_names() -> frozenset[str]:
     from models.tiny.cogvideox import TINY_COGVIDEOX_PIPELINES
     from models.tiny.family_pipelines import TINY_FAMILY_PIPELINES
     from models.tiny.pipelines import TINY_WAN_PIPELINES
+    from models.tiny.sd15_lora import LORA_FILE as SD15_LORA_FILE
     from models.tiny.text import CLIP_VISION_FILE, UMT5_FP8_FILE, UMT5_FP16_FILE
     from models.tiny.wan import DIFFUSION_MODELS_FOLDER, TINY_WAN_DIFFUSION_MODELS, TINY_WAN_VAES, VAE_FOLDER
     from models.tiny.wan_lora import LORAS_FOLDER, TINY_WAN_LORAS
@@ -86,6 +87,7 @@ def tiny_stand_in_names() -> frozenset[str]:
     names.add(f"{hunyuan.VAE_FOLDER}/{hunyuan.TINY_HUNYUAN_VAE}.safetensors")
     names.add(f"{DIFFUSION_MODELS_FOLDER}/{skyreels.DF_FILE}")
     names |= set(TINY_ANIMATEDIFF_NAMES)
+    names.add(SD15_LORA_FILE)
     names |= set(svd.TINY_SVD_NAMES)
     names |= {f"{DIFFUSERS_KEY}/{name}" for name in skyreels.TINY_SKYREELS_PIPELINES}
     text_files = (

@@ -16,6 +16,7 @@ from models.tiny.hunyuan import write_tiny_hunyuan_files
 from models.tiny.ltx import write_tiny_ltx_files
 from models.tiny.mochi import write_tiny_mochi_files
 from models.tiny.pipelines import write_tiny_pipelines
+from models.tiny.sd15_lora import write_tiny_sd15_loras
 from models.tiny.skyreels import write_tiny_skyreels_files
 from models.tiny.svd import write_tiny_svd_files
 from models.tiny.text import write_tiny_clip_vision, write_tiny_umt5_files
@@ -42,5 +43,6 @@ def write_tiny_models(models_dir: Path, seed: int = 0) -> list[Path]:
     written += write_tiny_cogvideox_pipelines(models_dir, seed)
     written += write_tiny_skyreels_files(models_dir, seed)
     written += write_tiny_animatediff_files(models_dir, seed)
+    written += write_tiny_sd15_loras(models_dir, seed)
     written += write_tiny_svd_files(models_dir, seed)
     return written

@@ -16,7 +16,6 @@ from models.lora import (
     apply_lora_to_text_encoder,
     inspect_lora,
     lora_suffix,
-    read_lora,
 )
 from models.tiny.text import tiny_umt5
 from models.tiny.wan import tiny_wan_transformer
@@ -177,29 +176,47 @@ def test_a_lora_of_a_wider_model_names_the_shapes(tmp_path: Path) -> None:
     _assert_same_state(module.state_dict(), before)
 
 
-def test_a_lora_of_another_family_is_refused(tmp_path: Path) -> None:
-    sdxl = {
+def _merged_into_wan(path: Path) -> torch.nn.Module:
+    return apply_lora_to_diffusion_model(tiny_wan_transformer(T2V), path, 1.0)
+
+
+def test_a_lora_of_another_family_is_refused_naming_it(tmp_path: Path) -> None:
+    sd15 = {
         "lora_unet_down_blocks_1_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 640),
         "lora_unet_down_blocks_1_attentions_0_proj_in.lora_up.weight": torch.zeros(640, 4),
         "lora_unet_down_blocks_1_attentions_0_proj_in.alpha": torch.tensor(4.0),
     }
-    path = _save(sdxl, tmp_path / "sdxl_style.safetensors")
+    path = _save(sd15, tmp_path / "sd15_style.safetensors")
     assert inspect_lora(path).diffusion_model
+    module = tiny_wan_transformer(T2V)
+    before = _unchanged(module)
     with pytest.raises(
-        LoraError, match=r"sdxl_style\.safetensors: this LoRA is for another architecture: .*lora_unet_"
+        LoraError,
+        match=r"sd15_style\.safetensors: this LoRA is for a Stable Diffusion 1\.5 UNet, not for a Wan diffusion model",
     ):
-        read_lora(path)
+        apply_lora_to_diffusion_model(module, path, 1.0)
+    _assert_same_state(module.state_dict(), before)
+    ltx = {
+        "diffusion_model.transformer_blocks.0.attn1.to_q.lora_A.weight": torch.zeros(4, 128),
+        "diffusion_model.transformer_blocks.0.attn1.to_q.lora_B.weight": torch.zeros(128, 4),
+    }
+    with pytest.raises(
+        LoraError,
+        match=r"ltx_style\.safetensors: this LoRA is for another architecture: its keys \(diffusion_model\."
+        r"transformer_blocks\.0\.attn1\.to_q\.lora_A\.weight, .*are no LoRA layout of a Wan diffusion model",
+    ):
+        _merged_into_wan(_save(ltx, tmp_path / "ltx_style.safetensors"))
 
 
 def test_files_without_lora_weights_or_damaged(tmp_path: Path, lora_path: Path) -> None:
     model_like = _save({"decoder.conv1.weight": torch.zeros(3, 3)}, tmp_path / "vae.safetensors")
-    for read in (inspect_lora, read_lora):
+    for read in (inspect_lora, _merged_into_wan):
         with pytest.raises(LoraError, match=r"vae\.safetensors: holds no LoRA weights .*decoder\.conv1\.weight"):
             read(model_like)
     whole = lora_path.read_bytes()
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(whole[: len(whole) // 2])
-    for read in (inspect_lora, read_lora):
+    for read in (inspect_lora, _merged_into_wan):
         with pytest.raises(CorruptModelFileError, match=r"^truncated\.safetensors: "):
             read(truncated)
 
@@ -208,13 +225,13 @@ def test_stray_tensors_and_dora_are_refused(tmp_path: Path) -> None:
     tensors = tiny_wan_lora(T2V, "stray")
     tensors["diffusion_model.blocks.0.self_attn.q.hada_w1_a"] = torch.zeros(4, 4)
     loha = _save(tensors, tmp_path / "loha.safetensors")
-    for read in (inspect_lora, read_lora):
+    for read in (inspect_lora, _merged_into_wan):
         with pytest.raises(LoraError, match=r"has 1 tensors that are no LoRA weights .*q\.hada_w1_a; LoHa and LoKr"):
             read(loha)
     dora = _diffusers(tiny_wan_lora(T2V, "dora"))
     dora["transformer.blocks.0.attn1.to_q.lora_magnitude_vector.dora_scale"] = torch.ones(1, 256)
     with pytest.raises(LoraError, match="a DoRA"):
-        read_lora(_save(dora, tmp_path / "dora.safetensors"))
+        _merged_into_wan(_save(dora, tmp_path / "dora.safetensors"))
 
 
 def test_text_encoder_weights_match_the_encoder_layers(tmp_path: Path) -> None:

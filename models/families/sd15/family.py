@@ -12,6 +12,7 @@ from models.families.base import LatentFormat
 from models.families.kinds import TransformerFamily, VaeFamily
 from models.families.sd15.adapter import Sd15Adapter
 from models.families.sd15.latents import latent_format_from_config
+from models.families.sd15.lora import SD15_LORA
 from models.families.sd15.unet_checkpoint import (
     detect_sd15_unet,
     is_sd15_unet,
@@ -43,6 +44,7 @@ SD15_UNETS = TransformerFamily(
     build=sd15_unet_from_state_dict,
     adapter_from_config=_adapter_from_config,
     diffusers_classes=("UNet2DConditionModel",),
+    lora=SD15_LORA,
 )
 
 SD15_VAES = VaeFamily(

@@ -19,6 +19,7 @@ from models.families.skyreels.checkpoint import (
 )
 from models.families.skyreels.diffusers_config import skyreels_spec_from_config
 from models.families.wan.family import WAN_TEXT, WAN_VAES
+from models.families.wan.lora import WAN_LORA
 
 __all__ = ["SKYREELS_PIPELINES", "SKYREELS_TRANSFORMERS"]
 
@@ -39,6 +40,7 @@ SKYREELS_TRANSFORMERS = TransformerFamily(
     build=skyreels_transformer_from_state_dict,
     adapter_from_config=_adapter_from_config,
     diffusers_classes=("SkyReelsV2Transformer3DModel",),
+    lora=WAN_LORA,  # the Wan 2.1 network's layer names: Wan 2.1 LoRAs fit
 )
 SKYREELS_PIPELINES = PipelineLayout(
     pipelines=(

@@ -23,6 +23,7 @@ from models.families.wan.adapter import WanAdapter
 from models.families.wan.checkpoint import detect_wan_transformer, is_wan_transformer, wan_transformer_from_state_dict
 from models.families.wan.diffusers_config import wan_spec_from_config
 from models.families.wan.latents import WAN21_LATENT, latent_format_for_channels
+from models.families.wan.lora import WAN_LORA
 from models.families.wan.vae_checkpoint import detect_wan_vae, is_wan_vae, wan_vae_from_state_dict
 from models.text_encoders.umt5 import is_umt5, umt5_from_state_dict
 from models.text_encoders.wan_prompt import WAN_MAX_LENGTH, encode_wan_prompts
@@ -65,6 +66,7 @@ WAN_TRANSFORMERS = TransformerFamily(
     build=wan_transformer_from_state_dict,
     adapter_from_config=_adapter_from_config,
     diffusers_classes=("WanTransformer3DModel",),
+    lora=WAN_LORA,
 )
 WAN_VAES = VaeFamily(
     name="wan",
