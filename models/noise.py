@@ -6,11 +6,11 @@ CPU generator, so a seed gives the same video on any device. The sampler's own n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["Noise"]
+__all__ = ["DrawnNoise", "Noise"]
 
 SEED_MAX = 0xFFFF_FFFF_FFFF_FFFF
 
@@ -32,3 +32,16 @@ class Noise:
         if not self.enabled:
             return torch.zeros(like.shape, dtype=torch.float32), generator
         return torch.randn(like.shape, generator=generator, dtype=torch.float32), generator
+
+
+@dataclass(frozen=True, eq=False)
+class DrawnNoise(Noise):
+    """Noise drawn before the run (FreeInit's re-initialised noise) and the generator the run continues."""
+
+    drawn: torch.Tensor = field(kw_only=True)
+    generator: torch.Generator = field(kw_only=True)
+
+    def draw(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Generator]:
+        if self.drawn.shape != like.shape:
+            raise ValueError(f"the noise has shape {tuple(self.drawn.shape)}; the latent {tuple(like.shape)}")
+        return self.drawn, self.generator

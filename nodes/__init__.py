@@ -35,6 +35,7 @@ BUILTIN_MODULES = (
     "nodes.svd",
     "nodes.sampling",
     "nodes.sampling_parts",
+    "nodes.free_init",
     "nodes.vae",
 )
 

@@ -1,7 +1,7 @@
 """AnimateDiff nodes of our own (ComfyUI core has none): load a motion module (``animatediff_models`` folder), merge
 motion LoRAs into it (``animatediff_motion_lora`` folder), put it on an SD1.5 ``MODEL`` (with optional FreeNoise
-context windows), and an empty SD1.5 video latent. The result is an ordinary ``MODEL`` that ``KSampler`` /
-``SamplerCustom`` sample, whose network is diffusers' ``UNetMotionModel``.
+context windows), an empty SD1.5 video latent, and FreeNoise's shuffled initial noise. The result is an ordinary
+``MODEL`` that ``KSampler`` / ``SamplerCustom`` sample, whose network is diffusers' ``UNetMotionModel``.
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ from graph.context import current_context
 from models.diffusion_model import DiffusionModel
 from models.errors import ModelLoadError
 from models.families.animatediff.adapter import WEIGHTING_SCHEMES, AnimateDiffAdapter, ContextWindows
+from models.families.animatediff.free_noise import ShuffledContextNoise
 from models.families.animatediff.motion_model import MotionModule, read_motion_module, with_motion_module
 from models.families.sd15.adapter import Sd15Adapter
 from models.families.sd15.latents import SD15_LATENT
 from models.memory import MODELS_SERVICE, ModelManager
 from nodes.model_files import ModelFolderBound, resolve_model_file
+from nodes.sampling import seed_input
 
 CATEGORY = "animatediff"
 MOTION_FOLDER = "animatediff_models"
@@ -179,15 +181,51 @@ class EmptyAnimateDiffLatent:
         return ({"samples": torch.zeros(shape)},)
 
 
+class FreeNoiseShuffledNoise:
+    """FreeNoise's initial noise: frames past the first context window repeat earlier windows' noise, shuffled."""
+
+    FUNCTION = "noise"
+    CATEGORY = "sampling/custom_sampling/noise"
+    RETURN_TYPES = ("NOISE",)
+    DESCRIPTION = (
+        "Noise from a seed whose frames past the first context window are shuffled copies of earlier windows' noise "
+        "(FreeNoise); use the context length and stride of Apply AnimateDiff Motion Module."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "noise_seed": seed_input(),
+                "context_length": (
+                    "INT",
+                    {"default": 16, "min": 1, "max": MAX_FRAMES, "tooltip": "Frames per context window."},
+                ),
+                "context_stride": (
+                    "INT",
+                    {"default": 4, "min": 1, "max": MAX_FRAMES, "tooltip": "Frames between window starts."},
+                ),
+            }
+        }
+
+    def noise(self, noise_seed: int, context_length: int, context_stride: int) -> tuple[ShuffledContextNoise]:
+        try:
+            return (ShuffledContextNoise(noise_seed, context_length=context_length, context_stride=context_stride),)
+        except ValueError as exc:
+            raise ValueError(f"FreeNoiseShuffledNoise: {exc}") from exc
+
+
 NODE_CLASS_MAPPINGS = {
     "AnimateDiffLoader": AnimateDiffLoader,
     "AnimateDiffMotionLoRA": AnimateDiffMotionLoRA,
     "AnimateDiffApply": AnimateDiffApply,
     "EmptyAnimateDiffLatent": EmptyAnimateDiffLatent,
+    "FreeNoiseShuffledNoise": FreeNoiseShuffledNoise,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "AnimateDiffLoader": "Load AnimateDiff Motion Module",
     "AnimateDiffMotionLoRA": "AnimateDiff Motion LoRA",
     "AnimateDiffApply": "Apply AnimateDiff Motion Module",
     "EmptyAnimateDiffLatent": "Empty AnimateDiff Latent",
+    "FreeNoiseShuffledNoise": "FreeNoise Shuffled Noise",
 }
