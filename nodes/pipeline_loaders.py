@@ -171,8 +171,8 @@ def _no_text(folder: PipelineFolder) -> ExecutionBlocker:
 
 def _no_vision(folder: PipelineFolder) -> ExecutionBlocker:
     return ExecutionBlocker(
-        f"DiffusersPipelineLoader: {folder.name} has no image_encoder, so its CLIP_VISION output is empty (only "
-        "Wan 2.1 image-to-video pipelines have one); load clip_vision_h with CLIPVisionLoader instead"
+        f"DiffusersPipelineLoader: {folder.name} has no image_encoder, so its CLIP_VISION output is empty (the "
+        "Wan 2.1 and SkyReels-V2 image-to-video pipelines have one); load clip_vision_h with CLIPVisionLoader instead"
     )
 
 

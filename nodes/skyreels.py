@@ -1,7 +1,8 @@
 """SkyReels-V2 diffusion forcing as a sampler node of Reelgraph's own (ComfyUI core has none):
 ``SkyReelsDiffusionForcingSampler`` samples a SkyReels-V2 model with per-frame timesteps, long videos in overlapping
-chunks, synchronously or with an asynchronous step gap between causal blocks (``models.families.skyreels.forcing``).
-Text-to-video and image-to-video SkyReels-V2 models sample through the generic samplers, conditioned as Wan 2.1."""
+chunks, synchronously or with an asynchronous step gap between causal blocks (``models.families.skyreels.forcing``);
+diffusion-forcing image-to-video from a start (and end) image's ``VAEEncode`` latent. The plain text-to-video and
+image-to-video SkyReels-V2 models sample through the generic samplers, conditioned as Wan 2.1."""
 
 from __future__ import annotations
 
@@ -31,7 +32,9 @@ class SkyReelsDiffusionForcingSampler:
     DESCRIPTION = (
         "Samples a SkyReels-V2 diffusion-forcing model: each latent frame at its own timestep, long videos in chunks "
         "of base_num_frames that repeat overlap_history frames of the video so far; ar_step > 0 lets each causal "
-        "block lag that many steps behind the one before it (asynchronous)."
+        "block lag that many steps behind the one before it (asynchronous). Image-to-video: connect the VAEEncode "
+        "latent of the start image (scaled to the video's size) to start_latent, and optionally an end image's to "
+        "end_latent (videos made in one pass)."
     )
 
     @classmethod
@@ -79,7 +82,17 @@ class SkyReelsDiffusionForcingSampler:
                     },
                 ),
                 "fps": ("INT", {"default": DEFAULT_FPS, "min": 1, "max": 240}),
-            }
+            },
+            "optional": {
+                "start_latent": (
+                    "LATENT",
+                    {"tooltip": "The video's first frames, kept clean: the VAEEncode latent of the start image."},
+                ),
+                "end_latent": (
+                    "LATENT",
+                    {"tooltip": "Frames the video leads to (not part of it): the VAEEncode latent of an end image."},
+                ),
+            },
         }
 
     def sample(
@@ -98,8 +111,12 @@ class SkyReelsDiffusionForcingSampler:
         causal_block_size: int,
         addnoise_condition: float,
         fps: int,
+        start_latent: dict[str, Any] | None = None,
+        end_latent: dict[str, Any] | None = None,
     ) -> tuple[dict[str, Any]]:
         samples = latent_samples(latent_image, "latent_image")
+        start = latent_samples(start_latent, "start_latent") if start_latent is not None else None
+        end = latent_samples(end_latent, "end_latent") if end_latent is not None else None
         ratio = model.adapter.latent_format.temporal_ratio
         settings = ForcingSettings(
             steps=steps,
@@ -121,7 +138,9 @@ class SkyReelsDiffusionForcingSampler:
             context.report_progress(done, total, projection.image(state))
 
         manager = context.service(MODELS_SERVICE)
-        result = sample_diffusion_forcing(manager, model, positive, negative, samples, seed, settings, on_progress)
+        result = sample_diffusion_forcing(
+            manager, model, positive, negative, samples, seed, settings, on_progress, start=start, end=end
+        )
         return ({"samples": result},)
 
 

@@ -1,16 +1,18 @@
 """Tiny random-weight SkyReels-V2 stand-ins: the diffusion-forcing 1.3B single file in Kijai's repackaged layout
 (``diffusion_models/Wan2_1-SkyReels-V2-DF-1_3B-540P_fp32.safetensors``: Wan's original key names without prefix plus
-the fps embedding, float32) and ``*-Diffusers`` pipeline folders (diffusion forcing and text-to-video), saved by
-diffusers' own pipelines with the tiny Wan 2.1 VAE and UMT5 the Wan stand-ins hold.
+the fps embedding, float32) and ``*-Diffusers`` pipeline folders (diffusion forcing, text-to-video and
+image-to-video), saved by diffusers' own pipelines with the tiny Wan 2.1 VAE and UMT5 the Wan stand-ins hold (and,
+for image-to-video, the tiny CLIP vision tower of ``clip_vision_h.safetensors`` as its ``image_encoder``).
 
-Transformers keep Wan's head dim 128 (dim 256 = 2 heads, 2 layers); the text width 64 is the tiny UMT5's. Weights
-are seeded per name and seed and never touch the global RNG.
+Transformers keep Wan's head dim 128 (dim 256 = 2 heads, 2 layers); the text width 64 is the tiny UMT5's, the image
+width the tiny CLIP vision's. Weights are seeded per name and seed and never touch the global RNG.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -20,7 +22,7 @@ from safetensors.torch import save_file
 
 from models.families.skyreels.checkpoint import skyreels_transformer_to_original
 from models.folders import DIFFUSERS_KEY
-from models.tiny.text import tiny_umt5, write_tiny_tokenizer
+from models.tiny.text import TINY_CLIP_VISION_CONFIG, tiny_clip_vision, tiny_umt5, write_tiny_tokenizer
 from models.tiny.wan import DIFFUSION_MODELS_FOLDER, tiny_wan_vae
 
 if TYPE_CHECKING:
@@ -30,6 +32,7 @@ __all__ = [
     "DF_FILE",
     "TINY_SKYREELS_PIPELINES",
     "TINY_SKYREELS_TRANSFORMERS",
+    "TinySkyReelsPipeline",
     "tiny_skyreels_transformer",
     "write_tiny_skyreels_files",
 ]
@@ -54,16 +57,44 @@ TINY_SKYREELS_TRANSFORMERS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     {
         "df_1.3b": MappingProxyType({**_BASE, "inject_sample_info": True}),
         "t2v_14b": MappingProxyType({**_BASE, "inject_sample_info": False}),
+        "i2v_14b": MappingProxyType(
+            {
+                **_BASE,
+                "in_channels": 36,  # the noisy latent, the 4 keep-mask channels and the image latent
+                "image_dim": TINY_CLIP_VISION_CONFIG["hidden_size"],
+                "added_kv_proj_dim": _BASE["num_attention_heads"] * _BASE["attention_head_dim"],
+                "inject_sample_info": False,
+            }
+        ),
     }
 )
-"""Tiny transformer name -> ``SkyReelsV2Transformer3DModel`` kwargs (the DF 1.3B release has the fps embedding)."""
-TINY_SKYREELS_PIPELINES: Mapping[str, tuple[str, str, float]] = MappingProxyType(
+"""Tiny transformer name -> ``SkyReelsV2Transformer3DModel`` kwargs (the DF 1.3B release has the fps embedding; the
+I2V release Wan 2.1 I2V's image cross-attention)."""
+
+
+@dataclass(frozen=True)
+class TinySkyReelsPipeline:
+    """One tiny pipeline folder: its class, tiny transformer, the scheduler's flow shift, and whether it holds the
+    CLIP vision ``image_encoder`` (and its ``image_processor``)."""
+
+    pipeline: str
+    transformer: str
+    flow_shift: float
+    image_encoder: bool = False
+
+
+TINY_SKYREELS_PIPELINES: Mapping[str, TinySkyReelsPipeline] = MappingProxyType(
     {
-        "SkyReels-V2-DF-1.3B-540P-Diffusers": ("SkyReelsV2DiffusionForcingPipeline", "df_1.3b", 8.0),
-        "SkyReels-V2-T2V-14B-540P-Diffusers": ("SkyReelsV2Pipeline", "t2v_14b", 8.0),
+        "SkyReels-V2-DF-1.3B-540P-Diffusers": TinySkyReelsPipeline(
+            "SkyReelsV2DiffusionForcingPipeline", "df_1.3b", 8.0
+        ),
+        "SkyReels-V2-T2V-14B-540P-Diffusers": TinySkyReelsPipeline("SkyReelsV2Pipeline", "t2v_14b", 8.0),
+        "SkyReels-V2-I2V-14B-540P-Diffusers": TinySkyReelsPipeline(
+            "SkyReelsV2ImageToVideoPipeline", "i2v_14b", 5.0, image_encoder=True
+        ),
     }
 )
-"""Folder name (the Hugging Face repo's) -> (pipeline class, tiny transformer, the scheduler's flow shift)."""
+"""Folder name (the Hugging Face repo's) -> tiny pipeline."""
 
 
 def tiny_skyreels_transformer(name: str, seed: int = 0) -> SkyReelsV2Transformer3DModel:
@@ -87,7 +118,7 @@ def tiny_skyreels_transformer(name: str, seed: int = 0) -> SkyReelsV2Transformer
 def write_tiny_skyreels_files(models_dir: Path, seed: int = 0) -> list[Path]:
     """Write the tiny SkyReels-V2 single file and pipeline folders under ``models_dir``; returns their paths."""
     import diffusers
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, CLIPImageProcessorPil
 
     models_dir = Path(models_dir)
     path = models_dir / DIFFUSION_MODELS_FOLDER / DF_FILE
@@ -96,17 +127,21 @@ def write_tiny_skyreels_files(models_dir: Path, seed: int = 0) -> list[Path]:
     save_file({key: tensor.contiguous() for key, tensor in state.items()}, str(path))
     written = [path]
     text_encoder = tiny_umt5(seed).half()  # the values of umt5_xxl_fp16.safetensors
-    for folder_name, (pipeline, transformer, shift) in TINY_SKYREELS_PIPELINES.items():
+    for folder_name, tiny in TINY_SKYREELS_PIPELINES.items():
         folder = models_dir / DIFFUSERS_KEY / folder_name
         tokenizer = AutoTokenizer.from_pretrained(write_tiny_tokenizer(folder / "tokenizer"), local_files_only=True)
-        getattr(diffusers, pipeline)(
-            tokenizer=tokenizer,
-            text_encoder=text_encoder,
-            vae=tiny_wan_vae("wan_2.1_vae", seed).bfloat16(),  # the values of wan_2.1_vae.safetensors
-            scheduler=diffusers.UniPCMultistepScheduler(
-                prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=shift
+        components: dict[str, Any] = {
+            "tokenizer": tokenizer,
+            "text_encoder": text_encoder,
+            "vae": tiny_wan_vae("wan_2.1_vae", seed).bfloat16(),  # the values of wan_2.1_vae.safetensors
+            "scheduler": diffusers.UniPCMultistepScheduler(
+                prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=tiny.flow_shift
             ),
-            transformer=tiny_skyreels_transformer(transformer, seed),
-        ).save_pretrained(folder, safe_serialization=True)
+            "transformer": tiny_skyreels_transformer(tiny.transformer, seed),
+        }
+        if tiny.image_encoder:
+            components["image_encoder"] = tiny_clip_vision(seed).half()  # the values of clip_vision_h.safetensors
+            components["image_processor"] = CLIPImageProcessorPil()  # OpenAI CLIP's 224 px preprocessing
+        getattr(diffusers, tiny.pipeline)(**components).save_pretrained(folder, safe_serialization=True)
         written.append(folder)
     return written

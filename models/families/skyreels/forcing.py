@@ -8,6 +8,12 @@ frame is updated, while the network call is shared by all frames. Reelgraph's sa
 that call the denoiser themselves, so they cannot be interleaved frame by frame; the scheduler object is exactly the
 stepwise form, and using it keeps the solver identical to the pipeline's (order 2, bh2, lower order at the end).
 
+Image-to-video, as ``SkyReelsV2DiffusionForcingImageToVideoPipeline``: the start latent (the VAE-encoded start image,
+or frames of a video to continue) replaces the first frames of the first chunk's noise and stays clean (noised by
+``addnoise_condition`` like any prefix), and is part of the video made; the end latent is appended after the last
+frame, clean, seen by the network but never updated, and left out of the result. Later chunks repeat the end of the
+video so far as in text-to-video.
+
 Noise: each chunk's starting noise is drawn in turn from ``torch.Generator().manual_seed(seed)`` on the CPU (as the
 pipeline draws it from a CPU generator); the noise ``addnoise_condition`` puts on the prefix frames comes from a
 second generator with the same seed (the pipeline draws it from torch's global generator).
@@ -17,13 +23,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
 from models.diffusion_model import DiffusionModel
-from models.families.base import LatentShapeError
+from models.families.base import LatentFormat, LatentShapeError, batched
 from models.families.skyreels.adapter import DEFAULT_FPS, SkyReelsAdapter
 from models.families.skyreels.forcing_schedule import (
     Chunk,
@@ -80,9 +86,13 @@ def sample_diffusion_forcing(
     seed: int,
     settings: ForcingSettings,
     on_progress: ProgressListener | None = None,
+    *,
+    start: torch.Tensor | None = None,
+    end: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The raw latent of a video shaped like ``latent`` (``[B, C, T, H, W]``; its values are not used), sampled by
-    diffusion forcing. Raises ``ValueError`` naming what does not fit before any step."""
+    diffusion forcing, beginning with the raw latent frames ``start`` and leading to ``end`` when given. Raises
+    ``ValueError`` naming what does not fit before any step."""
     adapter = model.adapter
     if not isinstance(adapter, SkyReelsAdapter):
         raise ValueError(
@@ -94,7 +104,9 @@ def sample_diffusion_forcing(
     fps = {"fps": settings.fps}
     guider = Guider(model, with_extras(positive, "positive", fps), with_extras(negative, "negative", fps), settings.cfg)
     guider.check(latent)
-    chunks = chunk_plan(latent.shape[2], settings.base_frames, settings.overlap, settings.causal_block_size)
+    start_frames = _clean_frames(start, "start_latent", latent, fmt)
+    end_frames = _clean_frames(end, "end_latent", latent, fmt)
+    chunks = _chunks(latent.shape[2], settings, start_frames, end_frames)
     schedules = [_schedule(chunk, settings) for chunk in chunks]
     total = sum(schedule.iterations for schedule in schedules)
     timesteps = _solver(settings).timesteps
@@ -107,11 +119,15 @@ def sample_diffusion_forcing(
         done = 0
         with _causal_blocks(network, settings.causal_block_size):
             for chunk, schedule in zip(chunks, schedules, strict=True):
-                shape = (latent.shape[0], latent.shape[1], chunk.frames, *latent.shape[3:])
+                shape = (latent.shape[0], latent.shape[1], chunk.made, *latent.shape[3:])
                 x = torch.randn(shape, generator=noise, dtype=torch.float32).to(device)
                 if chunk.prefix:
-                    assert video is not None
-                    x[:, :, : chunk.prefix] = video[:, :, chunk.source : chunk.source + chunk.prefix]
+                    prefix = start_frames if video is None else video[:, :, chunk.source : chunk.source + chunk.prefix]
+                    assert prefix is not None
+                    x[:, :, : chunk.prefix] = prefix.to(device)
+                if chunk.end:
+                    assert end_frames is not None
+                    x = torch.cat([x, end_frames.to(device)], dim=2)
                 solvers = [_solver(settings, device) for _ in range(chunk.frames)]
                 for row in range(schedule.iterations):
                     t = frame_timesteps(schedule.progress[row], timesteps)
@@ -123,21 +139,73 @@ def sample_diffusion_forcing(
                         )[0]
                     done += 1
                     if on_progress is not None:
-                        on_progress(done, total, fmt.process_out(x))
-                video = x if video is None else torch.cat([video, x[:, :, chunk.keep_from :]], dim=2)
+                        on_progress(done, total, fmt.process_out(x[:, :, : chunk.made]))
+                made = x[:, :, chunk.keep_from : chunk.made]
+                video = made if video is None else torch.cat([video, made], dim=2)
         assert video is not None
         return video
 
     largest = max(chunks, key=lambda chunk: chunk.frames)
-    work = adapter.work_estimate(latent[:, :, : largest.frames], guider.streams)
+    work = adapter.work_estimate(latent[:, :, :1].expand(-1, -1, largest.frames, -1, -1), guider.streams)
     out = run_with_oom_recovery(manager, model.handle, run, work, policy=model.offload)
     return fmt.process_out(out).cpu()
+
+
+def _clean_frames(
+    frames: torch.Tensor | None, name: str, latent: torch.Tensor, fmt: LatentFormat
+) -> torch.Tensor | None:
+    """The raw latent frames ``frames`` (input ``name``) in the network's state space, batched to ``latent``'s;
+    ``LatentShapeError`` naming the input when they do not fit it."""
+    if frames is None:
+        return None
+    fmt.check(frames, name)
+    if frames.shape[3:] != latent.shape[3:]:
+        raise LatentShapeError(
+            f"{name} is {_size(frames)} latent pixels but latent_image is {_size(latent)}: encode an image of the "
+            "video's width and height (scale it first)"
+        )
+    if frames.shape[0] not in (1, latent.shape[0]):
+        raise LatentShapeError(f"{name} has a batch of {frames.shape[0]}; latent_image has {latent.shape[0]}")
+    return batched(fmt.process_in(frames.float()), latent)
+
+
+def _chunks(
+    frames: int, settings: ForcingSettings, start: torch.Tensor | None, end: torch.Tensor | None
+) -> tuple[Chunk, ...]:
+    """The chunk plan with the start and end frames (the end ones after the video's single chunk); ``ValueError``
+    naming the input they do not fit."""
+    block = settings.causal_block_size
+    ready = 0 if start is None else start.shape[2]
+    chunks = chunk_plan(frames, settings.base_frames, settings.overlap, block, ready)
+    if ready and (ready >= chunks[0].frames or ready % block):
+        raise LatentShapeError(
+            f"start_latent has {ready} latent frames; the first chunk has {chunks[0].frames} and its clean start must "
+            f"be fewer, and a whole number of causal blocks of {block} (use causal_block_size 1 with one image)"
+        )
+    if end is None:
+        return chunks
+    if len(chunks) > 1:
+        raise ValueError(
+            f"end_latent: the video is made in {len(chunks)} chunks (its length is above base_num_frames, with "
+            "overlap_history); an end image needs the whole video in one pass"
+        )
+    after = end.shape[2]
+    if (frames + after) % block:
+        raise LatentShapeError(
+            f"end_latent: {frames} latent frames and {after} end frames are not a whole number of causal blocks of "
+            f"{block}"
+        )
+    return (replace(chunks[0], frames=frames + after, end=after),)
+
+
+def _size(latent: torch.Tensor) -> str:
+    return f"{latent.shape[-1]}x{latent.shape[-2]}"
 
 
 def _schedule(chunk: Chunk, settings: ForcingSettings) -> ForcingSchedule:
     try:
         return forcing_schedule(
-            chunk.frames, settings.steps, settings.ar_step, settings.causal_block_size, chunk.prefix
+            chunk.frames, settings.steps, settings.ar_step, settings.causal_block_size, chunk.prefix, chunk.end
         )
     except ValueError as exc:
         raise LatentShapeError(

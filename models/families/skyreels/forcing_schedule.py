@@ -6,7 +6,8 @@ Each causal block of frames has a progress: 0 before it starts, ``k`` once it ha
 block whose predecessor had finished, advances by one; any other block stays ``ar_step`` behind the one before it
 (0: all blocks move together, the synchronous mode). This is the timestep matrix of diffusers'
 ``SkyReelsV2DiffusionForcingPipeline.generate_timestep_matrix`` as that pipeline uses it (its window always spans
-the whole chunk).
+the whole chunk). Clean frames appended at the end (the end image of image-to-video) count in the schedule as frames
+being made and are then shown clean and never updated, as ``SkyReelsV2DiffusionForcingImageToVideoPipeline`` does.
 """
 
 from __future__ import annotations
@@ -36,19 +37,28 @@ class ForcingSchedule:
 
 @dataclass(frozen=True)
 class Chunk:
-    """One pass of a (long) video: ``frames`` latent frames, of which the first ``prefix`` are clean frames taken
-    from the end of the video so far (``source``: the index they start at in it); frames from ``keep_from`` on are
-    appended to the video."""
+    """One pass of a (long) video: ``frames`` latent frames, of which the first ``prefix`` are clean frames (the
+    start latent in the first chunk; in later ones taken from the end of the video so far, ``source`` being the index
+    they start at in it) and the last ``end`` clean frames appended after the video (the end latent); frames from
+    ``keep_from`` on, up to the end frames, are appended to the video."""
 
     frames: int
     prefix: int = 0
     source: int = 0
     keep_from: int = 0
+    end: int = 0
+
+    @property
+    def made(self) -> int:
+        """The frames of the chunk that belong to the video (all but the end frames)."""
+        return self.frames - self.end
 
 
-def forcing_schedule(frames: int, steps: int, ar_step: int, block_size: int, ready: int = 0) -> ForcingSchedule:
+def forcing_schedule(
+    frames: int, steps: int, ar_step: int, block_size: int, ready: int = 0, end: int = 0
+) -> ForcingSchedule:
     """The schedule of a chunk of ``frames`` latent frames (a multiple of ``block_size``) over ``steps`` steps, the
-    first ``ready`` frames clean from the start."""
+    first ``ready`` frames clean from the start, the last ``end`` frames shown clean throughout."""
     if frames % block_size:
         raise ValueError(f"{frames} latent frames are not a whole number of causal blocks of {block_size}")
     blocks = frames // block_size
@@ -67,7 +77,11 @@ def forcing_schedule(frames: int, steps: int, ar_step: int, block_size: int, rea
         rows.append(new)
         row = new
     progress = torch.stack(rows).repeat_interleave(block_size, dim=1)
-    return ForcingSchedule(progress, torch.stack(updates).repeat_interleave(block_size, dim=1))
+    update = torch.stack(updates).repeat_interleave(block_size, dim=1)
+    if end:
+        progress[:, frames - end :] = clean
+        update[:, frames - end :] = False
+    return ForcingSchedule(progress, update)
 
 
 def frame_timesteps(progress: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
@@ -77,12 +91,15 @@ def frame_timesteps(progress: torch.Tensor, timesteps: torch.Tensor) -> torch.Te
     return template[progress]
 
 
-def chunk_plan(frames: int, base_frames: int, overlap: int | None, block_size: int) -> tuple[Chunk, ...]:
+def chunk_plan(
+    frames: int, base_frames: int, overlap: int | None, block_size: int, start: int = 0
+) -> tuple[Chunk, ...]:
     """The passes over a video of ``frames`` latent frames: one when ``overlap`` is None or the video fits in
     ``base_frames``; else chunks of ``base_frames`` each starting with the last ``overlap`` frames of the video so far
-    (cut down to whole causal blocks), as ``SkyReelsV2DiffusionForcingPipeline`` plans a long video."""
+    (cut down to whole causal blocks), as ``SkyReelsV2DiffusionForcingPipeline`` plans a long video. The first chunk
+    starts with ``start`` given clean frames."""
     if overlap is None or frames <= base_frames:
-        return (Chunk(frames),)
+        return (Chunk(frames, prefix=start),)
     if not 0 < overlap < base_frames:
         raise ValueError(
             f"an overlap of {overlap} latent frames must be at least 1 and below the chunk's {base_frames}"
@@ -90,7 +107,7 @@ def chunk_plan(frames: int, base_frames: int, overlap: int | None, block_size: i
     stride = base_frames - overlap
     count = 1 + (frames - base_frames - 1) // stride + 1
     prefix = overlap - overlap % block_size
-    chunks = [Chunk(base_frames)]
+    chunks = [Chunk(base_frames, prefix=start)]
     video_frames = base_frames
     for index in range(1, count):
         remaining = frames - (index * stride + overlap)

@@ -74,3 +74,17 @@ def test_chunks_cover_the_video_exactly() -> None:
     assert chunk_plan(frames=5, base_frames=5, overlap=3, block_size=1) == chunk_plan(5, 5, None, 1)
     with pytest.raises(ValueError, match="overlap of 5 latent frames"):
         chunk_plan(frames=10, base_frames=5, overlap=5, block_size=1)
+
+
+def test_end_frames_are_shown_clean_and_never_updated() -> None:
+    """Asynchronous: the end frame's block still counts in the schedule (its lag sets the iterations)."""
+    schedule = forcing_schedule(frames=3, steps=2, ar_step=1, block_size=1, ready=1, end=1)
+    assert schedule.progress.tolist() == [[3, 1, 3], [3, 2, 3], [3, 3, 3]]
+    assert schedule.update.tolist() == [[False, True, False], [False, True, False], [False, False, False]]
+
+
+def test_a_start_is_the_first_chunks_prefix_only() -> None:
+    plain = chunk_plan(frames=10, base_frames=5, overlap=3, block_size=1)
+    started = chunk_plan(frames=10, base_frames=5, overlap=3, block_size=1, start=1)
+    assert started[0].prefix == 1 and started[1:] == plain[1:]
+    assert chunk_plan(frames=4, base_frames=5, overlap=None, block_size=1, start=1)[0].prefix == 1
