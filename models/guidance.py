@@ -1,9 +1,13 @@
 """Guiders (the ``GUIDER`` socket): turn a network and its conditioning into the denoiser samplers call.
 
-``Guider.denoise(network, x, sigma)`` runs the adapter once per conditioning entry (entries are averaged by their
+``Guider.denoise(network, x, sigma)`` predicts under every conditioning entry (entries are averaged by their
 ``strength``), combines positive and negative with classifier-free guidance on the network's raw prediction (as
 diffusers' pipelines do; for flow and epsilon models this equals guidance on the denoised estimate), and converts the
 result to the ``x0`` estimate with the model's sampling. The negative pass is skipped when ``cfg`` is 1.
+
+The entries run as one batched network call where the adapter can merge them (same text length, same extras: as
+the pipelines batch their conditional and unconditional halves), else one call each; a batched call that runs out
+of memory is redone one entry at a time. ``streams`` counts the batch for the memory estimate.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import torch
 
 from models.diffusion_model import DiffusionModel
 from models.families.base import ConditioningEntry
+from models.oom import is_out_of_memory
 
 __all__ = ["Conditioning", "Guider", "conditioning_entries", "with_extras"]
 
@@ -56,8 +61,9 @@ class Guider:
 
     @property
     def streams(self) -> int:
-        """Network evaluations per conditioning entry and step (for the memory estimate)."""
-        return 2 if self.uses_negative else 1
+        """The most predictions one network call makes at once, per latent sample (for the memory estimate): every
+        positive and negative entry, which run batched when the adapter can merge them."""
+        return sum(len(conditioning_entries(conditioning, name)) for name, conditioning in self._parts())
 
     def check(self, samples: torch.Tensor) -> None:
         """Raise ``ValueError`` naming what does not fit ``samples`` before any step runs."""
@@ -90,11 +96,16 @@ class Guider:
         """The guided raw network prediction for the network input ``x_in`` at ``timestep`` (``[B]``, or what the
         family's adapter takes, e.g. ``[B, F]`` per-frame timesteps): the entries averaged by strength, then CFG.
         ``denoise`` converts it to ``x0``; solvers that step on raw predictions (diffusion forcing) use it as is."""
-        output = self._predict(network, x_in, timestep, self.positive, "positive", denoise_mask)
-        if self.uses_negative:
-            assert self.negative is not None
-            negative = self._predict(network, x_in, timestep, self.negative, "negative", denoise_mask)
-            output = negative + self._cfg_scale(output) * (output - negative)
+        parts = [(name, conditioning_entries(conditioning, name)) for name, conditioning in self._parts()]
+        predictions = self._predict(network, x_in, timestep, [e for _, entries in parts for e in entries], denoise_mask)
+        averaged = []
+        for name, entries in parts:
+            averaged.append(_strength_average(entries, predictions[: len(entries)], name))
+            predictions = predictions[len(entries) :]
+        output = averaged[0]
+        if len(averaged) > 1:
+            unconditional = averaged[1]
+            output = unconditional + self._cfg_scale(output) * (output - unconditional)
         return output
 
     def _cfg_scale(self, output: torch.Tensor) -> float | torch.Tensor:
@@ -112,22 +123,19 @@ class Guider:
         network: torch.nn.Module,
         x: torch.Tensor,
         timestep: torch.Tensor,
-        conditioning: Conditioning,
-        name: str,
+        entries: list[ConditioningEntry],
         denoise_mask: torch.Tensor | None,
-    ) -> torch.Tensor:
-        entries = conditioning_entries(conditioning, name)
-        total = None
-        weight_sum = 0.0
-        for entry in entries:
-            weight = float(entry[1].get("strength", 1.0))
-            prediction = self.model.adapter.predict(network, x, timestep, entry, self.model.compute_dtype, denoise_mask)
-            total = prediction * weight if total is None else total + prediction * weight
-            weight_sum += weight
-        assert total is not None
-        if weight_sum <= 0:
-            raise ValueError(f"{name}: the conditioning strengths add up to {weight_sum}; they must be positive")
-        return total if weight_sum == 1.0 else total / weight_sum
+    ) -> list[torch.Tensor]:
+        """The raw predictions under ``entries``: batched where the adapter can, one at a time when that runs out
+        of memory."""
+        adapter, dtype = self.model.adapter, self.model.compute_dtype
+        if len(entries) > 1:
+            try:
+                return adapter.predict_entries(network, x, timestep, entries, dtype, denoise_mask)
+            except Exception as error:
+                if not is_out_of_memory(error):
+                    raise
+        return adapter.predict_entries(network, x, timestep, entries, dtype, denoise_mask, batch=False)
 
     def _parts(self) -> list[tuple[str, Conditioning]]:
         parts = [("positive", self.positive)]
@@ -135,3 +143,17 @@ class Guider:
             assert self.negative is not None
             parts.append(("negative", self.negative))
         return parts
+
+
+def _strength_average(entries: list[ConditioningEntry], predictions: list[torch.Tensor], name: str) -> torch.Tensor:
+    """The predictions under ``entries`` averaged by the entries' ``strength``."""
+    total = None
+    weight_sum = 0.0
+    for (_, extras), prediction in zip(entries, predictions, strict=True):
+        weight = float(extras.get("strength", 1.0))
+        total = prediction * weight if total is None else total + prediction * weight
+        weight_sum += weight
+    assert total is not None
+    if weight_sum <= 0:
+        raise ValueError(f"{name}: the conditioning strengths add up to {weight_sum}; they must be positive")
+    return total if weight_sum == 1.0 else total / weight_sum

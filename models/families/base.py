@@ -1,5 +1,6 @@
 """What generic model code asks of a model family: its latent format, how to call its network on one conditioning
-entry, how much memory a run takes, and its default noise parametrisation.
+entry (``network_call``: arguments split into per-sample and shared ones, so that the calls of several entries
+merge into one batched call where they fit), how much memory a run takes, and its default noise parametrisation.
 
 A family adapter is the only code that knows a family's network signature and conditioning extras; samplers,
 guiders and nodes call these methods and nothing family-specific.
@@ -8,7 +9,7 @@ guiders and nodes call these methods and nothing family-specific.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,16 @@ import torch
 from models.memory_types import WorkEstimate
 from models.sampling.model_sampling import ModelSampling
 
-__all__ = ["ConditioningEntry", "FamilyAdapter", "LatentFormat", "LatentShapeError", "batched"]
+__all__ = [
+    "ConditioningEntry",
+    "FamilyAdapter",
+    "LatentFormat",
+    "LatentShapeError",
+    "NetworkCall",
+    "batched",
+    "mergeable",
+    "merged_call",
+]
 
 ConditioningEntry = tuple[torch.Tensor, Mapping[str, Any]]
 """One ``[tensor, extras]`` item of a ``CONDITIONING`` list (the extras are read, never changed in place)."""
@@ -91,6 +101,87 @@ def batched(tensor: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return tensor.expand(x.shape[0], *tensor.shape[1:])
 
 
+@dataclass(frozen=True)
+class NetworkCall:
+    """The keyword arguments of one network call, split by how they batch: ``per_sample`` values (tensors with the
+    batch on dim 0, lists with one item per sample, or None) and ``shared`` ones that hold for every sample (sizes,
+    position embeddings, switches). Calls whose shared values are equal and whose per-sample values differ only in
+    their batch merge into one batched call (``merged_call``)."""
+
+    per_sample: Mapping[str, Any]
+    shared: Mapping[str, Any]
+
+
+def merged_call(calls: Sequence[NetworkCall]) -> NetworkCall | None:
+    """One call over the samples of all ``calls`` in order (tensors concatenated on dim 0, lists joined), or None
+    when they cannot share one (see ``mergeable``)."""
+    first = calls[0]
+    if len(calls) == 1:
+        return first
+    if not all(mergeable(first, call) for call in calls[1:]):
+        return None
+    per_sample: dict[str, Any] = {}
+    for name, value in first.per_sample.items():
+        values = [call.per_sample[name] for call in calls]
+        if isinstance(value, torch.Tensor):
+            per_sample[name] = torch.cat(values)
+        elif isinstance(value, list):
+            per_sample[name] = [item for part in values for item in part]
+        else:
+            per_sample[name] = None
+    return NetworkCall(per_sample, first.shared)
+
+
+def mergeable(call: NetworkCall, other: NetworkCall) -> bool:
+    """Whether two calls can run as one: the same argument names, per-sample values alike but for their batch
+    (shape beyond dim 0, dtype, device; or both lists, or both None), and equal shared values (a text of another
+    token length, another frame rate or a switch set differently keeps them apart)."""
+    if call.per_sample.keys() != other.per_sample.keys() or not _same(call.shared, other.shared):
+        return False
+    return all(_alike(value, other.per_sample[name]) for name, value in call.per_sample.items())
+
+
+def _alike(value: Any, other: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return (
+            isinstance(other, torch.Tensor)
+            and value.dim() > 0
+            and value.shape[1:] == other.shape[1:]
+            and value.dtype == other.dtype
+            and value.device == other.device
+        )
+    if isinstance(value, list):
+        return isinstance(other, list)
+    return value is None and other is None
+
+
+def _same(value: Any, other: Any) -> bool:
+    """Whether two shared argument values are equal (tensors by value, containers item by item)."""
+    if value is other:
+        return True
+    if isinstance(value, torch.Tensor):
+        return (
+            isinstance(other, torch.Tensor)
+            and value.shape == other.shape
+            and value.dtype == other.dtype
+            and value.device == other.device
+            and bool(torch.equal(value, other))
+        )
+    if isinstance(value, Mapping):
+        return (
+            isinstance(other, Mapping)
+            and value.keys() == other.keys()
+            and all(_same(value[key], other[key]) for key in value)
+        )
+    if isinstance(value, list | tuple):
+        return (
+            type(value) is type(other)
+            and len(value) == len(other)
+            and all(_same(item, other_item) for item, other_item in zip(value, other, strict=True))
+        )
+    return type(value) is type(other) and bool(value == other)
+
+
 class FamilyAdapter(ABC):
     """One model family's plumbing around its (diffusers) network; instances describe one loaded variant."""
 
@@ -106,6 +197,27 @@ class FamilyAdapter(ABC):
         """The noise parametrisation the family was trained with (before any ``ModelSampling*`` node)."""
 
     @abstractmethod
+    def network_call(
+        self,
+        x: torch.Tensor,
+        timestep: torch.Tensor,
+        entry: ConditioningEntry,
+        dtype: torch.dtype,
+        denoise_mask: torch.Tensor | None = None,
+    ) -> NetworkCall:
+        """The network's arguments for state ``x`` (the network's space, float32, ``[B, C, T, H, W]``) at
+        ``timestep`` (``[B]``) under one conditioning entry; the network computes in ``dtype`` (its weights may be
+        stored in another, e.g. fp8). ``denoise_mask`` (``[B, 1, T, H, W]``, 1 where generated) is given when the
+        latent keeps a region; families with per-token timesteps use it."""
+
+    def network_output(self, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The raw network output of one call's samples as float32 shaped like ``x``."""
+        return output.float()
+
+    def run_network(self, network: torch.nn.Module, call: NetworkCall) -> torch.Tensor:
+        """``network`` called with ``call``'s arguments; its first output."""
+        return network(**call.per_sample, **call.shared, return_dict=False)[0]
+
     def predict(
         self,
         network: torch.nn.Module,
@@ -115,10 +227,36 @@ class FamilyAdapter(ABC):
         dtype: torch.dtype,
         denoise_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The network's raw prediction for state ``x`` (the network's space, float32, ``[B, C, T, H, W]``) at
-        ``timestep`` (``[B]``) under one conditioning entry, as float32 shaped like ``x``; the network computes in
-        ``dtype`` (its weights may be stored in another, e.g. fp8). ``denoise_mask`` (``[B, 1, T, H, W]``, 1 where
-        generated) is given when the latent keeps a region; families with per-token timesteps use it."""
+        """The network's raw prediction for ``x`` at ``timestep`` under one conditioning entry, float32 shaped like
+        ``x`` (the arguments as ``network_call``'s)."""
+        return self.network_output(
+            self.run_network(network, self.network_call(x, timestep, entry, dtype, denoise_mask)), x
+        )
+
+    def predict_entries(
+        self,
+        network: torch.nn.Module,
+        x: torch.Tensor,
+        timestep: torch.Tensor,
+        entries: Sequence[ConditioningEntry],
+        dtype: torch.dtype,
+        denoise_mask: torch.Tensor | None = None,
+        *,
+        batch: bool = True,
+    ) -> list[torch.Tensor]:
+        """``predict`` under each of ``entries``, in order. With ``batch``, entries whose calls merge (the same
+        shapes and shared settings; see ``merged_call``) run as one network call over their samples, as diffusers'
+        pipelines batch the conditional and unconditional passes; the rest run one call each."""
+        calls = [self.network_call(x, timestep, entry, dtype, denoise_mask) for entry in entries]
+        groups = _mergeable_groups(calls) if batch else [[index] for index in range(len(calls))]
+        predictions: dict[int, torch.Tensor] = {}
+        for group in groups:
+            merged = merged_call([calls[index] for index in group])
+            assert merged is not None  # the group was formed of mergeable calls
+            outputs = self.run_network(network, merged).tensor_split(len(group))
+            for index, output in zip(group, outputs, strict=True):
+                predictions[index] = self.network_output(output, x)
+        return [predictions[index] for index in range(len(calls))]
 
     def known_state(
         self, sampling: ModelSampling, sigma: torch.Tensor, noise: torch.Tensor, clean: torch.Tensor
@@ -134,3 +272,16 @@ class FamilyAdapter(ABC):
     @abstractmethod
     def work_estimate(self, samples: torch.Tensor, streams: int) -> WorkEstimate:
         """The working memory of one forward over ``samples`` for ``streams`` parallel predictions."""
+
+
+def _mergeable_groups(calls: Sequence[NetworkCall]) -> list[list[int]]:
+    """The indices of ``calls`` grouped so that each group's calls merge (first fit, in order)."""
+    groups: list[list[int]] = []
+    for index, call in enumerate(calls):
+        for group in groups:
+            if mergeable(calls[group[0]], call):
+                group.append(index)
+                break
+        else:
+            groups.append([index])
+    return groups

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from models.families.base import ConditioningEntry, LatentShapeError, batched
+from models.families.base import ConditioningEntry, LatentShapeError, NetworkCall, batched
 from models.families.sd15.adapter import Sd15Adapter
 from models.families.sd15.unet_checkpoint import Sd15UnetSpec, sd15_spec_from_config
 
@@ -63,23 +63,25 @@ class AnimateDiffAdapter(Sd15Adapter):
                 f"fewer frames or set a context_length (at most {self.max_frames}) in the AnimateDiff apply node"
             )
 
-    def predict(
+    def network_call(
         self,
-        network: torch.nn.Module,
         x: torch.Tensor,
         timestep: torch.Tensor,
         entry: ConditioningEntry,
         dtype: torch.dtype,
         denoise_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    ) -> NetworkCall:
         embeds = batched(entry[0], x).to(x.device, dtype)
-        output = network(  # text embeddings per frame, as AnimateDiffPipeline repeats them
-            x.to(dtype),
-            timestep.to(x.device, torch.float32),
-            encoder_hidden_states=embeds.repeat_interleave(x.shape[2], dim=0),
-            return_dict=False,
-        )[0]
-        return output.float()
+        per_sample = {
+            "sample": x.to(dtype),
+            "timestep": timestep.to(x.device, torch.float32),
+            # text embeddings per frame, as AnimateDiffPipeline repeats them
+            "encoder_hidden_states": embeds.repeat_interleave(x.shape[2], dim=0),
+        }
+        return NetworkCall(per_sample, {})
+
+    def network_output(self, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return output.float()  # already [B, C, T, H, W], not SD1.5's frames as batch
 
 
 def adapter_from_motion_config(config: Mapping[str, Any]) -> AnimateDiffAdapter:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from models.families.base import ConditioningEntry, FamilyAdapter, LatentShapeError, batched
+from models.families.base import ConditioningEntry, FamilyAdapter, LatentShapeError, NetworkCall, batched
 from models.families.cogvideox.latents import CogVideoXLatentFormat, latent_format_from_config
 from models.families.cogvideox.sampling import default_sampling
 from models.families.cogvideox.spec import CogVideoXTransformerSpec
@@ -151,15 +151,14 @@ class CogVideoXAdapter(FamilyAdapter):
                 f"{', '.join(map(str, expected))}] (make both with the same CogVideoXImageToVideo)"
             )
 
-    def predict(
+    def network_call(
         self,
-        network: torch.nn.Module,
         x: torch.Tensor,
         timestep: torch.Tensor,
         entry: ConditioningEntry,
         dtype: torch.dtype,
         denoise_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    ) -> NetworkCall:
         embeds, extras = entry
         hidden = x
         image = extras.get(IMAGE_LATENTS)
@@ -172,14 +171,14 @@ class CogVideoXAdapter(FamilyAdapter):
         ofs = None
         if self.spec.config["ofs_embed_dim"] is not None:
             ofs = torch.full((1,), OFS, device=x.device, dtype=dtype)
-        output = network(
-            hidden_states=hidden.permute(0, 2, 1, 3, 4).to(dtype),
-            encoder_hidden_states=batched(embeds, x).to(x.device, dtype),
-            timestep=timestep.to(x.device),
-            ofs=ofs,
-            image_rotary_emb=rotary,
-            return_dict=False,
-        )[0]
+        per_sample = {
+            "hidden_states": hidden.permute(0, 2, 1, 3, 4).to(dtype),
+            "encoder_hidden_states": batched(embeds, x).to(x.device, dtype),
+            "timestep": timestep.to(x.device),
+        }
+        return NetworkCall(per_sample, {"ofs": ofs, "image_rotary_emb": rotary})
+
+    def network_output(self, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return output.permute(0, 2, 1, 3, 4).float()
 
     def work_estimate(self, samples: torch.Tensor, streams: int) -> WorkEstimate:

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from models.families.base import ConditioningEntry, FamilyAdapter, LatentFormat, LatentShapeError, batched
+from models.families.base import ConditioningEntry, FamilyAdapter, LatentFormat, LatentShapeError, NetworkCall, batched
 from models.families.hunyuan.checkpoint import LATENT_CONCAT, TOKEN_REPLACE, HunyuanTransformerSpec
 from models.families.hunyuan.latents import HUNYUAN_LATENT
 from models.memory_types import WorkEstimate
@@ -43,6 +43,8 @@ ComfyUI's HunyuanVideo sampling settings); ``ModelSamplingSD3`` sets another."""
 DEFAULT_GUIDANCE = 6.0
 """The embedded guidance without ``FluxGuidance`` (``HunyuanVideoPipeline``'s default ``guidance_scale``)."""
 GUIDANCE_MULTIPLIER = 1000.0
+GUIDING = "guiding_first_frame"
+"""The shared switch of a network call: modulate the first latent frame as at timestep 0 (``guiding_frame_index``)."""
 CUSTOM_NOT_SUPPORTED = (
     'ref_latent (HunyuanImageToVideo guidance_type "custom") is not supported: use "v1 (concat)" with the '
     'image-to-video model or "v2 (replace)" with the v2 replace model'
@@ -117,15 +119,14 @@ class HunyuanAdapter(FamilyAdapter):
             raise ValueError(CUSTOM_NOT_SUPPORTED)
         self._check_image_conditioning(extras, samples)
 
-    def predict(
+    def network_call(
         self,
-        network: torch.nn.Module,
         x: torch.Tensor,
         timestep: torch.Tensor,
         entry: ConditioningEntry,
         dtype: torch.dtype,
         denoise_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    ) -> NetworkCall:
         embeds, extras = entry
         batch = x.shape[0]
         hidden = x
@@ -135,20 +136,26 @@ class HunyuanAdapter(FamilyAdapter):
         if mask is None:
             mask = torch.ones(embeds.shape[:2])
         guidance = None
-        if getattr(network.time_text_embed, "guidance_embedder", None) is not None:
+        if self.spec.config.get("guidance_embeds", True):  # diffusers' default
             scale = float(extras.get("guidance", DEFAULT_GUIDANCE))
             guidance = torch.full((batch,), scale, dtype=dtype, device=x.device) * GUIDANCE_MULTIPLIER
-        with _first_frame_modulation(network, guiding=extras.get("guiding_frame_index") is not None):
-            output = network(
-                hidden_states=hidden.to(dtype),
-                timestep=timestep,
-                encoder_hidden_states=batched(embeds, x).to(x.device, dtype),
-                encoder_attention_mask=batched(mask, x).to(x.device, dtype),
-                pooled_projections=batched(extras["pooled_output"], x).to(x.device, dtype),
-                guidance=guidance,
-                return_dict=False,
-            )[0]
-        return output.float()
+        per_sample = {
+            "hidden_states": hidden.to(dtype),
+            "timestep": timestep,
+            "encoder_hidden_states": batched(embeds, x).to(x.device, dtype),
+            "encoder_attention_mask": batched(mask, x).to(x.device, dtype),
+            "pooled_projections": batched(extras["pooled_output"], x).to(x.device, dtype),
+            "guidance": guidance,
+        }
+        return NetworkCall(per_sample, {GUIDING: extras.get("guiding_frame_index") is not None})
+
+    def run_network(self, network: torch.nn.Module, call: NetworkCall) -> torch.Tensor:
+        """The network within the first-frame modulation the call's ``GUIDING`` switch asks for (not an argument
+        of the network)."""
+        shared = dict(call.shared)
+        guiding = shared.pop(GUIDING)
+        with _first_frame_modulation(network, guiding=guiding):
+            return super().run_network(network, NetworkCall(call.per_sample, shared))
 
     def work_estimate(self, samples: torch.Tensor, streams: int) -> WorkEstimate:
         batch, _, frames, height, width = samples.shape

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from models.families.base import ConditioningEntry, FamilyAdapter, LatentFormat, LatentShapeError, batched
+from models.families.base import ConditioningEntry, FamilyAdapter, LatentFormat, LatentShapeError, NetworkCall, batched
 from models.families.ltx.checkpoint import LtxTransformerSpec
 from models.families.ltx.latents import LTXV_LATENT
 from models.memory_types import WorkEstimate
@@ -154,37 +154,39 @@ class LTXAdapter(FamilyAdapter):
                     "frames: was the guided latent cropped (LTXVCropGuides) before this sampler?"
                 )
 
-    def predict(
+    def network_call(
         self,
-        network: torch.nn.Module,
         x: torch.Tensor,
         timestep: torch.Tensor,
         entry: ConditioningEntry,
         dtype: torch.dtype,
         denoise_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    ) -> NetworkCall:
         embeds, extras = entry
-        _, _, frames, height, width = x.shape
         if denoise_mask is not None:
             per_token = denoise_mask[:, 0, :: self.patch_t, :: self.patch, :: self.patch].flatten(1)
             timestep = per_token.to(timestep) * timestep.reshape(-1, 1)
         text = batched(embeds, x).to(x.device, dtype)
         mask = extras.get("attention_mask")
         mask = torch.ones(text.shape[:2]) if mask is None else batched(mask, x)
+        per_sample = {
+            "hidden_states": pack_latent(x, self.patch, self.patch_t).to(dtype),
+            "encoder_hidden_states": text,
+            "timestep": timestep,
+            "encoder_attention_mask": mask.to(x.device, torch.float32),  # the network takes (1 - mask) * -10000
+        }
         positions = self._positions(x, float(extras.get("frame_rate", DEFAULT_FRAME_RATE)), extras)
-        output = network(
-            hidden_states=pack_latent(x, self.patch, self.patch_t).to(dtype),
-            encoder_hidden_states=text,
-            timestep=timestep,
-            encoder_attention_mask=mask.to(x.device),
-            return_dict=False,
-            **positions,
-        )[0]
+        if "video_coords" in positions:
+            return NetworkCall(per_sample | positions, {})
+        return NetworkCall(per_sample, positions)
+
+    def network_output(self, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        frames, height, width = x.shape[2:]
         return unpack_tokens(output.float(), frames, height, width, self.patch, self.patch_t)
 
     def _positions(self, x: torch.Tensor, frame_rate: float, extras: Mapping[str, Any]) -> dict[str, Any]:
-        """The transformer's RoPE arguments: ``LTXPipeline``'s grid and interpolation scale, or with keyframes the
-        explicit coordinates that place them at their frames."""
+        """The transformer's RoPE arguments: ``LTXPipeline``'s grid and interpolation scale (shared by all
+        samples), or with keyframes the explicit per-sample coordinates that place them at their frames."""
         batch, _, frames, height, width = x.shape
         fmt = self.latent_format
         keyframes = [_keyframe(item) for item in extras.get("keyframe_idxs") or ()]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from models.families.base import ConditioningEntry, FamilyAdapter, LatentFormat, LatentShapeError, batched
+from models.families.base import ConditioningEntry, FamilyAdapter, LatentFormat, LatentShapeError, NetworkCall, batched
 from models.families.mochi.checkpoint import MochiTransformerSpec
 from models.families.mochi.latents import MOCHI_LATENT
 from models.memory_types import WorkEstimate
@@ -80,15 +80,14 @@ class MochiAdapter(FamilyAdapter):
                 f"{self.patch_size * MOCHI_LATENT.spatial_ratio} pixels, as EmptyMochiLatentVideo makes them)"
             )
 
-    def predict(
+    def network_call(
         self,
-        network: torch.nn.Module,
         x: torch.Tensor,
         timestep: torch.Tensor,
         entry: ConditioningEntry,
         dtype: torch.dtype,
         denoise_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    ) -> NetworkCall:
         embeds, extras = entry
         mask = extras.get("attention_mask")
         if mask is None:
@@ -96,13 +95,15 @@ class MochiAdapter(FamilyAdapter):
         # tau * 1000 computed as the pipeline's scheduler does, from sigma = timestep / 1000
         sigma = timestep.to(x.device, torch.float32) / TIMESTEP_SCALE
         tau_timestep = (1.0 - sigma) * TIMESTEP_SCALE
-        output = network(
-            hidden_states=x.to(dtype),
-            encoder_hidden_states=batched(embeds, x).to(x.device, dtype),
-            timestep=tau_timestep,
-            encoder_attention_mask=batched(mask, x).to(x.device).bool(),
-            return_dict=False,
-        )[0]
+        per_sample = {
+            "hidden_states": x.to(dtype),
+            "encoder_hidden_states": batched(embeds, x).to(x.device, dtype),
+            "timestep": tau_timestep,
+            "encoder_attention_mask": batched(mask, x).to(x.device).bool(),
+        }
+        return NetworkCall(per_sample, {})
+
+    def network_output(self, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return -output.float()
 
     def work_estimate(self, samples: torch.Tensor, streams: int) -> WorkEstimate:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from models.families.base import ConditioningEntry, FamilyAdapter, LatentFormat, LatentShapeError, batched
+from models.families.base import ConditioningEntry, FamilyAdapter, LatentFormat, LatentShapeError, NetworkCall, batched
 from models.families.sd15.latents import SD15_LATENT
 from models.families.sd15.unet_checkpoint import Sd15UnetSpec
 from models.memory_types import WorkEstimate
@@ -70,23 +70,26 @@ class Sd15Adapter(FamilyAdapter):
                 f"{self.downscale * SD15_LATENT.spatial_ratio} pixels)"
             )
 
-    def predict(
+    def network_call(
         self,
-        network: torch.nn.Module,
         x: torch.Tensor,
         timestep: torch.Tensor,
         entry: ConditioningEntry,
         dtype: torch.dtype,
         denoise_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        batch, _, frames = x.shape[:3]
+    ) -> NetworkCall:
+        frames = x.shape[2]
         embeds = batched(entry[0], x).to(x.device, dtype)
-        output = network(
-            frames_as_batch(x).to(dtype),
-            timestep.to(x.device, torch.float32).repeat_interleave(frames),
-            encoder_hidden_states=embeds.repeat_interleave(frames, dim=0),
-            return_dict=False,
-        )[0]
+        per_sample = {
+            "sample": frames_as_batch(x).to(dtype),
+            "timestep": timestep.to(x.device, torch.float32).repeat_interleave(frames),
+            "encoder_hidden_states": embeds.repeat_interleave(frames, dim=0),
+        }
+        return NetworkCall(per_sample, {})
+
+    def network_output(self, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``[B * T, C, H, W]`` (frames as batch) -> ``[B, C, T, H, W]``."""
+        batch, _, frames = x.shape[:3]
         return output.float().reshape(batch, frames, *output.shape[1:]).permute(0, 2, 1, 3, 4)
 
     def work_estimate(self, samples: torch.Tensor, streams: int) -> WorkEstimate:

@@ -14,7 +14,7 @@ from types import MappingProxyType
 
 import torch
 
-from models.families.base import ConditioningEntry, batched
+from models.families.base import ConditioningEntry, NetworkCall, batched
 from models.families.wan.adapter import WanAdapter
 from models.families.wan.checkpoint import WanTransformerSpec
 from models.sampling.model_sampling import FlowSampling
@@ -49,15 +49,14 @@ class SkyReelsAdapter(WanAdapter):
     def default_sampling(self) -> FlowSampling:
         return FlowSampling(shift=SHIFT_BY_VARIANT.get(self.spec.variant, SHIFT_BY_VARIANT["t2v"]))
 
-    def predict(
+    def network_call(
         self,
-        network: torch.nn.Module,
         x: torch.Tensor,
         timestep: torch.Tensor,
         entry: ConditioningEntry,
         dtype: torch.dtype,
         denoise_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    ) -> NetworkCall:
         """As Wan's, with the conditioning's ``fps`` extra for the fps embedding; ``timestep`` ``[B, F]`` (one per
         latent frame) calls the network as the diffusion-forcing pipelines do."""
         forcing = timestep.dim() == 2
@@ -66,34 +65,35 @@ class SkyReelsAdapter(WanAdapter):
                 f"frame timesteps have shape {tuple(timestep.shape)}; the latent needs [{x.shape[0]}, {x.shape[2]}] "
                 "(batch, frames)"
             )
-        fps = int(entry[1].get("fps", DEFAULT_FPS))
-        return self._call(network, x, timestep, entry, dtype, fps, diffusion_forcing=forcing)
-
-    def _call(
-        self,
-        network: torch.nn.Module,
-        x: torch.Tensor,
-        timestep: torch.Tensor,
-        entry: ConditioningEntry,
-        dtype: torch.dtype,
-        fps: int,
-        *,
-        diffusion_forcing: bool,
-    ) -> torch.Tensor:
         embeds, extras = entry
+        fps = int(extras.get("fps", DEFAULT_FPS))
         hidden = x
         if self.needs_image:
             hidden = torch.cat([x, self._image_condition(extras, x)], dim=1)
         image_embeds = None
         if self.image_dim is not None:
             image_embeds = batched(extras["clip_vision_output"].penultimate_hidden_states, x).to(x.device, dtype)
-        output = network(
-            hidden_states=hidden.to(dtype),
-            timestep=timestep,
-            encoder_hidden_states=batched(embeds, x).to(x.device, dtype),
-            encoder_hidden_states_image=image_embeds,
-            enable_diffusion_forcing=diffusion_forcing,
-            fps=[fps_index(fps)] * x.shape[0] if self.inject_sample_info else None,
-            return_dict=False,
-        )[0]
-        return output.float()
+        per_sample = {
+            "hidden_states": hidden.to(dtype),
+            "timestep": timestep,
+            "encoder_hidden_states": batched(embeds, x).to(x.device, dtype),
+            "encoder_hidden_states_image": image_embeds,
+        }
+        return NetworkCall(per_sample, {"enable_diffusion_forcing": forcing, "fps": fps_index(fps)})
+
+    def run_network(self, network: torch.nn.Module, call: NetworkCall) -> torch.Tensor:
+        """The network with the call's fps index for every sample (one fps per call: diffusers repeats the fps
+        embedding over the frames batch-minor, so diffusion forcing mixes up samples of different rates). Diffusion
+        forcing with the fps embedding runs one sample at a time: diffusers adds that embedding to the per-frame time
+        projections of a batch of one only (the pipelines call the network per sample)."""
+        batch = call.per_sample["hidden_states"].shape[0]
+        if self.inject_sample_info and call.shared["enable_diffusion_forcing"] and batch > 1:
+            return torch.cat([self.run_network(network, _one_sample(call, index)) for index in range(batch)])
+        fps = [call.shared["fps"]] * batch if self.inject_sample_info else None
+        return super().run_network(network, NetworkCall(call.per_sample, {**call.shared, "fps": fps}))
+
+
+def _one_sample(call: NetworkCall, index: int) -> NetworkCall:
+    """The call for sample ``index`` of a batched call."""
+    per_sample = {name: None if value is None else value[index : index + 1] for name, value in call.per_sample.items()}
+    return NetworkCall(per_sample, call.shared)

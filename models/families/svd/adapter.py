@@ -19,7 +19,7 @@ from numbers import Real
 
 import torch
 
-from models.families.base import ConditioningEntry, FamilyAdapter, LatentFormat, LatentShapeError, batched
+from models.families.base import ConditioningEntry, FamilyAdapter, LatentFormat, LatentShapeError, NetworkCall, batched
 from models.families.svd.latents import SVD_LATENT
 from models.families.svd.unet_checkpoint import SvdUnetSpec
 from models.memory_types import WorkEstimate
@@ -93,15 +93,14 @@ class SvdAdapter(FamilyAdapter):
                 f"{self.size_multiple * SVD_LATENT.spatial_ratio} pixels)"
             )
 
-    def predict(
+    def network_call(
         self,
-        network: torch.nn.Module,
         x: torch.Tensor,
         timestep: torch.Tensor,
         entry: ConditioningEntry,
         dtype: torch.dtype,
         denoise_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    ) -> NetworkCall:
         embeds, extras = entry
         frames = x.shape[2]
         concat = extras.get("concat_latent_image")
@@ -115,13 +114,15 @@ class SvdAdapter(FamilyAdapter):
             float(extras.get("augmentation_level", 0.0)),
         )
         time_ids = torch.tensor([ids], dtype=dtype, device=x.device).expand(x.shape[0], -1)
-        output = network(
-            sample.to(dtype),
-            timestep.to(x.device),
-            encoder_hidden_states=batched(embeds, x).to(x.device, dtype),
-            added_time_ids=time_ids,
-            return_dict=False,
-        )[0]
+        per_sample = {
+            "sample": sample.to(dtype),
+            "timestep": timestep.to(x.device),
+            "encoder_hidden_states": batched(embeds, x).to(x.device, dtype),
+            "added_time_ids": time_ids,
+        }
+        return NetworkCall(per_sample, {})
+
+    def network_output(self, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return output.transpose(1, 2).float()
 
     def work_estimate(self, samples: torch.Tensor, streams: int) -> WorkEstimate:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from models.families.base import ConditioningEntry, FamilyAdapter, LatentFormat, LatentShapeError, batched
+from models.families.base import ConditioningEntry, FamilyAdapter, LatentFormat, LatentShapeError, NetworkCall, batched
 from models.families.wan.checkpoint import WanTransformerSpec
 from models.families.wan.latents import latent_format_for_channels
 from models.memory_types import WorkEstimate
@@ -105,15 +105,14 @@ class WanAdapter(FamilyAdapter):
             )
         self._concat_mask(extras, samples)  # checks the mask's shape
 
-    def predict(
+    def network_call(
         self,
-        network: torch.nn.Module,
         x: torch.Tensor,
         timestep: torch.Tensor,
         entry: ConditioningEntry,
         dtype: torch.dtype,
         denoise_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    ) -> NetworkCall:
         embeds, extras = entry
         if denoise_mask is not None and self.per_token_timesteps:
             timestep = self._token_timesteps(timestep, denoise_mask)
@@ -125,14 +124,13 @@ class WanAdapter(FamilyAdapter):
             image_embeds = batched(extras["clip_vision_output"].penultimate_hidden_states, x).to(x.device, dtype)
             if self.spec.config.get("pos_embed_seq_len"):  # two images in a row; diffusers takes them stacked
                 image_embeds = image_embeds.reshape(-1, image_embeds.shape[1] // 2, image_embeds.shape[2])
-        output = network(
-            hidden_states=hidden.to(dtype),
-            timestep=timestep,
-            encoder_hidden_states=batched(embeds, x).to(x.device, dtype),
-            encoder_hidden_states_image=image_embeds,
-            return_dict=False,
-        )[0]
-        return output.float()
+        per_sample = {
+            "hidden_states": hidden.to(dtype),
+            "timestep": timestep,
+            "encoder_hidden_states": batched(embeds, x).to(x.device, dtype),
+            "encoder_hidden_states_image": image_embeds,
+        }
+        return NetworkCall(per_sample, {})
 
     def known_state(
         self, sampling: ModelSampling, sigma: torch.Tensor, noise: torch.Tensor, clean: torch.Tensor
