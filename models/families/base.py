@@ -25,6 +25,9 @@ __all__ = [
     "LatentShapeError",
     "NetworkCall",
     "batched",
+    "check_attention_mask",
+    "check_batch",
+    "check_text_embeddings",
     "mergeable",
     "merged_call",
 ]
@@ -99,6 +102,37 @@ def batched(tensor: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     if tensor.shape[0] != 1:
         raise LatentShapeError(f"conditioning batch {tensor.shape[0]} does not match latent batch {x.shape[0]}")
     return tensor.expand(x.shape[0], *tensor.shape[1:])
+
+
+def check_batch(tensor: torch.Tensor | None, samples: torch.Tensor, what: str) -> None:
+    """``LatentShapeError`` unless ``tensor`` (when given) has batch 1 (shared by all samples) or the latent's."""
+    if tensor is not None and tensor.shape[0] not in (1, samples.shape[0]):
+        raise LatentShapeError(f"{what} has batch {tensor.shape[0]} but the latent has batch {samples.shape[0]}")
+
+
+def check_text_embeddings(
+    embeds: torch.Tensor, samples: torch.Tensor, width: int | None, model: str, hint: str
+) -> None:
+    """``LatentShapeError`` unless the text conditioning is ``[1 or batch, tokens, width]`` (any width when None);
+    ``model`` is the adapter's description, ``hint`` says how to encode the prompt for it."""
+    if embeds.dim() != 3 or (width is not None and embeds.shape[-1] != width):
+        raise LatentShapeError(
+            f"the text conditioning has shape {tuple(embeds.shape)}; {model} takes [batch, tokens, {width}] ({hint})"
+        )
+    check_batch(embeds, samples, "the text conditioning")
+
+
+def check_attention_mask(mask: torch.Tensor | None, embeds: torch.Tensor, samples: torch.Tensor) -> None:
+    """``LatentShapeError`` unless the conditioning's ``attention_mask`` (when given) is ``[1 or batch, tokens]`` for
+    its text's tokens."""
+    if mask is None:
+        return
+    tokens = embeds.shape[1]
+    if mask.dim() != 2 or mask.shape[-1] != tokens:
+        raise LatentShapeError(
+            f"attention_mask has shape {tuple(mask.shape)}; for {tokens} text tokens it must be [batch, {tokens}]"
+        )
+    check_batch(mask, samples, "attention_mask")
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,30 @@ def _x0_from_v(x: Tensor, sigma: Tensor, v: Tensor) -> Tensor:
     return x / (sigma**2 + 1.0) - v * sigma / (sigma**2 + 1.0).sqrt()
 
 
+def _check_discrete(sampling: EpsSampling | ZeroSnrSampling) -> None:
+    """``ValueError`` naming the sampling for a beta schedule, prediction or table size it cannot have."""
+    name = type(sampling).__name__
+    if sampling.schedule not in BETA_SCHEDULES:
+        raise ValueError(f"{name}: unknown schedule {sampling.schedule!r}; valid: {', '.join(BETA_SCHEDULES)}")
+    if sampling.prediction not in PREDICTIONS:
+        raise ValueError(f"{name}: unknown prediction {sampling.prediction!r}; valid: {', '.join(PREDICTIONS)}")
+    if sampling.steps < 2:
+        raise ValueError(f"{name}: steps must be at least 2, got {sampling.steps}")
+    if not 0.0 < sampling.beta_start <= sampling.beta_end < 1.0:
+        raise ValueError(
+            f"{name}: need 0 < beta_start <= beta_end < 1, got {sampling.beta_start} and {sampling.beta_end}"
+        )
+
+
+def _betas(sampling: EpsSampling | ZeroSnrSampling, linear_dtype: torch.dtype) -> Tensor:
+    """The training betas: ``scaled_linear`` (linear in their square roots, float64) or ``linear`` (in
+    ``linear_dtype``)."""
+    if sampling.schedule == "scaled_linear":
+        start, end = sampling.beta_start**0.5, sampling.beta_end**0.5
+        return torch.linspace(start, end, sampling.steps, dtype=torch.float64) ** 2
+    return torch.linspace(sampling.beta_start, sampling.beta_end, sampling.steps, dtype=linear_dtype)
+
+
 @dataclass(frozen=True)
 class EpsSampling(_VarianceExploding):
     """A DDPM-discrete model (SD1.5, AnimateDiff) in the variance-exploding state space: ``x = x0 + sigma * noise``.
@@ -202,24 +226,11 @@ class EpsSampling(_VarianceExploding):
     prediction: str = "epsilon"
 
     def __post_init__(self) -> None:
-        if self.schedule not in BETA_SCHEDULES:
-            raise ValueError(f"EpsSampling: unknown schedule {self.schedule!r}; valid: {', '.join(BETA_SCHEDULES)}")
-        if self.prediction not in PREDICTIONS:
-            raise ValueError(f"EpsSampling: unknown prediction {self.prediction!r}; valid: {', '.join(PREDICTIONS)}")
-        if self.steps < 2:
-            raise ValueError(f"EpsSampling: steps must be at least 2, got {self.steps}")
-        if not 0.0 < self.beta_start <= self.beta_end < 1.0:
-            raise ValueError(
-                f"EpsSampling: need 0 < beta_start <= beta_end < 1, got {self.beta_start} and {self.beta_end}"
-            )
+        _check_discrete(self)
 
     @cached_property
     def sigmas(self) -> Tensor:
-        if self.schedule == "scaled_linear":
-            betas = torch.linspace(self.beta_start**0.5, self.beta_end**0.5, self.steps, dtype=torch.float64) ** 2
-        else:
-            betas = torch.linspace(self.beta_start, self.beta_end, self.steps, dtype=torch.float64)
-        alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
+        alphas_cumprod = torch.cumprod(1.0 - _betas(self, torch.float64), dim=0)
         return ((1.0 - alphas_cumprod) / alphas_cumprod).sqrt().to(torch.float32)
 
     @cached_property
@@ -312,15 +323,8 @@ class ZeroSnrSampling(ModelSampling):
     zero_terminal_snr: bool = True
 
     def __post_init__(self) -> None:
+        _check_discrete(self)
         name = type(self).__name__
-        if self.schedule not in BETA_SCHEDULES:
-            raise ValueError(f"{name}: unknown schedule {self.schedule!r}; valid: {', '.join(BETA_SCHEDULES)}")
-        if self.prediction not in PREDICTIONS:
-            raise ValueError(f"{name}: unknown prediction {self.prediction!r}; valid: {', '.join(PREDICTIONS)}")
-        if self.steps < 2:
-            raise ValueError(f"{name}: steps must be at least 2, got {self.steps}")
-        if not 0.0 < self.beta_start <= self.beta_end < 1.0:
-            raise ValueError(f"{name}: need 0 < beta_start <= beta_end < 1, got {self.beta_start} and {self.beta_end}")
         if not (math.isfinite(self.snr_shift_scale) and self.snr_shift_scale > 0):
             raise ValueError(f"{name}: snr_shift_scale must be a positive number, got {self.snr_shift_scale}")
         if self.zero_terminal_snr and self.prediction == "epsilon":
@@ -331,10 +335,7 @@ class ZeroSnrSampling(ModelSampling):
         """``abar_t`` for ``t = 0 .. steps - 1`` (float64), computed as ``CogVideoXDDIMScheduler`` does."""
         from diffusers.schedulers.scheduling_ddim_cogvideox import rescale_zero_terminal_snr
 
-        if self.schedule == "scaled_linear":
-            betas = torch.linspace(self.beta_start**0.5, self.beta_end**0.5, self.steps, dtype=torch.float64) ** 2
-        else:  # the scheduler's linear betas are float32
-            betas = torch.linspace(self.beta_start, self.beta_end, self.steps, dtype=torch.float32)
+        betas = _betas(self, torch.float32)  # the scheduler's linear betas are float32
         alphas_cumprod = torch.cumprod(1.0 - betas, dim=0).double()
         shift = self.snr_shift_scale
         alphas_cumprod = alphas_cumprod / (shift + (1.0 - shift) * alphas_cumprod)

@@ -16,7 +16,14 @@ from __future__ import annotations
 
 import torch
 
-from models.families.base import ConditioningEntry, FamilyAdapter, LatentShapeError, NetworkCall, batched
+from models.families.base import (
+    ConditioningEntry,
+    FamilyAdapter,
+    LatentShapeError,
+    NetworkCall,
+    batched,
+    check_text_embeddings,
+)
 from models.families.cogvideox.latents import CogVideoXLatentFormat, latent_format_from_config
 from models.families.cogvideox.sampling import default_sampling
 from models.families.cogvideox.spec import CogVideoXTransformerSpec
@@ -97,19 +104,19 @@ class CogVideoXAdapter(FamilyAdapter):
     def check_conditioning(self, entry: ConditioningEntry, samples: torch.Tensor) -> None:
         embeds, extras = entry
         describe = self.describe()
-        if embeds.dim() != 3 or embeds.shape[-1] != self.text_dim:
-            raise LatentShapeError(
-                f"the text conditioning has shape {tuple(embeds.shape)}; {describe} takes [batch, tokens, "
-                f"{self.text_dim}] T5 embeddings (was it encoded by another family's text encoder? load the T5-XXL "
-                "with CLIPLoader type cogvideox, or the pipeline folder's own)"
-            )
+        check_text_embeddings(
+            embeds,
+            samples,
+            self.text_dim,
+            describe,
+            "T5 embeddings: was it encoded by another family's text encoder? load the T5-XXL with CLIPLoader type "
+            "cogvideox, or the pipeline folder's own",
+        )
         if self.spec.adds_position_embeddings and embeds.shape[1] != self.text_length:
             raise LatentShapeError(
                 f"the text conditioning has {embeds.shape[1]} tokens; {describe} places its positions after exactly "
                 f"{self.text_length} (encode with CLIPLoader type cogvideox)"
             )
-        if embeds.shape[0] not in (1, samples.shape[0]):
-            raise LatentShapeError(f"the text conditioning has batch {embeds.shape[0]}, the latent {samples.shape[0]}")
         self._check_latent(samples)
         self._check_image(extras.get(IMAGE_LATENTS), samples)
 

@@ -28,7 +28,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from models.families.base import ConditioningEntry, FamilyAdapter, LatentFormat, LatentShapeError, NetworkCall, batched
+from models.families.base import (
+    ConditioningEntry,
+    FamilyAdapter,
+    LatentFormat,
+    LatentShapeError,
+    NetworkCall,
+    batched,
+    check_attention_mask,
+    check_batch,
+    check_text_embeddings,
+)
 from models.families.hunyuan.checkpoint import LATENT_CONCAT, TOKEN_REPLACE, HunyuanTransformerSpec
 from models.families.hunyuan.latents import HUNYUAN_LATENT
 from models.memory_types import WorkEstimate
@@ -85,12 +95,9 @@ class HunyuanAdapter(FamilyAdapter):
         embeds, extras = entry
         config = self.spec.config
         text_dim = config["text_embed_dim"]
-        if embeds.dim() != 3 or embeds.shape[-1] != text_dim:
-            raise LatentShapeError(
-                f"the text conditioning has shape {tuple(embeds.shape)}; {self.describe()} takes [batch, tokens, "
-                f"{text_dim}] (encode the prompt with DualCLIPLoader type hunyuan_video)"
-            )
-        _check_batch(embeds, samples, "the text conditioning")
+        check_text_embeddings(
+            embeds, samples, text_dim, self.describe(), "encode the prompt with DualCLIPLoader type hunyuan_video"
+        )
         pooled = extras.get("pooled_output")
         pooled_dim = config["pooled_projection_dim"]
         if pooled is None:
@@ -102,12 +109,8 @@ class HunyuanAdapter(FamilyAdapter):
             raise LatentShapeError(
                 f"pooled_output has shape {tuple(pooled.shape)}; {self.describe()} takes [1, {pooled_dim}]"
             )
-        _check_batch(pooled, samples, "pooled_output")
-        mask = extras.get("attention_mask")
-        if mask is not None and (mask.dim() != 2 or mask.shape[-1] != embeds.shape[1]):
-            raise LatentShapeError(
-                f"attention_mask has shape {tuple(mask.shape)}; the text conditioning has {embeds.shape[1]} tokens"
-            )
+        check_batch(pooled, samples, "pooled_output")
+        check_attention_mask(extras.get("attention_mask"), embeds, samples)
         patch_t, patch, _ = self.patch_size
         frames, height, width = samples.shape[2:]
         if height % patch or width % patch or frames % patch_t:
@@ -196,7 +199,7 @@ class HunyuanAdapter(FamilyAdapter):
                 raise ValueError(f"guiding_frame_index is {guiding}; only the first frame (0) can guide")
         if image is not None:
             self.latent_format.check(image, "concat_latent_image")
-            _check_batch(image, samples, "concat_latent_image")
+            check_batch(image, samples, "concat_latent_image")
             if image.shape[3:] != samples.shape[3:]:
                 raise LatentShapeError(
                     f"the start image latent is {_size(image)} but the latent being sampled is {_size(samples)}: "
@@ -244,11 +247,6 @@ def _first_frame_modulation(network: torch.nn.Module, guiding: bool) -> Iterator
         yield
     finally:
         handle.remove()
-
-
-def _check_batch(tensor: torch.Tensor, samples: torch.Tensor, what: str) -> None:
-    if tensor.shape[0] not in (1, samples.shape[0]):
-        raise LatentShapeError(f"{what} has batch {tensor.shape[0]} but the latent has batch {samples.shape[0]}")
 
 
 def _size(latent: torch.Tensor) -> str:

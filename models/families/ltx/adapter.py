@@ -30,7 +30,16 @@ from typing import Any
 
 import torch
 
-from models.families.base import ConditioningEntry, FamilyAdapter, LatentFormat, LatentShapeError, NetworkCall, batched
+from models.families.base import (
+    ConditioningEntry,
+    FamilyAdapter,
+    LatentFormat,
+    LatentShapeError,
+    NetworkCall,
+    batched,
+    check_attention_mask,
+    check_text_embeddings,
+)
 from models.families.ltx.checkpoint import LtxTransformerSpec
 from models.families.ltx.latents import LTXV_LATENT
 from models.memory_types import WorkEstimate
@@ -133,16 +142,10 @@ class LTXAdapter(FamilyAdapter):
     def check_conditioning(self, entry: ConditioningEntry, samples: torch.Tensor) -> None:
         embeds, extras = entry
         caption = int(self.spec.config["caption_channels"])
-        if embeds.dim() != 3 or embeds.shape[-1] != caption:
-            raise LatentShapeError(
-                f"the text conditioning has shape {tuple(embeds.shape)}; {self.describe()} takes [batch, tokens, "
-                f"{caption}] (was it encoded by another family's text encoder?)"
-            )
-        mask = extras.get("attention_mask")
-        if mask is not None and (mask.dim() != 2 or mask.shape[-1] != embeds.shape[1]):
-            raise LatentShapeError(
-                f"attention_mask has shape {tuple(mask.shape)}; the text conditioning has {embeds.shape[1]} tokens"
-            )
+        check_text_embeddings(
+            embeds, samples, caption, self.describe(), "was it encoded by another family's text encoder?"
+        )
+        check_attention_mask(extras.get("attention_mask"), embeds, samples)
         _, _, frames, height, width = samples.shape
         if frames % self.patch_t or height % self.patch or width % self.patch:
             raise LatentShapeError(f"the latent's {frames}x{height}x{width} is not a multiple of the patch size")

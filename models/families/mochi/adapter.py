@@ -15,7 +15,16 @@ from __future__ import annotations
 
 import torch
 
-from models.families.base import ConditioningEntry, FamilyAdapter, LatentFormat, LatentShapeError, NetworkCall, batched
+from models.families.base import (
+    ConditioningEntry,
+    FamilyAdapter,
+    LatentFormat,
+    LatentShapeError,
+    NetworkCall,
+    batched,
+    check_attention_mask,
+    check_text_embeddings,
+)
 from models.families.mochi.checkpoint import MochiTransformerSpec
 from models.families.mochi.latents import MOCHI_LATENT
 from models.memory_types import WorkEstimate
@@ -55,23 +64,15 @@ class MochiAdapter(FamilyAdapter):
 
     def check_conditioning(self, entry: ConditioningEntry, samples: torch.Tensor) -> None:
         embeds, extras = entry
-        if embeds.dim() != 3 or embeds.shape[-1] != self.text_dim:
-            raise LatentShapeError(
-                f"the text conditioning has shape {tuple(embeds.shape)}; {self.describe()} takes [batch, tokens, "
-                f"{self.text_dim}] T5 embeddings (was it encoded by another family's text encoder? load the T5-XXL "
-                "file with CLIPLoader type mochi)"
-            )
-        mask = extras.get("attention_mask")
-        if mask is not None and (mask.dim() != 2 or mask.shape[-1] != embeds.shape[1]):
-            raise ValueError(
-                f"attention_mask has shape {tuple(mask.shape)}; for {embeds.shape[1]} text tokens it must be "
-                f"[batch, {embeds.shape[1]}]"
-            )
-        for tensor, what in ((embeds, "the text conditioning"), (mask, "attention_mask")):
-            if tensor is not None and tensor.shape[0] not in (1, samples.shape[0]):
-                raise LatentShapeError(
-                    f"{what} has batch {tensor.shape[0]} but the latent has batch {samples.shape[0]}"
-                )
+        check_text_embeddings(
+            embeds,
+            samples,
+            self.text_dim,
+            self.describe(),
+            "T5 embeddings: was it encoded by another family's text encoder? load the T5-XXL file with CLIPLoader "
+            "type mochi",
+        )
+        check_attention_mask(extras.get("attention_mask"), embeds, samples)
         height, width = samples.shape[-2:]
         if height % self.patch_size or width % self.patch_size:
             raise LatentShapeError(

@@ -11,7 +11,15 @@ from __future__ import annotations
 
 import torch
 
-from models.families.base import ConditioningEntry, FamilyAdapter, LatentFormat, LatentShapeError, NetworkCall, batched
+from models.families.base import (
+    ConditioningEntry,
+    FamilyAdapter,
+    LatentFormat,
+    LatentShapeError,
+    NetworkCall,
+    batched,
+    check_text_embeddings,
+)
 from models.families.sd15.latents import SD15_LATENT
 from models.families.sd15.unet_checkpoint import Sd15UnetSpec
 from models.memory_types import WorkEstimate
@@ -51,17 +59,13 @@ class Sd15Adapter(FamilyAdapter):
         return EpsSampling()
 
     def check_conditioning(self, entry: ConditioningEntry, samples: torch.Tensor) -> None:
-        embeds = entry[0]
-        if embeds.dim() != 3 or embeds.shape[-1] != self.text_dim:
-            raise LatentShapeError(
-                f"the text conditioning has shape {tuple(embeds.shape)}; {self.describe()} takes [batch, tokens, "
-                f"{self.text_dim}] CLIP-L embeddings (encode with the checkpoint's CLIP, or CLIPLoader type "
-                "stable_diffusion)"
-            )
-        if embeds.shape[0] not in (1, samples.shape[0]):
-            raise LatentShapeError(
-                f"the text conditioning has batch {embeds.shape[0]} but the latent has batch {samples.shape[0]}"
-            )
+        check_text_embeddings(
+            entry[0],
+            samples,
+            self.text_dim,
+            self.describe(),
+            "CLIP-L embeddings: encode with the checkpoint's CLIP, or CLIPLoader type stable_diffusion",
+        )
         height, width = samples.shape[-2:]
         if height % self.downscale or width % self.downscale:
             raise LatentShapeError(

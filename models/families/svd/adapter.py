@@ -19,7 +19,15 @@ from numbers import Real
 
 import torch
 
-from models.families.base import ConditioningEntry, FamilyAdapter, LatentFormat, LatentShapeError, NetworkCall, batched
+from models.families.base import (
+    ConditioningEntry,
+    FamilyAdapter,
+    LatentFormat,
+    LatentShapeError,
+    NetworkCall,
+    batched,
+    check_batch,
+)
 from models.families.svd.latents import SVD_LATENT
 from models.families.svd.unet_checkpoint import SvdUnetSpec
 from models.memory_types import WorkEstimate
@@ -68,7 +76,7 @@ class SvdAdapter(FamilyAdapter):
                 f"[batch, 1, {self.image_dim}] (make it with SVD_img2vid_Conditioning and the checkpoint's "
                 "CLIP_VISION)"
             )
-        batch, _, frames, height, width = samples.shape
+        frames, height, width = samples.shape[2:]
         concat = extras.get("concat_latent_image")
         if concat is not None:
             if concat.dim() != 5 or concat.shape[1] != SVD_LATENT.channels or concat.shape[3:] != (height, width):
@@ -79,9 +87,8 @@ class SvdAdapter(FamilyAdapter):
                 )
             if concat.shape[2] not in (1, frames):
                 raise LatentShapeError(f"concat_latent_image has {concat.shape[2]} frames; the latent has {frames}")
-        for tensor, what in ((embeds, "the conditioning"), (concat, "concat_latent_image")):
-            if tensor is not None and tensor.shape[0] not in (1, batch):
-                raise LatentShapeError(f"{what} has batch {tensor.shape[0]} but the latent has batch {batch}")
+        check_batch(embeds, samples, "the conditioning")
+        check_batch(concat, samples, "concat_latent_image")
         for name in TIME_IDS:
             value = extras.get(name, 0)
             if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):

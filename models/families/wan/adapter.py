@@ -22,7 +22,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from models.families.base import ConditioningEntry, FamilyAdapter, LatentFormat, LatentShapeError, NetworkCall, batched
+from models.families.base import (
+    ConditioningEntry,
+    FamilyAdapter,
+    LatentFormat,
+    LatentShapeError,
+    NetworkCall,
+    batched,
+    check_text_embeddings,
+)
 from models.families.wan.checkpoint import WanTransformerSpec
 from models.families.wan.latents import latent_format_for_channels
 from models.memory_types import WorkEstimate
@@ -77,11 +85,9 @@ class WanAdapter(FamilyAdapter):
     def check_conditioning(self, entry: ConditioningEntry, samples: torch.Tensor) -> None:
         embeds, extras = entry
         text_dim = self.spec.config.get("text_dim")
-        if embeds.dim() != 3 or (text_dim is not None and embeds.shape[-1] != text_dim):
-            raise LatentShapeError(
-                f"the text conditioning has shape {tuple(embeds.shape)}; {self.describe()} takes [batch, tokens, "
-                f"{text_dim}] (was it encoded by another family's text encoder?)"
-            )
+        check_text_embeddings(
+            embeds, samples, text_dim, self.describe(), "was it encoded by another family's text encoder?"
+        )
         image = extras.get("concat_latent_image")
         if image is not None:
             self.latent_format.check(image, "concat_latent_image")

@@ -38,7 +38,7 @@ def test_good_conditioning_passes(adapter: MochiAdapter) -> None:
 @pytest.mark.parametrize(
     ("entry", "latent", "message"),
     [
-        (_entry(dim=4096), LATENT, r"takes \[batch, tokens, 32\] T5 embeddings"),
+        (_entry(dim=4096), LATENT, r"takes \[batch, tokens, 32\] \(T5 embeddings"),
         (_entry(mask=torch.ones(1, 7)), LATENT, r"for 8 text tokens it must be \[batch, 8\]"),
         (_entry(mask=torch.ones(8)), LATENT, "attention_mask has shape"),
         (_entry(), torch.zeros(1, 12, 2, 8, 9), "multiples of 2 .*multiples of 16 pixels"),
