@@ -8,17 +8,18 @@ sigma, as our sampler's)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 import torch
-from diffusers import AnimateDiffPipeline, EulerDiscreteScheduler
+from diffusers import AnimateDiffPipeline, EulerDiscreteScheduler, MotionAdapter
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from nodes.animatediff import AnimateDiffApply, AnimateDiffLoader, AnimateDiffMotionLoRA, EmptyAnimateDiffLatent
-from nodes.conditioning import CLIPTextEncode
 from nodes.loaders import CheckpointLoaderSimple
-from nodes.sampling import KSampler
-from nodes.vae import VAEDecode
+from tests.nodes import fidelity
 from tests.nodes.node_runner import NodeRunner
 
 CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"
@@ -34,54 +35,47 @@ def _scheduler() -> EulerDiscreteScheduler:
     )
 
 
-def _ours(runner: NodeRunner, motion_module: str, length: int, **apply: Any) -> tuple[torch.Tensor, Any, Any, Any]:
-    model, clip, vae = runner.call(CheckpointLoaderSimple, ckpt_name=CHECKPOINT)
-    (motion,) = runner.call(AnimateDiffLoader, model_name=motion_module)
-    if "lora" in apply:
-        (motion,) = runner.call(AnimateDiffMotionLoRA, motion_model=motion, lora_name=apply.pop("lora"), strength=0.8)
-    (model,) = runner.call(AnimateDiffApply, model=model, motion_model=motion, **apply)
-    (positive,) = runner.call(CLIPTextEncode, clip=clip, text=PROMPT)
-    (negative,) = runner.call(CLIPTextEncode, clip=clip, text=NEGATIVE)
-    (latent,) = runner.call(EmptyAnimateDiffLatent, width=SIZE, height=SIZE, length=length, batch_size=1)
-    (output,) = runner.result(
-        KSampler,
-        model=model,
-        seed=SEED,
-        steps=STEPS,
-        cfg=CFG,
-        sampler_name="euler",
-        scheduler="simple",
-        positive=positive,
-        negative=negative,
-        latent_image=latent,
-        denoise=1.0,
-    )
-    (frames,) = runner.call(VAEDecode, samples=output, vae=vae)
-    return frames, model, clip, vae
-
-
-def _reference(model: Any, clip: Any, vae: Any, length: int) -> torch.Tensor:
+@contextmanager
+def _pipeline(
+    model: Any,
+    clip: Any,
+    vae: Any,
+    motion_adapter: MotionAdapter | None = None,
+    scheduler: SchedulerMixin | None = None,
+) -> Iterator[AnimateDiffPipeline]:
+    """An ``AnimateDiffPipeline`` of the loaded parts, in use while open; the UNet as AnimateDiffApply left it unless
+    a ``motion_adapter`` is given, and ``_scheduler()`` unless a ``scheduler`` is."""
     with model.handle.use() as unet, clip.handles[0].use() as encoder, vae.handle.use() as autoencoder:
         pipeline = AnimateDiffPipeline(
             vae=autoencoder,
             text_encoder=encoder,
             tokenizer=clip.tokenizers[0],
             unet=unet,
-            motion_adapter=None,
-            scheduler=_scheduler(),
+            motion_adapter=motion_adapter,
+            scheduler=_scheduler() if scheduler is None else scheduler,
         )
         pipeline.set_progress_bar_config(disable=True)
-        return pipeline(
-            prompt=PROMPT,
-            negative_prompt=NEGATIVE,
-            height=SIZE,
-            width=SIZE,
-            num_frames=length,
-            num_inference_steps=STEPS,
-            guidance_scale=CFG,
-            generator=torch.Generator().manual_seed(SEED),
-            output_type="pt",
-        ).frames[0]  # [F, C, H, W] in 0..1
+        yield pipeline
+
+
+def _ours(runner: NodeRunner, motion_module: str, length: int, **apply: Any) -> tuple[torch.Tensor, Any, Any, Any]:
+    model, clip, vae = runner.call(CheckpointLoaderSimple, ckpt_name=CHECKPOINT)
+    (motion,) = runner.call(AnimateDiffLoader, model_name=motion_module)
+    if "lora" in apply:
+        (motion,) = runner.call(AnimateDiffMotionLoRA, motion_model=motion, lora_name=apply.pop("lora"), strength=0.8)
+    (model,) = runner.call(AnimateDiffApply, model=model, motion_model=motion, **apply)
+    positive, negative = fidelity.encode_prompts(runner, clip, PROMPT, NEGATIVE)
+    (latent,) = runner.call(EmptyAnimateDiffLatent, width=SIZE, height=SIZE, length=length, batch_size=1)
+    output = fidelity.ksample(runner, model, positive, negative, latent, seed=SEED, steps=STEPS, cfg=CFG)
+    return fidelity.decoded(runner, output, vae), model, clip, vae
+
+
+def _reference(model: Any, clip: Any, vae: Any, length: int) -> torch.Tensor:
+    with _pipeline(model, clip, vae) as pipeline:
+        inputs = fidelity.pipeline_inputs(
+            PROMPT, NEGATIVE, height=SIZE, width=SIZE, frames=length, steps=STEPS, guidance=CFG, seed=SEED
+        )
+        return fidelity.pipeline_frames(pipeline(**inputs).frames)
 
 
 @pytest.mark.parametrize(
@@ -101,7 +95,7 @@ def test_text_to_video_matches_animatediff_pipeline(
     assert ours.shape == (length, SIZE, SIZE, 3)
     assert runner.progress[-1] == (STEPS, STEPS)
     reference = _reference(model, clip, vae, length)
-    difference = (ours - reference.permute(0, 2, 3, 1).float()).abs().max().item()
+    difference = fidelity.max_difference(ours, reference)
     print(f"animatediff {motion_module} {apply} {length} frames max difference {difference:.3g}")
     assert difference < 1e-4, difference
     assert ours.std() > 0.01

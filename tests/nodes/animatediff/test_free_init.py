@@ -15,16 +15,15 @@ from typing import Any
 
 import pytest
 import torch
-from diffusers import AnimateDiffPipeline, DDIMScheduler
+from diffusers import DDIMScheduler
 
 from models.sampling.model_sampling import ZeroSnrSampling
 from nodes.animatediff import AnimateDiffApply, AnimateDiffLoader, EmptyAnimateDiffLatent
-from nodes.conditioning import CLIPTextEncode
 from nodes.free_init import FreeInitKSampler
 from nodes.loaders import CheckpointLoaderSimple
 from nodes.sampling import KSampler
-from nodes.vae import VAEDecode
-from tests.nodes.animatediff.test_fidelity import CFG, CHECKPOINT, NEGATIVE, PROMPT, SEED, SIZE, STEPS
+from tests.nodes import fidelity
+from tests.nodes.animatediff.test_fidelity import CFG, CHECKPOINT, NEGATIVE, PROMPT, SEED, SIZE, STEPS, _pipeline
 from tests.nodes.node_runner import NodeRunner
 
 FRAMES = 6
@@ -45,8 +44,7 @@ def _parts(runner: NodeRunner) -> dict[str, Any]:
     (model,) = runner.call(
         AnimateDiffApply, model=model, motion_model=motion, context_length=0, context_stride=4, context_weighting="flat"
     )
-    (positive,) = runner.call(CLIPTextEncode, clip=clip, text=PROMPT)
-    (negative,) = runner.call(CLIPTextEncode, clip=clip, text=NEGATIVE)
+    positive, negative = fidelity.encode_prompts(runner, clip, PROMPT, NEGATIVE)
     (latent,) = runner.call(EmptyAnimateDiffLatent, width=SIZE, height=SIZE, length=FRAMES, batch_size=1)
     sampler = {"seed": SEED, "steps": STEPS, "cfg": CFG, "sampler_name": "euler", "scheduler": "simple"}
     inputs = {"model": model.with_sampling(ZERO_SNR), "positive": positive, "negative": negative, **sampler}
@@ -55,8 +53,7 @@ def _parts(runner: NodeRunner) -> dict[str, Any]:
 
 def _frames(runner: NodeRunner, parts: dict[str, Any], node: type, **options: Any) -> torch.Tensor:
     (output,) = runner.result(node, **parts["inputs"], **options)
-    (frames,) = runner.call(VAEDecode, samples=output, vae=parts["vae"])
-    return frames
+    return fidelity.decoded(runner, output, parts["vae"])
 
 
 def _reference(parts: dict[str, Any], free_init: dict[str, Any]) -> torch.Tensor:
@@ -70,16 +67,7 @@ def _reference(parts: dict[str, Any], free_init: dict[str, Any]) -> torch.Tensor
         rescale_betas_zero_snr=True,
         prediction_type="v_prediction",
     )
-    with model.handle.use() as unet, clip.handles[0].use() as encoder, vae.handle.use() as autoencoder:
-        pipeline = AnimateDiffPipeline(
-            vae=autoencoder,
-            text_encoder=encoder,
-            tokenizer=clip.tokenizers[0],
-            unet=unet,
-            motion_adapter=None,
-            scheduler=scheduler,
-        )
-        pipeline.set_progress_bar_config(disable=True)
+    with _pipeline(model, clip, vae, scheduler=scheduler) as pipeline:
         pipeline.enable_free_init(
             num_iters=free_init["iterations"],
             use_fast_sampling=free_init["fast_sampling"],
@@ -88,17 +76,10 @@ def _reference(parts: dict[str, Any], free_init: dict[str, Any]) -> torch.Tensor
             spatial_stop_frequency=free_init["spatial_stop_frequency"],
             temporal_stop_frequency=free_init["temporal_stop_frequency"],
         )
-        return pipeline(
-            prompt=PROMPT,
-            negative_prompt=NEGATIVE,
-            height=SIZE,
-            width=SIZE,
-            num_frames=FRAMES,
-            num_inference_steps=STEPS,
-            guidance_scale=CFG,
-            generator=torch.Generator().manual_seed(SEED),
-            output_type="pt",
-        ).frames[0]  # [F, C, H, W] in 0..1
+        inputs = fidelity.pipeline_inputs(
+            PROMPT, NEGATIVE, height=SIZE, width=SIZE, frames=FRAMES, steps=STEPS, guidance=CFG, seed=SEED
+        )
+        return fidelity.pipeline_frames(pipeline(**inputs).frames)
 
 
 @pytest.mark.parametrize(
@@ -115,7 +96,7 @@ def test_free_init_matches_animatediff_pipeline(runner: NodeRunner, options: dic
     assert runner.progress[-1] == (total, total)
     assert [done for done, _ in runner.progress] == list(range(1, total + 1))
     reference = _reference(parts, free_init)
-    difference = (ours - reference.permute(0, 2, 3, 1).float()).abs().max().item()
+    difference = fidelity.max_difference(ours, reference)
     print(f"FreeInit {free_init} max difference {difference:.3g}")
     assert difference < 1e-4, difference
     runner.progress.clear()

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from diffusers import AnimateDiffPipeline
 from diffusers.pipelines.free_noise_utils import AnimateDiffFreeNoiseMixin
 
 from models.families.animatediff.free_noise import ShuffledContextNoise
 from nodes.animatediff import AnimateDiffApply, AnimateDiffLoader, EmptyAnimateDiffLatent, FreeNoiseShuffledNoise
-from nodes.conditioning import CLIPTextEncode
 from nodes.loaders import CheckpointLoaderSimple
 from nodes.sampling import SamplerCustomAdvanced
 from nodes.sampling_parts import BasicScheduler, CFGGuider, KSamplerSelect
-from nodes.vae import VAEDecode
-from tests.nodes.animatediff.test_fidelity import CFG, CHECKPOINT, NEGATIVE, PROMPT, SEED, SIZE, STEPS, _scheduler
+from tests.nodes import fidelity
+from tests.nodes.animatediff.test_fidelity import CFG, CHECKPOINT, NEGATIVE, PROMPT, SEED, SIZE, STEPS, _pipeline
 from tests.nodes.node_runner import NodeRunner
 
 MOTION_MODULE = "mm_sd_v15_v2.ckpt"
@@ -62,8 +60,7 @@ def test_free_noise_matches_animatediff_pipeline(runner: NodeRunner, weighting: 
     (motion,) = runner.call(AnimateDiffLoader, model_name=MOTION_MODULE)
     windows = {"context_length": CONTEXT_LENGTH, "context_stride": CONTEXT_STRIDE}
     (model,) = runner.call(AnimateDiffApply, model=model, motion_model=motion, context_weighting=weighting, **windows)
-    (positive,) = runner.call(CLIPTextEncode, clip=clip, text=PROMPT)
-    (negative,) = runner.call(CLIPTextEncode, clip=clip, text=NEGATIVE)
+    positive, negative = fidelity.encode_prompts(runner, clip, PROMPT, NEGATIVE)
     (latent,) = runner.call(EmptyAnimateDiffLatent, width=SIZE, height=SIZE, length=FRAMES, batch_size=1)
     (noise,) = runner.call(FreeNoiseShuffledNoise, noise_seed=SEED, **windows)
     (guider,) = runner.call(CFGGuider, model=model, positive=positive, negative=negative, cfg=CFG)
@@ -72,31 +69,15 @@ def test_free_noise_matches_animatediff_pipeline(runner: NodeRunner, weighting: 
     (output, _) = runner.result(
         SamplerCustomAdvanced, noise=noise, guider=guider, sampler=sampler, sigmas=sigmas, latent_image=latent
     )
-    (ours,) = runner.call(VAEDecode, samples=output, vae=vae)
+    ours = fidelity.decoded(runner, output, vae)
 
-    with model.handle.use() as unet, clip.handles[0].use() as encoder, vae.handle.use() as autoencoder:
-        pipeline = AnimateDiffPipeline(
-            vae=autoencoder,
-            text_encoder=encoder,
-            tokenizer=clip.tokenizers[0],
-            unet=unet,
-            motion_adapter=motion.build(torch.float32),
-            scheduler=_scheduler(),
-        )
-        pipeline.set_progress_bar_config(disable=True)
+    with _pipeline(model, clip, vae, motion_adapter=motion.build(torch.float32)) as pipeline:
         pipeline.enable_free_noise(CONTEXT_LENGTH, CONTEXT_STRIDE, weighting, noise_type="shuffle_context")
-        reference = pipeline(
-            prompt=PROMPT,
-            negative_prompt=NEGATIVE,
-            height=SIZE,
-            width=SIZE,
-            num_frames=FRAMES,
-            num_inference_steps=STEPS,
-            guidance_scale=CFG,
-            generator=torch.Generator().manual_seed(SEED),
-            output_type="pt",
-        ).frames[0]
-    difference = (ours - reference.permute(0, 2, 3, 1).float()).abs().max().item()
+        inputs = fidelity.pipeline_inputs(
+            PROMPT, NEGATIVE, height=SIZE, width=SIZE, frames=FRAMES, steps=STEPS, guidance=CFG, seed=SEED
+        )
+        reference = fidelity.pipeline_frames(pipeline(**inputs).frames)
+    difference = fidelity.max_difference(ours, reference)
     print(f"FreeNoise {weighting}, windows {CONTEXT_LENGTH}/{CONTEXT_STRIDE}: max difference {difference:.3g}")
     assert difference < 1e-4, difference
     assert (ours[1:] - ours[:-1]).abs().max() > 1e-3

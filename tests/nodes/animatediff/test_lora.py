@@ -15,11 +15,9 @@ from diffusers import AnimateDiffPipeline
 
 from models.lora import LoraError
 from nodes.animatediff import AnimateDiffApply, AnimateDiffLoader, EmptyAnimateDiffLatent
-from nodes.conditioning import CLIPTextEncode
 from nodes.loaders import CheckpointLoaderSimple
 from nodes.lora import LoraLoader, LoraLoaderModelOnly
-from nodes.sampling import KSampler
-from nodes.vae import VAEDecode
+from tests.nodes import fidelity
 from tests.nodes.animatediff.test_fidelity import CFG, CHECKPOINT, NEGATIVE, PROMPT, SEED, SIZE, STEPS, _scheduler
 from tests.nodes.node_runner import NodeRunner
 
@@ -69,39 +67,10 @@ def _with_lora(runner: NodeRunner, lora_first: bool) -> tuple[Any, Any, Any]:
 
 
 def _frames(runner: NodeRunner, model: Any, clip: Any, vae: Any) -> torch.Tensor:
-    (positive,) = runner.call(CLIPTextEncode, clip=clip, text=PROMPT)
-    (negative,) = runner.call(CLIPTextEncode, clip=clip, text=NEGATIVE)
+    positive, negative = fidelity.encode_prompts(runner, clip, PROMPT, NEGATIVE)
     (latent,) = runner.call(EmptyAnimateDiffLatent, width=SIZE, height=SIZE, length=LENGTH, batch_size=1)
-    (output,) = runner.result(
-        KSampler,
-        model=model,
-        seed=SEED,
-        steps=STEPS,
-        cfg=CFG,
-        sampler_name="euler",
-        scheduler="simple",
-        positive=positive,
-        negative=negative,
-        latent_image=latent,
-        denoise=1.0,
-    )
-    (frames,) = runner.call(VAEDecode, samples=output, vae=vae)
-    return frames
-
-
-def _reference_frames(pipeline: AnimateDiffPipeline) -> torch.Tensor:
-    frames = pipeline(
-        prompt=PROMPT,
-        negative_prompt=NEGATIVE,
-        height=SIZE,
-        width=SIZE,
-        num_frames=LENGTH,
-        num_inference_steps=STEPS,
-        guidance_scale=CFG,
-        generator=torch.Generator().manual_seed(SEED),
-        output_type="pt",
-    ).frames[0]
-    return frames.permute(0, 2, 3, 1).float()  # [F, H, W, C] in 0..1, as VAEDecode's IMAGE
+    output = fidelity.ksample(runner, model, positive, negative, latent, seed=SEED, steps=STEPS, cfg=CFG)
+    return fidelity.decoded(runner, output, vae)
 
 
 def _max_difference(module: torch.nn.Module, reference: torch.nn.Module) -> float:
@@ -112,7 +81,10 @@ def _max_difference(module: torch.nn.Module, reference: torch.nn.Module) -> floa
 
 def test_lora_before_or_after_animatediff_apply_matches_diffusers(runner: NodeRunner, tiny_models_dir: Path) -> None:
     pipeline = _fused_pipeline(runner, tiny_models_dir / "loras" / LORA)
-    reference = _reference_frames(pipeline)
+    inputs = fidelity.pipeline_inputs(
+        PROMPT, NEGATIVE, height=SIZE, width=SIZE, frames=LENGTH, steps=STEPS, guidance=CFG, seed=SEED
+    )
+    reference = fidelity.pipeline_frames(pipeline(**inputs).frames)
     (base_model, _, _) = runner.call(CheckpointLoaderSimple, ckpt_name=CHECKPOINT)
     with base_model.handle.use() as base_unet:
         base = base_unet.state_dict()[PROJ_IN].clone()
@@ -123,7 +95,7 @@ def test_lora_before_or_after_animatediff_apply_matches_diffusers(runner: NodeRu
             clip_difference = _max_difference(encoder, pipeline.text_encoder)
             lora_change = (unet.state_dict()[PROJ_IN] - base).abs().mean().item()
         frames = _frames(runner, model, clip, vae)
-        frame_difference = (frames - reference).abs().max().item()
+        frame_difference = fidelity.max_difference(frames, reference)
         print(
             f"LoRA {'before' if lora_first else 'after'} AnimateDiffApply: UNet max difference {unet_difference:.3g}, "
             f"text encoder {clip_difference:.3g}, frames {frame_difference:.3g}"

@@ -5,7 +5,8 @@ float32. The pipelines get our initial noise as ``latents`` (they draw it in the
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
+
 import pytest
 import torch
 from diffusers import CogVideoXDDIMScheduler, CogVideoXImageToVideoPipeline, CogVideoXPipeline
@@ -13,11 +14,9 @@ from PIL import Image
 
 from models.noise import Noise
 from nodes.cogvideox import CogVideoXImageToVideo, EmptyCogVideoXLatentVideo
-from nodes.conditioning import CLIPTextEncode
 from nodes.latent import TrimVideoLatent
 from nodes.pipeline_loaders import DiffusersPipelineLoader
-from nodes.sampling import KSampler
-from nodes.vae import VAEDecode
+from tests.nodes import fidelity
 from tests.nodes.node_runner import NodeRunner
 
 PROMPT = "a red car on the beach in snow"
@@ -30,28 +29,13 @@ def _load(runner: NodeRunner, folder: str) -> tuple:
     model, clip, vae, _ = runner.call(
         DiffusersPipelineLoader, model_path=folder, transformer="transformer", weight_dtype="default"
     )
-    (positive,) = runner.call(CLIPTextEncode, clip=clip, text=PROMPT)
-    (negative,) = runner.call(CLIPTextEncode, clip=clip, text=NEGATIVE)
-    return model, clip, vae, positive, negative
+    return model, clip, vae, *fidelity.encode_prompts(runner, clip, PROMPT, NEGATIVE)
 
 
 def _sample_and_decode(runner: NodeRunner, model, vae, positive, negative, latent, padding: int) -> torch.Tensor:
-    output = runner.result(
-        KSampler,
-        model=model,
-        seed=SEED,
-        steps=STEPS,
-        cfg=CFG,
-        sampler_name="euler",
-        scheduler="simple",
-        positive=positive,
-        negative=negative,
-        latent_image=latent,
-        denoise=1.0,
-    )[0]
+    output = fidelity.ksample(runner, model, positive, negative, latent, seed=SEED, steps=STEPS, cfg=CFG)
     (trimmed,) = runner.call(TrimVideoLatent, samples=output, trim_amount=padding)
-    (frames,) = runner.call(VAEDecode, samples=trimmed, vae=vae)
-    return frames
+    return fidelity.decoded(runner, trimmed, vae)
 
 
 def _pipeline_noise(latent: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -59,8 +43,15 @@ def _pipeline_noise(latent: dict[str, torch.Tensor]) -> torch.Tensor:
     return noise.permute(0, 2, 1, 3, 4)  # the pipelines' [B, F, C, H, W]
 
 
+def _pipeline_inputs(length: int) -> dict[str, Any]:
+    """The pipelines' prompts, size, ``length`` frames, steps, guidance and seed."""
+    return fidelity.pipeline_inputs(
+        PROMPT, NEGATIVE, height=SIZE, width=SIZE, frames=length, steps=STEPS, guidance=CFG, seed=SEED
+    )
+
+
 def _compare(ours: torch.Tensor, reference: torch.Tensor, what: str) -> None:
-    difference = (ours - reference.permute(0, 2, 3, 1).float()).abs().max().item()
+    difference = fidelity.max_difference(ours, fidelity.pipeline_frames(reference))
     print(f"{what}: max difference {difference:.3g}")
     assert difference < 1e-4, difference
     assert ours.std() > 0.01  # not a constant picture
@@ -79,25 +70,14 @@ def test_text_to_video_matches_cogvideox_pipeline(runner: NodeRunner, tiny_model
     scheduler = CogVideoXDDIMScheduler.from_pretrained(tiny_models_dir / "diffusers/CogVideoX-2b/scheduler")
     with model.handle.use() as transformer, clip.handle.use() as encoder, vae.handle.use() as autoencoder:
         pipeline = CogVideoXPipeline(clip.tokenizer, encoder, autoencoder, transformer, scheduler)
-        reference = pipeline(
-            prompt=PROMPT,
-            negative_prompt=NEGATIVE,
-            height=SIZE,
-            width=SIZE,
-            num_frames=length,
-            num_inference_steps=STEPS,
-            guidance_scale=CFG,
-            latents=_pipeline_noise(latent),
-            output_type="pt",
-        ).frames[0]
+        reference = pipeline(**_pipeline_inputs(length), latents=_pipeline_noise(latent)).frames
     _compare(ours, reference, f"cogvideox 2b t2v {length} frames")
 
 
 def test_image_to_video_matches_cogvideox_15_pipeline(runner: NodeRunner, tiny_models_dir) -> None:
     length = 9  # 3 latent frames: CogVideoX 1.5 pads one in front
     model, clip, vae, positive, negative = _load(runner, "CogVideoX1.5-5B-I2V")
-    pixels = np.random.default_rng(0).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
-    start = torch.from_numpy(pixels).float().div(255.0).unsqueeze(0)
+    pixels, start = fidelity.random_picture(0, SIZE)
     positive, negative, latent, padding = runner.call(
         CogVideoXImageToVideo,
         positive=positive,
@@ -118,16 +98,6 @@ def test_image_to_video_matches_cogvideox_15_pipeline(runner: NodeRunner, tiny_m
     with model.handle.use() as transformer, clip.handle.use() as encoder, vae.handle.use() as autoencoder:
         pipeline = CogVideoXImageToVideoPipeline(clip.tokenizer, encoder, autoencoder, transformer, scheduler)
         reference = pipeline(
-            image=Image.fromarray(pixels),
-            prompt=PROMPT,
-            negative_prompt=NEGATIVE,
-            height=SIZE,
-            width=SIZE,
-            num_frames=length,
-            num_inference_steps=STEPS,
-            guidance_scale=CFG,
-            generator=torch.Generator().manual_seed(SEED),
-            latents=_pipeline_noise(latent),
-            output_type="pt",
-        ).frames[0]
+            image=Image.fromarray(pixels), **_pipeline_inputs(length), latents=_pipeline_noise(latent)
+        ).frames
     _compare(ours, reference, f"cogvideox 1.5 i2v {length} frames")

@@ -26,13 +26,13 @@ from PIL import Image
 from models.families.hunyuan.adapter import DEFAULT_SHIFT
 from models.families.hunyuan.latents import SCALING_FACTOR
 from models.noise import Noise
-from nodes.conditioning import CLIPTextEncode, FluxGuidance
+from nodes.conditioning import FluxGuidance
 from nodes.hunyuan import HunyuanImageToVideo
 from nodes.latent import EmptyHunyuanLatentVideo
 from nodes.loaders import DualCLIPLoader, UNETLoader, VAELoader
-from nodes.sampling import SamplerCustom, SamplerCustomAdvanced
+from nodes.sampling import SamplerCustomAdvanced
 from nodes.sampling_parts import BasicGuider, KSamplerSelect, RandomNoise
-from nodes.vae import VAEDecode
+from tests.nodes import fidelity
 from tests.nodes.node_runner import NodeRunner
 
 PROMPT = "a red car on the beach in snow"
@@ -42,11 +42,6 @@ SIZE, LENGTH, LATENT_FRAMES = 64, 9, 3
 PIPELINE_MIX = 0.999  # HunyuanVideoImageToVideoPipeline.prepare_latents mixes 0.1% of the image latent into the noise
 T2V, I2V_CONCAT = "hunyuan_video_t2v_720p_bf16.safetensors", "hunyuan_video_image_to_video_720p_bf16.safetensors"
 I2V_REPLACE = "hunyuan_video_v2_replace_image_to_video_720p_bf16.safetensors"
-
-
-def _frames(output: torch.Tensor) -> torch.Tensor:
-    """diffusers' ``output_type="pt"`` video ``[1, F, C, H, W]`` as ``IMAGE`` frames ``[F, H, W, C]``."""
-    return output[0].permute(0, 2, 3, 1).float()
 
 
 def _sigmas() -> torch.Tensor:
@@ -64,8 +59,7 @@ def _common(runner: NodeRunner, unet: str) -> tuple[Any, ...]:
         clip_name2="llava_llama3_fp16.safetensors",
         type="hunyuan_video",
     )
-    (positive,) = runner.call(CLIPTextEncode, clip=clip, text=PROMPT)
-    (negative,) = runner.call(CLIPTextEncode, clip=clip, text=NEGATIVE)
+    positive, negative = fidelity.encode_prompts(runner, clip, PROMPT, NEGATIVE)
     (positive,) = runner.call(FluxGuidance, conditioning=positive, guidance=GUIDANCE)
     (negative,) = runner.call(FluxGuidance, conditioning=negative, guidance=GUIDANCE)
     (vae,) = runner.call(VAELoader, vae_name="hunyuan_video_vae_bf16.safetensors")
@@ -73,21 +67,8 @@ def _common(runner: NodeRunner, unet: str) -> tuple[Any, ...]:
 
 
 def _sample(runner: NodeRunner, model, positive, negative, latent, vae) -> torch.Tensor:
-    (sampler,) = runner.call(KSamplerSelect, sampler_name="euler")
-    output, _ = runner.result(
-        SamplerCustom,
-        model=model,
-        add_noise=True,
-        noise_seed=SEED,
-        cfg=CFG,
-        positive=positive,
-        negative=negative,
-        sampler=sampler,
-        sigmas=_sigmas(),
-        latent_image=latent,
-    )
-    (frames,) = runner.call(VAEDecode, samples=output, vae=vae)
-    return frames
+    output = fidelity.sample_custom(runner, model, positive, negative, latent, _sigmas(), seed=SEED, cfg=CFG)
+    return fidelity.decoded(runner, output, vae)
 
 
 def _plain_blocks(transformer: HunyuanVideoTransformer3DModel) -> HunyuanVideoTransformer3DModel:
@@ -118,27 +99,14 @@ def test_text_to_video_matches_hunyuan_video_pipeline(runner: NodeRunner) -> Non
                 text_encoder_2=text_encoder_2,
                 tokenizer_2=clip.tokenizers[1],
             )
-            reference = pipeline(
-                prompt=PROMPT,
-                negative_prompt=NEGATIVE,
-                height=SIZE,
-                width=SIZE,
-                num_frames=LENGTH,
-                num_inference_steps=STEPS,
-                true_cfg_scale=CFG,
-                guidance_scale=GUIDANCE,
-                generator=torch.Generator().manual_seed(SEED),
-                output_type="pt",
-            ).frames
-    difference = (ours - _frames(reference)).abs().max().item()
+            inputs = fidelity.pipeline_inputs(
+                PROMPT, NEGATIVE, height=SIZE, width=SIZE, frames=LENGTH, steps=STEPS, guidance=GUIDANCE, seed=SEED
+            )
+            reference = pipeline(**inputs, true_cfg_scale=CFG).frames
+    difference = fidelity.max_difference(ours, fidelity.pipeline_frames(reference))
     print(f"hunyuan t2v max difference {difference:.3g}")
     assert difference < 1e-4, difference
     assert ours.std() > 0.01  # not a constant picture
-
-
-def _start_image() -> tuple[np.ndarray, torch.Tensor]:
-    pixels = np.random.default_rng(5).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
-    return pixels, torch.from_numpy(pixels).float().div(255.0).unsqueeze(0)
 
 
 def _image_to_video_reference(model, vae, positive, pixels: np.ndarray, image_latent: torch.Tensor) -> torch.Tensor:
@@ -178,7 +146,7 @@ def _image_to_video_reference(model, vae, positive, pixels: np.ndarray, image_la
 def _image_to_video(runner: NodeRunner, unet: str, guidance_type: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Our frames and the pipeline's for the start image with ``guidance_type``."""
     model, _, vae, positive, _ = _common(runner, unet)
-    pixels, start = _start_image()
+    pixels, start = fidelity.random_picture(5, SIZE)
     image_positive, latent = runner.call(
         HunyuanImageToVideo,
         positive=positive,
@@ -196,18 +164,18 @@ def _image_to_video(runner: NodeRunner, unet: str, guidance_type: str) -> tuple[
     output, _ = runner.result(
         SamplerCustomAdvanced, noise=noise, guider=guider, sampler=sampler, sigmas=_sigmas(), latent_image=latent
     )
-    (ours,) = runner.call(VAEDecode, samples=output, vae=vae)
+    ours = fidelity.decoded(runner, output, vae)
     assert ours.shape == (LENGTH, SIZE, SIZE, 3)
     image_latent = image_positive[0][1].get("concat_latent_image", latent["samples"][:, :, :1])
     reference = _image_to_video_reference(model, vae, positive, pixels, image_latent)
-    return ours, _frames(reference)
+    return ours, fidelity.pipeline_frames(reference)
 
 
 def test_concat_image_to_video_matches_the_latent_concat_pipeline(runner: NodeRunner) -> None:
     ours, reference = _image_to_video(runner, I2V_CONCAT, "v1 (concat)")
     ours = ours[4:]  # the latent_concat pipeline drops the first four decoded frames
     assert ours.shape == reference.shape == (LENGTH - 4, SIZE, SIZE, 3)
-    difference = (ours - reference).abs().max().item()
+    difference = fidelity.max_difference(ours, reference)
     print(f"hunyuan i2v v1 (concat) max difference {difference:.3g}")
     assert difference < 1e-4, difference
 
@@ -215,6 +183,6 @@ def test_concat_image_to_video_matches_the_latent_concat_pipeline(runner: NodeRu
 def test_replace_image_to_video_matches_the_token_replace_pipeline(runner: NodeRunner) -> None:
     ours, reference = _image_to_video(runner, I2V_REPLACE, "v2 (replace)")
     assert reference.shape == (LENGTH, SIZE, SIZE, 3)
-    difference = (ours - reference).abs().max().item()
+    difference = fidelity.max_difference(ours, reference)
     print(f"hunyuan i2v v2 (replace) max difference {difference:.3g}")
     assert difference < 1e-4, difference

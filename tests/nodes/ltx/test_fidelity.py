@@ -14,13 +14,10 @@ from diffusers import FlowMatchEulerDiscreteScheduler, LTXImageToVideoPipeline, 
 from diffusers.pipelines.ltx.pipeline_ltx import calculate_shift
 
 from models.families.ltx.adapter import pack_latent
-from nodes.conditioning import CLIPTextEncode
 from nodes.loaders import CheckpointLoaderSimple, CLIPLoader
 from nodes.ltxv import EmptyLTXVLatentVideo, LTXVAddGuide, LTXVConditioning, LTXVCropGuides, LTXVImgToVideo
 from nodes.ltxv_sampling import LatentUpscaleModelLoader, LTXVLatentUpsampler, LTXVScheduler
-from nodes.sampling import SamplerCustom
-from nodes.sampling_parts import KSamplerSelect
-from nodes.vae import VAEDecode
+from tests.nodes import fidelity
 from tests.nodes.node_runner import NodeRunner
 
 PROMPT = "a red car on the beach in snow"
@@ -47,35 +44,16 @@ def _pipeline_sigmas(models: Path, tokens: int) -> torch.Tensor:
     return scheduler.sigmas.float()
 
 
-def _frames(output: torch.Tensor) -> torch.Tensor:
-    """diffusers' ``output_type="pt"`` video ``[1, F, C, H, W]`` as ``IMAGE`` frames ``[F, H, W, C]``."""
-    return output[0].permute(0, 2, 3, 1).float()
-
-
 def _common(runner: NodeRunner) -> tuple:
     model, _, vae = runner.call(CheckpointLoaderSimple, ckpt_name=CHECKPOINT)
     (clip,) = runner.call(CLIPLoader, clip_name=TEXT_ENCODER, type="ltxv")
-    (positive,) = runner.call(CLIPTextEncode, clip=clip, text=PROMPT)
-    (negative,) = runner.call(CLIPTextEncode, clip=clip, text=NEGATIVE)
+    positive, negative = fidelity.encode_prompts(runner, clip, PROMPT, NEGATIVE)
     positive, negative = runner.call(LTXVConditioning, positive=positive, negative=negative, frame_rate=FRAME_RATE)
     return model, clip, vae, positive, negative
 
 
 def _sample(runner: NodeRunner, model, positive, negative, latent, sigmas: torch.Tensor) -> dict:
-    (sampler,) = runner.call(KSamplerSelect, sampler_name="euler")
-    output, _ = runner.result(
-        SamplerCustom,
-        model=model,
-        add_noise=True,
-        noise_seed=SEED,
-        cfg=CFG,
-        positive=positive,
-        negative=negative,
-        sampler=sampler,
-        sigmas=sigmas,
-        latent_image=latent,
-    )
-    return output
+    return fidelity.sample_custom(runner, model, positive, negative, latent, sigmas, seed=SEED, cfg=CFG)
 
 
 def _checked_sigmas(runner: NodeRunner, models: Path, latent: dict) -> torch.Tensor:
@@ -90,31 +68,23 @@ def _checked_sigmas(runner: NodeRunner, models: Path, latent: dict) -> torch.Ten
 
 
 def _pipeline_kwargs() -> dict:
-    return {
-        "prompt": PROMPT,
-        "negative_prompt": NEGATIVE,
-        "height": SIZE,
-        "width": SIZE,
-        "num_frames": FRAMES,
-        "frame_rate": int(FRAME_RATE),
-        "num_inference_steps": STEPS,
-        "guidance_scale": CFG,
-        "generator": torch.Generator().manual_seed(SEED),
-        "output_type": "pt",
-    }
+    inputs = fidelity.pipeline_inputs(
+        PROMPT, NEGATIVE, height=SIZE, width=SIZE, frames=FRAMES, steps=STEPS, guidance=CFG, seed=SEED
+    )
+    return {**inputs, "frame_rate": int(FRAME_RATE)}
 
 
 def test_text_to_video_matches_ltx_pipeline(runner: NodeRunner, tiny_models_dir: Path) -> None:
     model, clip, vae, positive, negative = _common(runner)
     (latent,) = runner.call(EmptyLTXVLatentVideo, width=SIZE, height=SIZE, length=FRAMES, batch_size=1)
     output = _sample(runner, model, positive, negative, latent, _checked_sigmas(runner, tiny_models_dir, latent))
-    (ours,) = runner.call(VAEDecode, samples=output, vae=vae)
+    ours = fidelity.decoded(runner, output, vae)
     assert ours.shape == (FRAMES, SIZE, SIZE, 3)
 
     with model.handle.use() as transformer, clip.handle.use() as encoder, vae.handle.use() as autoencoder:
         pipeline = LTXPipeline(_scheduler(tiny_models_dir), autoencoder, encoder, clip.tokenizer, transformer)
         reference = pipeline(**_pipeline_kwargs()).frames
-    difference = (ours - _frames(reference)).abs().max().item()
+    difference = fidelity.max_difference(ours, fidelity.pipeline_frames(reference))
     print(f"LTX text-to-video max difference: {difference:.3g}")
     assert difference < 1e-4, difference
     assert ours.std() > 0.01  # not a constant picture
@@ -125,15 +95,14 @@ def test_image_to_video_matches_ltx_image_to_video_pipeline(runner: NodeRunner, 
     as ``LTXImageToVideoPipeline`` does. The pipeline samples the image posterior with its generator (our VAE
     encode takes the mode), so it is given the same starting latents: the seed's noise with the image latent."""
     model, clip, vae, positive, negative = _common(runner)
-    pixels = np.random.default_rng(3).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
-    image = torch.from_numpy(pixels).float().div(255.0).unsqueeze(0)
+    _, image = fidelity.random_picture(3, SIZE)
     positive, negative, latent = runner.call(
         LTXVImgToVideo, positive=positive, negative=negative, vae=vae, image=image,
         width=SIZE, height=SIZE, length=FRAMES, batch_size=1, strength=1.0,
     )  # fmt: skip
     output = _sample(runner, model, positive, negative, latent, _checked_sigmas(runner, tiny_models_dir, latent))
     assert torch.equal(output["samples"][:, :, :1], latent["samples"][:, :, :1])  # the image's frame is kept
-    (ours,) = runner.call(VAEDecode, samples=output, vae=vae)
+    ours = fidelity.decoded(runner, output, vae)
 
     noise = torch.randn(latent["samples"].shape, generator=torch.Generator().manual_seed(SEED))
     start = torch.where(latent["noise_mask"] == 0, latent["samples"], noise)
@@ -142,7 +111,7 @@ def test_image_to_video_matches_ltx_image_to_video_pipeline(runner: NodeRunner, 
             _scheduler(tiny_models_dir), autoencoder, encoder, clip.tokenizer, transformer
         )
         reference = pipeline(image=image.permute(0, 3, 1, 2), latents=pack_latent(start), **_pipeline_kwargs()).frames
-    difference = (ours - _frames(reference)).abs().max().item()
+    difference = fidelity.max_difference(ours, fidelity.pipeline_frames(reference))
     print(f"LTX image-to-video max difference: {difference:.3g}")
     assert difference < 1e-4, difference
 
@@ -172,6 +141,6 @@ def test_guided_two_pass_workflow_runs(runner: NodeRunner) -> None:
     (upscaled,) = runner.call(LTXVLatentUpsampler, samples=cropped, upscale_model=upscaler, vae=vae)
     assert upscaled["samples"].shape == (1, 128, 2, 4, 4) and "noise_mask" not in upscaled
     refined = _sample(runner, model, positive, negative, upscaled, sigmas[1:])
-    (frames,) = runner.call(VAEDecode, samples=refined, vae=vae)
+    frames = fidelity.decoded(runner, refined, vae)
     assert frames.shape == (FRAMES, 2 * size, 2 * size, 3)
     assert torch.isfinite(frames).all() and frames.std() > 0.01

@@ -5,16 +5,12 @@ frames for the same tiny files, prompts and seed, in float32."""
 from __future__ import annotations
 
 import pytest
-import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, MochiPipeline
 
 from models.families.mochi.schedule import mochi_sigmas
-from nodes.conditioning import CLIPTextEncode
 from nodes.latent import EmptyMochiLatentVideo
 from nodes.loaders import CLIPLoader, UNETLoader, VAELoader
-from nodes.sampling import SamplerCustom
-from nodes.sampling_parts import KSamplerSelect
-from nodes.vae import VAEDecode
+from tests.nodes import fidelity
 from tests.nodes.node_runner import NodeRunner
 
 PROMPT = "a red car on the beach in snow"
@@ -27,27 +23,17 @@ SIZE = 64
 def test_text_to_video_matches_mochi_pipeline(runner: NodeRunner, length: int) -> None:
     (model,) = runner.call(UNETLoader, unet_name="mochi_preview_bf16.safetensors", weight_dtype="default")
     (clip,) = runner.call(CLIPLoader, clip_name="t5xxl_fp16.safetensors", type="mochi")
-    (positive,) = runner.call(CLIPTextEncode, clip=clip, text=PROMPT)
-    (negative,) = runner.call(CLIPTextEncode, clip=clip, text=NEGATIVE)
+    positive, negative = fidelity.encode_prompts(runner, clip, PROMPT, NEGATIVE)
     (vae,) = runner.call(VAELoader, vae_name="mochi_vae.safetensors")
     (latent,) = runner.call(EmptyMochiLatentVideo, width=SIZE, height=SIZE, length=length, batch_size=1)
-    (sampler,) = runner.call(KSamplerSelect, sampler_name="euler")
-    output, _ = runner.result(
-        SamplerCustom,
-        model=model,
-        add_noise=True,
-        noise_seed=SEED,
-        cfg=CFG,
-        positive=positive,
-        negative=negative,
-        sampler=sampler,
-        sigmas=mochi_sigmas(STEPS),
-        latent_image=latent,
-    )
-    (ours,) = runner.call(VAEDecode, samples=output, vae=vae)
+    output = fidelity.sample_custom(runner, model, positive, negative, latent, mochi_sigmas(STEPS), seed=SEED, cfg=CFG)
+    ours = fidelity.decoded(runner, output, vae)
     assert ours.shape == (length, SIZE, SIZE, 3)
     assert runner.progress[-1] == (STEPS, STEPS)
 
+    inputs = fidelity.pipeline_inputs(
+        PROMPT, NEGATIVE, height=SIZE, width=SIZE, frames=length, steps=STEPS, guidance=CFG, seed=SEED
+    )
     with model.handle.use() as transformer, clip.handle.use() as encoder, vae.handle.use() as autoencoder:
         pipeline = MochiPipeline(
             scheduler=FlowMatchEulerDiscreteScheduler(invert_sigmas=True),  # genmo/mochi-1-preview's config
@@ -56,18 +42,8 @@ def test_text_to_video_matches_mochi_pipeline(runner: NodeRunner, length: int) -
             tokenizer=clip.tokenizer,
             transformer=transformer,
         )
-        reference = pipeline(
-            prompt=PROMPT,
-            negative_prompt=NEGATIVE,
-            height=SIZE,
-            width=SIZE,
-            num_frames=length,
-            num_inference_steps=STEPS,
-            guidance_scale=CFG,
-            generator=torch.Generator().manual_seed(SEED),
-            output_type="pt",
-        ).frames[0]  # [F, C, H, W] in 0..1
-    difference = (ours - reference.permute(0, 2, 3, 1).float()).abs().max().item()
+        reference = pipeline(**inputs).frames
+    difference = fidelity.max_difference(ours, fidelity.pipeline_frames(reference))
     print(f"mochi t2v {length} frames max difference {difference:.3g}")
     assert difference < 1e-4, difference
     assert ours.std() > 0.01  # not a constant picture

@@ -17,10 +17,9 @@ from transformers import CLIPImageProcessor
 
 from models.noise import Noise
 from nodes.loaders import ImageOnlyCheckpointLoader
-from nodes.sampling import SamplerCustom
-from nodes.sampling_parts import BasicScheduler, KSamplerSelect
+from nodes.sampling_parts import BasicScheduler
 from nodes.svd import SVD_img2vid_Conditioning, VideoLinearCFGGuidance
-from nodes.vae import VAEDecode
+from tests.nodes import fidelity
 from tests.nodes.node_runner import NodeRunner
 
 SIZE, FRAMES, STEPS, SEED = 224, 3, 3, 7
@@ -59,20 +58,8 @@ def test_image_to_video_matches_the_svd_pipeline(runner: NodeRunner) -> None:
         augmentation_level=0.0,
     )
     (sigmas,) = runner.call(BasicScheduler, model=model, scheduler="karras", steps=STEPS, denoise=1.0)
-    (sampler,) = runner.call(KSamplerSelect, sampler_name="euler")
-    output, _ = runner.result(
-        SamplerCustom,
-        model=model,
-        add_noise=True,
-        noise_seed=SEED,
-        cfg=CFG,
-        positive=positive,
-        negative=negative,
-        sampler=sampler,
-        sigmas=sigmas,
-        latent_image=latent,
-    )
-    (ours,) = runner.call(VAEDecode, samples=output, vae=vae)
+    output = fidelity.sample_custom(runner, model, positive, negative, latent, sigmas, seed=SEED, cfg=CFG)
+    ours = fidelity.decoded(runner, output, vae)
     assert ours.shape == (FRAMES, SIZE, SIZE, 3)
 
     scheduler = EulerDiscreteScheduler(**SCHEDULER_CONFIG)
@@ -102,8 +89,8 @@ def test_image_to_video_matches_the_svd_pipeline(runner: NodeRunner) -> None:
             decode_chunk_size=FRAMES,
             latents=noise.transpose(1, 2) * float(sigmas[0]) / init_noise_sigma,
             output_type="pt",
-        ).frames[0]  # [F, C, H, W] in 0..1
-    difference = (ours - reference.permute(0, 2, 3, 1).float()).abs().max().item()
+        ).frames
+    difference = fidelity.max_difference(ours, fidelity.pipeline_frames(reference))
     print(f"svd img2vid max difference {difference:.3g}")
     assert difference < 1e-4, difference
     assert ours.std() > 0.01  # not a constant picture

@@ -5,6 +5,8 @@ seed and guidance, in float32."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -12,13 +14,12 @@ from diffusers import FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline, 
 from PIL import Image
 from transformers import CLIPImageProcessor
 
-from nodes.conditioning import CLIPTextEncode, CLIPVisionEncode
+from nodes.conditioning import CLIPVisionEncode
 from nodes.latent import EmptyHunyuanLatentVideo
 from nodes.loaders import CLIPLoader, CLIPVisionLoader, UNETLoader, VAELoader
-from nodes.sampling import SamplerCustom
-from nodes.sampling_parts import KSamplerSelect, ModelSamplingSD3
-from nodes.vae import VAEDecode
+from nodes.sampling_parts import ModelSamplingSD3
 from nodes.wan import Wan22ImageToVideoLatent, WanFirstLastFrameToVideo, WanImageToVideo
+from tests.nodes import fidelity
 from tests.nodes.node_runner import NodeRunner
 
 PROMPT = "a red car on the beach in snow"
@@ -30,17 +31,11 @@ I2V_SIZE = 224
 TI2V_SIZE = 64
 
 
-def _frames(output: torch.Tensor) -> torch.Tensor:
-    """diffusers' ``output_type="pt"`` video ``[1, F, C, H, W]`` as ``IMAGE`` frames ``[F, H, W, C]``."""
-    return output[0].permute(0, 2, 3, 1).float()
-
-
 def _common(runner: NodeRunner, unet: str) -> tuple:
     (model,) = runner.call(UNETLoader, unet_name=unet, weight_dtype="default")
     (model,) = runner.call(ModelSamplingSD3, model=model, shift=SHIFT)
     (clip,) = runner.call(CLIPLoader, clip_name="umt5_xxl_fp16.safetensors", type="wan")
-    (positive,) = runner.call(CLIPTextEncode, clip=clip, text=PROMPT)
-    (negative,) = runner.call(CLIPTextEncode, clip=clip, text=NEGATIVE)
+    positive, negative = fidelity.encode_prompts(runner, clip, PROMPT, NEGATIVE)
     (vae,) = runner.call(VAELoader, vae_name="wan_2.1_vae.safetensors")
     return model, clip, vae, positive, negative
 
@@ -48,21 +43,15 @@ def _common(runner: NodeRunner, unet: str) -> tuple:
 def _sample(runner: NodeRunner, model, positive, negative, latent, vae) -> torch.Tensor:
     scheduler = FlowMatchEulerDiscreteScheduler(shift=SHIFT)
     scheduler.set_timesteps(STEPS)
-    (sampler,) = runner.call(KSamplerSelect, sampler_name="euler")
-    output, _ = runner.result(
-        SamplerCustom,
-        model=model,
-        add_noise=True,
-        noise_seed=SEED,
-        cfg=CFG,
-        positive=positive,
-        negative=negative,
-        sampler=sampler,
-        sigmas=scheduler.sigmas,
-        latent_image=latent,
+    output = fidelity.sample_custom(runner, model, positive, negative, latent, scheduler.sigmas, seed=SEED, cfg=CFG)
+    return fidelity.decoded(runner, output, vae)
+
+
+def _pipeline_inputs(height: int, width: int) -> dict[str, Any]:
+    """The pipelines' prompts, frame size, frames, steps, guidance and seed."""
+    return fidelity.pipeline_inputs(
+        PROMPT, NEGATIVE, height=height, width=width, frames=LENGTH, steps=STEPS, guidance=CFG, seed=SEED
     )
-    (frames,) = runner.call(VAEDecode, samples=output, vae=vae)
-    return frames
 
 
 def _image_to_video_reference(model, clip, vae, clip_vision, **images: Image.Image) -> torch.Tensor:
@@ -79,18 +68,7 @@ def _image_to_video_reference(model, clip, vae, clip_vision, **images: Image.Ima
                 image_encoder=image_encoder,
                 image_processor=CLIPImageProcessor(),  # OpenAI CLIP's 224 px preprocessing
             )
-            return pipeline(
-                **images,
-                prompt=PROMPT,
-                negative_prompt=NEGATIVE,
-                height=I2V_SIZE,
-                width=I2V_SIZE,
-                num_frames=LENGTH,
-                num_inference_steps=STEPS,
-                guidance_scale=CFG,
-                generator=torch.Generator().manual_seed(SEED),
-                output_type="pt",
-            ).frames
+            return pipeline(**images, **_pipeline_inputs(I2V_SIZE, I2V_SIZE)).frames
 
 
 def test_text_to_video_matches_wan_pipeline(runner: NodeRunner) -> None:
@@ -108,18 +86,8 @@ def test_text_to_video_matches_wan_pipeline(runner: NodeRunner) -> None:
             scheduler=FlowMatchEulerDiscreteScheduler(shift=SHIFT),
             transformer=transformer,
         )
-        reference = pipeline(
-            prompt=PROMPT,
-            negative_prompt=NEGATIVE,
-            height=HEIGHT,
-            width=WIDTH,
-            num_frames=LENGTH,
-            num_inference_steps=STEPS,
-            guidance_scale=CFG,
-            generator=torch.Generator().manual_seed(SEED),
-            output_type="pt",
-        ).frames
-    difference = (ours - _frames(reference)).abs().max().item()
+        reference = pipeline(**_pipeline_inputs(HEIGHT, WIDTH)).frames
+    difference = fidelity.max_difference(ours, fidelity.pipeline_frames(reference))
     assert difference < 1e-4, difference
     assert ours.std() > 0.01  # not a constant picture
 
@@ -129,8 +97,7 @@ def test_image_to_video_matches_wan_image_to_video_pipeline(runner: NodeRunner) 
     bicubic resize differ by a few 1/255, measured in ``test_clip_vision``)."""
     model, clip, vae, positive, negative = _common(runner, "wan2.1_i2v_480p_14B_fp16.safetensors")
     (clip_vision,) = runner.call(CLIPVisionLoader, clip_name="clip_vision_h.safetensors")
-    pixels = np.random.default_rng(3).integers(0, 256, (I2V_SIZE, I2V_SIZE, 3), dtype=np.uint8)
-    start = torch.from_numpy(pixels).float().div(255.0).unsqueeze(0)
+    pixels, start = fidelity.random_picture(3, I2V_SIZE)
     (vision,) = runner.call(CLIPVisionEncode, clip_vision=clip_vision, image=start, crop="center")
     positive, negative, latent = runner.call(
         WanImageToVideo,
@@ -147,7 +114,7 @@ def test_image_to_video_matches_wan_image_to_video_pipeline(runner: NodeRunner) 
     ours = _sample(runner, model, positive, negative, latent, vae)
 
     reference = _image_to_video_reference(model, clip, vae, clip_vision, image=Image.fromarray(pixels))
-    difference = (ours - _frames(reference)).abs().max().item()
+    difference = fidelity.max_difference(ours, fidelity.pipeline_frames(reference))
     assert difference < 1e-4, difference
 
 
@@ -156,8 +123,7 @@ def test_ti2v_start_image_matches_the_expand_timesteps_pipeline(runner: NodeRunn
     ``expand_timesteps``), reproduced by ``Wan22ImageToVideoLatent``'s noise mask."""
     model, clip, _, positive, negative = _common(runner, "wan2.2_ti2v_5B_fp16.safetensors")
     (vae,) = runner.call(VAELoader, vae_name="wan2.2_vae.safetensors")
-    pixels = np.random.default_rng(5).integers(0, 256, (TI2V_SIZE, TI2V_SIZE, 3), dtype=np.uint8)
-    start = torch.from_numpy(pixels).float().div(255.0).unsqueeze(0)
+    pixels, start = fidelity.random_picture(5, TI2V_SIZE)
     (latent,) = runner.call(
         Wan22ImageToVideoLatent,
         vae=vae,
@@ -179,23 +145,12 @@ def test_ti2v_start_image_matches_the_expand_timesteps_pipeline(runner: NodeRunn
             transformer=transformer,
             expand_timesteps=True,
         )
-        reference = pipeline(
-            image=Image.fromarray(pixels),
-            prompt=PROMPT,
-            negative_prompt=NEGATIVE,
-            height=TI2V_SIZE,
-            width=TI2V_SIZE,
-            num_frames=LENGTH,
-            num_inference_steps=STEPS,
-            guidance_scale=CFG,
-            generator=torch.Generator().manual_seed(SEED),
-            output_type="pt",
-        ).frames
-    difference = (ours - _frames(reference)).abs().max().item()
+        reference = pipeline(image=Image.fromarray(pixels), **_pipeline_inputs(TI2V_SIZE, TI2V_SIZE)).frames
+    difference = fidelity.max_difference(ours, fidelity.pipeline_frames(reference))
     assert difference < 1e-4, difference
     # the first frame is the start image through the VAE, not generated
-    (first,) = runner.call(VAEDecode, samples={"samples": latent["samples"][:, :, :1]}, vae=vae)
-    assert (ours[0] - first[0]).abs().max().item() < 1e-4
+    first = fidelity.decoded(runner, {"samples": latent["samples"][:, :, :1]}, vae)
+    assert fidelity.max_difference(ours[0], first[0]) < 1e-4
 
 
 def test_first_last_frame_matches_wan_image_to_video_pipeline(runner: NodeRunner) -> None:
@@ -221,7 +176,7 @@ def test_first_last_frame_matches_wan_image_to_video_pipeline(runner: NodeRunner
     reference = _image_to_video_reference(
         model, clip, vae, clip_vision, image=Image.fromarray(pixels[0]), last_image=Image.fromarray(pixels[1])
     )
-    difference = (ours - _frames(reference)).abs().max().item()
+    difference = fidelity.max_difference(ours, fidelity.pipeline_frames(reference))
     assert difference < 1e-4, difference
 
     one_image, _, _ = runner.call(

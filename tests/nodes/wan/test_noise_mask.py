@@ -14,6 +14,7 @@ from nodes.latent import EmptyHunyuanLatentVideo
 from nodes.loaders import CLIPLoader, UNETLoader, VAELoader
 from nodes.sampling import KSampler, KSamplerAdvanced
 from nodes.wan import Wan22ImageToVideoLatent
+from tests.nodes import fidelity
 from tests.nodes.node_runner import NodeRunner
 
 TI2V = "wan2.2_ti2v_5B_fp16.safetensors"
@@ -122,19 +123,7 @@ def test_a_noise_mask_of_the_wrong_shape_names_the_input(runner: NodeRunner) -> 
     (empty,) = runner.call(EmptyHunyuanLatentVideo, width=32, height=32, length=5, batch_size=1)
     latent = {"samples": empty["samples"], "noise_mask": torch.ones(7, 32, 32)}
     with pytest.raises(LatentShapeError, match=r"latent_image: noise_mask has 7 frames; the latent codes 5"):
-        runner.call(
-            KSampler,
-            model=model,
-            seed=1,
-            steps=2,
-            cfg=1.0,
-            sampler_name="euler",
-            scheduler="simple",
-            positive=positive,
-            negative=negative,
-            latent_image=latent,
-            denoise=1.0,
-        )
+        fidelity.ksample(runner, model, positive, negative, latent, seed=1, steps=2, cfg=1.0)
 
 
 def test_latent_noise_mask_forms() -> None:

@@ -37,9 +37,8 @@ from nodes.latent import EmptyHunyuanLatentVideo
 from nodes.loaders import CLIPLoader, CLIPVisionLoader, UNETLoader, VAELoader
 from nodes.model_files import MODEL_FOLDERS_SERVICE
 from nodes.pipeline_loaders import DiffusersLoader, DiffusersPipelineLoader
-from nodes.sampling import KSampler
-from nodes.vae import VAEDecode
 from nodes.wan import WanImageToVideo
+from tests.nodes import fidelity
 from tests.nodes.node_runner import NodeRunner
 
 T2V = "Wan2.1-T2V-1.3B-Diffusers"
@@ -89,21 +88,8 @@ def _video(
             clip_vision_output=features,
             start_image=start,
         )
-    (samples,) = runner.result(
-        KSampler,
-        model=model,
-        seed=SEED,
-        steps=2,
-        cfg=4.0,
-        sampler_name="euler",
-        scheduler="simple",
-        positive=positive,
-        negative=negative,
-        latent_image=latent,
-        denoise=1.0,
-    )
-    (frames,) = runner.call(VAEDecode, samples=samples, vae=vae)
-    return frames
+    samples = fidelity.ksample(runner, model, positive, negative, latent, seed=SEED, steps=2, cfg=4.0)
+    return fidelity.decoded(runner, samples, vae)
 
 
 def test_text_to_video_from_the_folder_equals_the_single_files(runner: NodeRunner) -> None:
