@@ -14,11 +14,11 @@ from diffusers import SkyReelsV2DiffusionForcingImageToVideoPipeline, UniPCMulti
 from PIL import Image
 
 from models.tiny.skyreels import DF_FILE
-from nodes.conditioning import CLIPTextEncode
 from nodes.latent import EmptyHunyuanLatentVideo
 from nodes.loaders import CLIPLoader, UNETLoader, VAELoader
 from nodes.skyreels import SkyReelsDiffusionForcingSampler
-from nodes.vae import VAEDecode, VAEEncode
+from nodes.vae import VAEEncode
+from tests.nodes import fidelity
 from tests.nodes.node_runner import NodeRunner
 
 PROMPT = "a red car on the beach in snow"
@@ -36,14 +36,6 @@ SETTINGS: dict[str, Any] = {
 }
 
 
-def _pixels(seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
-
-
-def _image(pixels: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(pixels).float().div(255.0).unsqueeze(0)
-
-
 class _Chain:
     """The DF single file, UMT5, the Wan 2.1 VAE and the prompts, loaded once per test."""
 
@@ -51,12 +43,11 @@ class _Chain:
         self.runner = runner
         (self.model,) = runner.call(UNETLoader, unet_name=DF_FILE, weight_dtype="default")
         (self.clip,) = runner.call(CLIPLoader, clip_name="umt5_xxl_fp16.safetensors", type="wan")
-        (self.positive,) = runner.call(CLIPTextEncode, clip=self.clip, text=PROMPT)
-        (self.negative,) = runner.call(CLIPTextEncode, clip=self.clip, text=NEGATIVE)
+        self.positive, self.negative = fidelity.encode_prompts(runner, self.clip, PROMPT, NEGATIVE)
         (self.vae,) = runner.call(VAELoader, vae_name="wan_2.1_vae.safetensors")
 
     def encode(self, pixels: np.ndarray) -> dict[str, torch.Tensor]:
-        (latent,) = self.runner.call(VAEEncode, pixels=_image(pixels), vae=self.vae)
+        (latent,) = self.runner.call(VAEEncode, pixels=torch.from_numpy(pixels).float().div(255.0)[None], vae=self.vae)
         return latent
 
     def sample(self, length: int, size: int = SIZE, **inputs: Any) -> dict[str, torch.Tensor]:
@@ -76,8 +67,7 @@ class _Chain:
         return sampled
 
     def decode(self, sampled: dict[str, torch.Tensor]) -> torch.Tensor:
-        (frames,) = self.runner.call(VAEDecode, samples=sampled, vae=self.vae)
-        return frames
+        return fidelity.decoded(self.runner, sampled, self.vae)
 
     def reference(self, length: int, images: dict[str, Image.Image], **forcing: Any) -> torch.Tensor:
         """The pipeline's frames as ``IMAGE`` ``[F, H, W, C]``."""
@@ -95,26 +85,17 @@ class _Chain:
                 transformer=transformer,
             )
             torch.manual_seed(SEED)  # the pipeline draws addnoise_condition's noise from the global generator
-            frames = pipeline(
-                **images,
-                prompt=PROMPT,
-                negative_prompt=NEGATIVE,
-                height=SIZE,
-                width=SIZE,
-                num_frames=length,
-                num_inference_steps=STEPS,
-                guidance_scale=CFG,
-                generator=torch.Generator().manual_seed(SEED),
-                output_type="pt",
-                **settings,
-            ).frames
-        return frames[0].permute(0, 2, 3, 1).float()
+            inputs = fidelity.pipeline_inputs(
+                PROMPT, NEGATIVE, height=SIZE, width=SIZE, frames=length, steps=STEPS, guidance=CFG, seed=SEED
+            )
+            frames = pipeline(**images, **inputs, **settings).frames
+        return fidelity.pipeline_frames(frames)
 
 
 def test_start_and_end_images_in_one_pass_match_the_pipeline(runner: NodeRunner) -> None:
     """The start latent is the video's first latent frame; the end latent follows the last, clean, and is left out."""
     chain = _Chain(runner)
-    start, end = _pixels(3), _pixels(4)
+    start, end = fidelity.random_picture(3, SIZE)[0], fidelity.random_picture(4, SIZE)[0]
     start_latent, end_latent = chain.encode(start), chain.encode(end)
     sampled = chain.sample(length=13, start_latent=start_latent, end_latent=end_latent)
     assert sampled["samples"].shape == (1, 16, 4, SIZE // 8, SIZE // 8)
@@ -122,7 +103,7 @@ def test_start_and_end_images_in_one_pass_match_the_pipeline(runner: NodeRunner)
     ours = chain.decode(sampled)
     assert ours.shape == (13, SIZE, SIZE, 3) and ours.std() > 0.01
     reference = chain.reference(13, {"image": Image.fromarray(start), "last_image": Image.fromarray(end)})
-    difference = (ours - reference).abs().max().item()
+    difference = fidelity.max_difference(ours, reference)
     assert difference < TOLERANCE, difference
     assert runner.progress[-1] == (STEPS, STEPS)
 
@@ -131,13 +112,13 @@ def test_a_long_video_from_a_start_image_matches_the_pipeline(runner: NodeRunner
     """7 latent frames in chunks of 5 repeating 3 (two chunks); the start frame and the repeated ones noised to
     timestep 20. (The pipeline fails on a last chunk shorter than the others: it plans it as a full one.)"""
     chain = _Chain(runner)
-    start = _pixels(5)
+    start = fidelity.random_picture(5, SIZE)[0]
     long_video = {"base_num_frames": 17, "overlap_history": 9, "addnoise_condition": 20.0}
     sampled = chain.sample(length=25, start_latent=chain.encode(start), **long_video)
     ours = chain.decode(sampled)
     assert ours.shape == (25, SIZE, SIZE, 3)
     reference = chain.reference(25, {"image": Image.fromarray(start)}, **long_video)
-    difference = (ours - reference).abs().max().item()
+    difference = fidelity.max_difference(ours, reference)
     assert difference < TOLERANCE, difference
     assert runner.progress[-1] == (2 * STEPS, 2 * STEPS)
 

@@ -17,14 +17,12 @@ from diffusers import (
 )
 
 from models.tiny.skyreels import DF_FILE
-from nodes.conditioning import CLIPTextEncode
 from nodes.latent import EmptyHunyuanLatentVideo
 from nodes.loaders import CLIPLoader, UNETLoader, VAELoader
 from nodes.pipeline_loaders import DiffusersPipelineLoader
-from nodes.sampling import SamplerCustom
-from nodes.sampling_parts import KSamplerSelect, ModelSamplingSD3
+from nodes.sampling_parts import ModelSamplingSD3
 from nodes.skyreels import SkyReelsDiffusionForcingSampler
-from nodes.vae import VAEDecode
+from tests.nodes import fidelity
 from tests.nodes.node_runner import NodeRunner
 
 PROMPT = "a red car on the beach in snow"
@@ -34,17 +32,17 @@ SIZE = 64
 TOLERANCE = 1e-4
 
 
-def _frames(output: torch.Tensor) -> torch.Tensor:
-    """diffusers' ``output_type="pt"`` video ``[1, F, C, H, W]`` as ``IMAGE`` frames ``[F, H, W, C]``."""
-    return output[0].permute(0, 2, 3, 1).float()
+def _pipeline_inputs(length: int) -> dict[str, Any]:
+    return fidelity.pipeline_inputs(
+        PROMPT, NEGATIVE, height=SIZE, width=SIZE, frames=length, steps=STEPS, guidance=CFG, seed=SEED
+    )
 
 
 def _diffusion_forcing(runner: NodeRunner, length: int, **forcing: Any) -> torch.Tensor:
     """Our frames and the pipeline's max abs difference from them, for the DF single file."""
     (model,) = runner.call(UNETLoader, unet_name=DF_FILE, weight_dtype="default")
     (clip,) = runner.call(CLIPLoader, clip_name="umt5_xxl_fp16.safetensors", type="wan")
-    (positive,) = runner.call(CLIPTextEncode, clip=clip, text=PROMPT)
-    (negative,) = runner.call(CLIPTextEncode, clip=clip, text=NEGATIVE)
+    positive, negative = fidelity.encode_prompts(runner, clip, PROMPT, NEGATIVE)
     (vae,) = runner.call(VAELoader, vae_name="wan_2.1_vae.safetensors")
     (latent,) = runner.call(EmptyHunyuanLatentVideo, width=SIZE, height=SIZE, length=length, batch_size=1)
     settings = {
@@ -68,7 +66,7 @@ def _diffusion_forcing(runner: NodeRunner, length: int, **forcing: Any) -> torch
         shift=SHIFT,
         **settings,
     )
-    (ours,) = runner.call(VAEDecode, samples=sampled, vae=vae)
+    ours = fidelity.decoded(runner, sampled, vae)
     assert ours.shape == (length, SIZE, SIZE, 3)
     assert ours.std() > 0.01
 
@@ -92,21 +90,10 @@ def _diffusion_forcing(runner: NodeRunner, length: int, **forcing: Any) -> torch
         )
         torch.manual_seed(SEED)  # the pipeline draws addnoise_condition's noise from the global generator
         try:
-            reference = pipeline(
-                prompt=PROMPT,
-                negative_prompt=NEGATIVE,
-                height=SIZE,
-                width=SIZE,
-                num_frames=length,
-                num_inference_steps=STEPS,
-                guidance_scale=CFG,
-                generator=torch.Generator().manual_seed(SEED),
-                output_type="pt",
-                **reference_settings,
-            ).frames
+            reference = pipeline(**_pipeline_inputs(length), **reference_settings).frames
         finally:
             transformer.register_to_config(num_frame_per_block=1)  # the pipeline leaves its causal blocks set
-    return (ours - _frames(reference)).abs().max().item()
+    return fidelity.max_difference(ours, fidelity.pipeline_frames(reference))
 
 
 @pytest.mark.parametrize("fps", [24, 16])  # the fps embedding's two rows
@@ -140,25 +127,12 @@ def test_text_to_video_from_the_diffusers_folder_matches_the_pipeline(runner: No
     )
     assert model.adapter.family == "skyreels"
     (model,) = runner.call(ModelSamplingSD3, model=model, shift=SHIFT)
-    (positive,) = runner.call(CLIPTextEncode, clip=clip, text=PROMPT)
-    (negative,) = runner.call(CLIPTextEncode, clip=clip, text=NEGATIVE)
+    positive, negative = fidelity.encode_prompts(runner, clip, PROMPT, NEGATIVE)
     (latent,) = runner.call(EmptyHunyuanLatentVideo, width=SIZE, height=SIZE, length=9, batch_size=1)
     scheduler = FlowMatchEulerDiscreteScheduler(shift=SHIFT)
     scheduler.set_timesteps(STEPS)
-    (sampler,) = runner.call(KSamplerSelect, sampler_name="euler")
-    output, _ = runner.result(
-        SamplerCustom,
-        model=model,
-        add_noise=True,
-        noise_seed=SEED,
-        cfg=CFG,
-        positive=positive,
-        negative=negative,
-        sampler=sampler,
-        sigmas=scheduler.sigmas,
-        latent_image=latent,
-    )
-    (ours,) = runner.call(VAEDecode, samples=output, vae=vae)
+    output = fidelity.sample_custom(runner, model, positive, negative, latent, scheduler.sigmas, seed=SEED, cfg=CFG)
+    ours = fidelity.decoded(runner, output, vae)
 
     with model.handle.use() as transformer, clip.handle.use() as encoder, vae.handle.use() as autoencoder:
         pipeline = SkyReelsV2Pipeline(
@@ -168,16 +142,6 @@ def test_text_to_video_from_the_diffusers_folder_matches_the_pipeline(runner: No
             scheduler=FlowMatchEulerDiscreteScheduler(shift=SHIFT),
             transformer=transformer,
         )
-        reference = pipeline(
-            prompt=PROMPT,
-            negative_prompt=NEGATIVE,
-            height=SIZE,
-            width=SIZE,
-            num_frames=9,
-            num_inference_steps=STEPS,
-            guidance_scale=CFG,
-            generator=torch.Generator().manual_seed(SEED),
-            output_type="pt",
-        ).frames
-    difference = (ours - _frames(reference)).abs().max().item()
+        reference = pipeline(**_pipeline_inputs(9)).frames
+    difference = fidelity.max_difference(ours, fidelity.pipeline_frames(reference))
     assert difference < TOLERANCE, difference

@@ -5,18 +5,15 @@ sigmas, in float32."""
 
 from __future__ import annotations
 
-import numpy as np
-import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, SkyReelsV2ImageToVideoPipeline
 from PIL import Image
 from transformers import CLIPImageProcessor
 
-from nodes.conditioning import CLIPTextEncode, CLIPVisionEncode
+from nodes.conditioning import CLIPVisionEncode
 from nodes.pipeline_loaders import DiffusersPipelineLoader
-from nodes.sampling import SamplerCustom
-from nodes.sampling_parts import KSamplerSelect, ModelSamplingSD3
-from nodes.vae import VAEDecode
+from nodes.sampling_parts import ModelSamplingSD3
 from nodes.wan import WanImageToVideo
+from tests.nodes import fidelity
 from tests.nodes.node_runner import NodeRunner
 
 PROMPT = "a red car on the beach in snow"
@@ -34,10 +31,8 @@ def test_image_to_video_from_the_diffusers_folder_matches_the_pipeline(runner: N
     )
     assert model.adapter.family == "skyreels" and model.adapter.needs_image
     (model,) = runner.call(ModelSamplingSD3, model=model, shift=SHIFT)
-    (positive,) = runner.call(CLIPTextEncode, clip=clip, text=PROMPT)
-    (negative,) = runner.call(CLIPTextEncode, clip=clip, text=NEGATIVE)
-    pixels = np.random.default_rng(3).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
-    start = torch.from_numpy(pixels).float().div(255.0).unsqueeze(0)
+    positive, negative = fidelity.encode_prompts(runner, clip, PROMPT, NEGATIVE)
+    pixels, start = fidelity.random_picture(3, SIZE)
     (vision,) = runner.call(CLIPVisionEncode, clip_vision=clip_vision, image=start, crop="center")
     positive, negative, latent = runner.call(
         WanImageToVideo,
@@ -53,20 +48,8 @@ def test_image_to_video_from_the_diffusers_folder_matches_the_pipeline(runner: N
     )
     scheduler = FlowMatchEulerDiscreteScheduler(shift=SHIFT)
     scheduler.set_timesteps(STEPS)
-    (sampler,) = runner.call(KSamplerSelect, sampler_name="euler")
-    output, _ = runner.result(
-        SamplerCustom,
-        model=model,
-        add_noise=True,
-        noise_seed=SEED,
-        cfg=CFG,
-        positive=positive,
-        negative=negative,
-        sampler=sampler,
-        sigmas=scheduler.sigmas,
-        latent_image=latent,
-    )
-    (ours,) = runner.call(VAEDecode, samples=output, vae=vae)
+    output = fidelity.sample_custom(runner, model, positive, negative, latent, scheduler.sigmas, seed=SEED, cfg=CFG)
+    ours = fidelity.decoded(runner, output, vae)
     assert ours.shape == (LENGTH, SIZE, SIZE, 3)
     assert ours.std() > 0.01
 
@@ -82,17 +65,9 @@ def test_image_to_video_from_the_diffusers_folder_matches_the_pipeline(runner: N
                 vae=autoencoder,
                 scheduler=FlowMatchEulerDiscreteScheduler(shift=SHIFT),
             )
-            reference = pipeline(
-                image=Image.fromarray(pixels),
-                prompt=PROMPT,
-                negative_prompt=NEGATIVE,
-                height=SIZE,
-                width=SIZE,
-                num_frames=LENGTH,
-                num_inference_steps=STEPS,
-                guidance_scale=CFG,
-                generator=torch.Generator().manual_seed(SEED),
-                output_type="pt",
-            ).frames
-    difference = (ours - reference[0].permute(0, 2, 3, 1).float()).abs().max().item()
+            inputs = fidelity.pipeline_inputs(
+                PROMPT, NEGATIVE, height=SIZE, width=SIZE, frames=LENGTH, steps=STEPS, guidance=CFG, seed=SEED
+            )
+            reference = pipeline(image=Image.fromarray(pixels), **inputs).frames
+    difference = fidelity.max_difference(ours, fidelity.pipeline_frames(reference))
     assert difference < TOLERANCE, difference
