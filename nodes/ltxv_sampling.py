@@ -173,8 +173,8 @@ class LTXVLatentUpsampler:
     CATEGORY = "latent/video"
     RETURN_TYPES = ("LATENT",)
     DESCRIPTION = (
-        "Upscales an LTX-Video latent 2x (width and height) with a latent upsampler; the VAE gives the latent "
-        "statistics it works in. The noise mask is dropped: sample the result again to refine it."
+        "Upscales an LTX-Video latent with a latent upsampler: 2x width and height (spatial), 2x frames less one "
+        "(temporal), or both; the VAE gives the latent statistics it works in. The noise mask is dropped: sample the result again to refine it."
     )
 
     @classmethod
