@@ -69,6 +69,7 @@ def tiny_stand_in_names() -> frozenset[str]:
     from models.tiny.animatediff import TINY_ANIMATEDIFF_NAMES
     from models.tiny.cogvideox import TINY_COGVIDEOX_PIPELINES
     from models.tiny.family_pipelines import TINY_FAMILY_PIPELINES
+    from models.tiny.interpolation import TINY_INTERPOLATION_NAMES
     from models.tiny.pipelines import TINY_WAN_PIPELINES
     from models.tiny.sd15_lora import LORA_FILE as SD15_LORA_FILE
     from models.tiny.text import CLIP_VISION_FILE, UMT5_FP8_FILE, UMT5_FP16_FILE
@@ -89,6 +90,7 @@ def tiny_stand_in_names() -> frozenset[str]:
     names |= set(TINY_ANIMATEDIFF_NAMES)
     names.add(SD15_LORA_FILE)
     names |= set(svd.TINY_SVD_NAMES)
+    names |= set(TINY_INTERPOLATION_NAMES)
     names |= {f"{DIFFUSERS_KEY}/{name}" for name in skyreels.TINY_SKYREELS_PIPELINES}
     text_files = (
         text_families.T5_FP16_FILE,

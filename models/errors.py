@@ -32,6 +32,11 @@ class CorruptModelFileError(ModelLoadError):
     """Unreadable: truncated, a damaged header, bad JSON, or a file missing from a model folder."""
 
 
+class NotAFrameInterpolatorError(ModelLoadError):
+    """The file is no frame-interpolation model Reelgraph knows (a RIFE v4.x checkpoint or a FILM TorchScript
+    export); the message says what it holds."""
+
+
 class StateDictError(ModelError):
     """A state dict's tensors do not form a layout its loader knows (missing or misshapen tensors, another
     architecture, an unsupported quantization). Raised by the functions that read tensors, which know no file;

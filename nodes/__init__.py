@@ -16,6 +16,7 @@ BUILTIN_MODULES = (
     "nodes.io",
     "nodes.frames",
     "nodes.frame_color",
+    "nodes.interpolation",
     "nodes.video",
     "nodes.video_save",
     "nodes.audio",

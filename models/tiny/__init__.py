@@ -13,6 +13,7 @@ from models.tiny.animatediff import write_tiny_animatediff_files
 from models.tiny.cogvideox import write_tiny_cogvideox_pipelines
 from models.tiny.family_pipelines import write_tiny_family_pipelines
 from models.tiny.hunyuan import write_tiny_hunyuan_files
+from models.tiny.interpolation import write_tiny_interpolation_files
 from models.tiny.ltx import write_tiny_ltx_files
 from models.tiny.mochi import write_tiny_mochi_files
 from models.tiny.pipelines import write_tiny_pipelines
@@ -45,4 +46,5 @@ def write_tiny_models(models_dir: Path, seed: int = 0) -> list[Path]:
     written += write_tiny_animatediff_files(models_dir, seed)
     written += write_tiny_sd15_loras(models_dir, seed)
     written += write_tiny_svd_files(models_dir, seed)
+    written += write_tiny_interpolation_files(models_dir, seed)
     return written

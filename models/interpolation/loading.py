@@ -1,0 +1,87 @@
+"""``load_frame_interpolator``: a file of the ``frame_interpolation`` folder as a ``FrameInterpolator``, its
+architecture detected from its content (never its name).
+
+- A TorchScript archive is taken as a FILM export (``models.interpolation.film``; its ``forward`` must have FILM's
+  signature).
+- A weights file (safetensors, or a pickle read with ``torch.load(weights_only=True)``, as ``.pth`` and ``.pkl``
+  releases are) whose tensors are a RIFE IFNet is RIFE v4.x; the version family is read from the tensors.
+- Anything else raises ``NotAFrameInterpolatorError`` naming the file and what it holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+
+from models.checkpoint_files import read_shapes
+from models.errors import CorruptModelFileError, NotAFrameInterpolatorError, StateDictError
+from models.interpolation.base import FrameInterpolator
+from models.interpolation.film import FilmInterpolator, is_torchscript_archive, load_film_module
+from models.interpolation.rife import RIFE_DTYPE, RifeInterpolator, build_ifnet, check_scale_factor
+from models.interpolation.rife_layout import is_rife_state_dict, read_rife_layout, rife_tensors
+from models.loading import load_state_dict
+from models.memory import ModelManager
+
+__all__ = ["load_frame_interpolator"]
+
+T = TypeVar("T")
+
+KEY_KIND = "frame_interpolation"
+SHOWN_KEYS = 3
+
+
+def load_frame_interpolator(manager: ModelManager, path: Path, *, scale_factor: float = 1.0) -> FrameInterpolator:
+    """The interpolator of ``path``, its network registered with ``manager`` (loaded into RAM now).
+
+    Args:
+        manager: the model memory manager.
+        path: a RIFE v4.x checkpoint or a FILM TorchScript export.
+        scale_factor: RIFE's flow resolution (``models.interpolation.rife.SCALE_FACTORS``); FILM has none and takes
+            only 1.
+
+    Raises:
+        NotAFrameInterpolatorError: the file is neither.
+        CorruptModelFileError: a RIFE checkpoint whose tensors do not form an IFNet, or an unreadable file.
+        UnsafeModelFileError: a pickle that needs code to load.
+    """
+    path = Path(path)
+    if is_torchscript_archive(path):
+        if scale_factor != 1.0:
+            raise ValueError(f"{path.name}: FILM has no scale factor; use 1 (got {scale_factor!r})")
+        dtype = torch.float32 if manager.compute_device.type == "cpu" else None  # half precision is slow on a CPU
+        handle = manager.load(_key(path), lambda: load_film_module(path, dtype), size_hint=path.stat().st_size)
+        return FilmInterpolator(path.name, handle)
+    shapes = read_shapes(path)
+    if not is_rife_state_dict(shapes.tensors):
+        sample = ", ".join(list(shapes.tensors)[:SHOWN_KEYS]) or "no tensors"
+        raise NotAFrameInterpolatorError(
+            path,
+            f"not a RIFE v4.x checkpoint (block0.conv0.0.0.weight) nor a FILM TorchScript export; it holds {sample}",
+        )
+    check_scale_factor(path.name, scale_factor)
+    layout = _read_layout(path, lambda: read_rife_layout(rife_tensors(shapes.tensors)))
+
+    def load() -> torch.nn.Module:
+        tensors = rife_tensors(load_state_dict(path))
+        return _read_layout(path, lambda: build_ifnet(tensors, layout))
+
+    size = sum(tensor.numel() for tensor in shapes.tensors.values()) * torch.finfo(RIFE_DTYPE).bits // 8
+    return RifeInterpolator(path.name, manager.load(_key(path), load, size_hint=size), layout, scale_factor)
+
+
+def _read_layout(path: Path, read: Callable[[], T]) -> T:
+    """``read()``, with a ``StateDictError`` re-raised as ``CorruptModelFileError`` naming ``path``."""
+    try:
+        return read()
+    except StateDictError as exc:
+        raise CorruptModelFileError(path, f"a RIFE checkpoint whose tensors do not form an IFNet: {exc}") from exc
+
+
+def _key(path: Path) -> str:
+    """The manager key of a file: its real path, size and modification time (an edited file loads anew)."""
+    real = path.resolve()
+    stat = real.stat()
+    return ":".join((KEY_KIND, str(real), str(stat.st_size), str(stat.st_mtime_ns)))
