@@ -174,7 +174,8 @@ class LTXVLatentUpsampler:
     RETURN_TYPES = ("LATENT",)
     DESCRIPTION = (
         "Upscales an LTX-Video latent with a latent upsampler: 2x width and height (spatial), 2x frames less one "
-        "(temporal), or both; the VAE gives the latent statistics it works in. The noise mask is dropped: sample the result again to refine it."
+        "(temporal), or both; the VAE gives the latent statistics it works in. The noise mask is dropped: sample "
+        "the result again to refine it."
     )
 
     @classmethod
