@@ -73,6 +73,7 @@ def tiny_stand_in_names() -> frozenset[str]:
     from models.tiny.pipelines import TINY_WAN_PIPELINES
     from models.tiny.sd15_lora import LORA_FILE as SD15_LORA_FILE
     from models.tiny.text import CLIP_VISION_FILE, UMT5_FP8_FILE, UMT5_FP16_FILE
+    from models.tiny.upscale import TINY_UPSCALE_NAMES, UPSCALE_FOLDER
     from models.tiny.wan import DIFFUSION_MODELS_FOLDER, TINY_WAN_DIFFUSION_MODELS, TINY_WAN_VAES, VAE_FOLDER
     from models.tiny.wan_lora import LORAS_FOLDER, TINY_WAN_LORAS
 
@@ -91,6 +92,7 @@ def tiny_stand_in_names() -> frozenset[str]:
     names.add(SD15_LORA_FILE)
     names |= set(svd.TINY_SVD_NAMES)
     names |= set(TINY_INTERPOLATION_NAMES)
+    names |= {f"{UPSCALE_FOLDER}/{name}" for name in TINY_UPSCALE_NAMES}
     names |= {f"{DIFFUSERS_KEY}/{name}" for name in skyreels.TINY_SKYREELS_PIPELINES}
     text_files = (
         text_families.T5_FP16_FILE,

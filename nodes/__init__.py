@@ -38,6 +38,7 @@ BUILTIN_MODULES = (
     "nodes.sampling_parts",
     "nodes.free_init",
     "nodes.vae",
+    "nodes.upscale",
 )
 
 

@@ -16,11 +16,13 @@ if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
 stamp="$venv/.installed-$kind"
-want="$(cat "$root/requirements.txt" "$reqs" | sha256sum | cut -d' ' -f1)"
+want="$(cat "$root/requirements.txt" "$root/requirements-no-deps.txt" "$reqs" | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   torch_pin="$(grep -E '^torch==' "$root/requirements.txt")"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$torch_pin"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$reqs"
+  # Packages whose declared dependencies must not come along (spandrel would pull a CUDA torchvision and torch).
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$root/requirements-no-deps.txt"
   echo "$want" > "$stamp"
 fi
 

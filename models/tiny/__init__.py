@@ -22,6 +22,7 @@ from models.tiny.skyreels import write_tiny_skyreels_files
 from models.tiny.svd import write_tiny_svd_files
 from models.tiny.text import write_tiny_clip_vision, write_tiny_umt5_files
 from models.tiny.text_families import write_tiny_text_family_files
+from models.tiny.upscale import write_tiny_upscale_models
 from models.tiny.wan import write_tiny_wan_files
 from models.tiny.wan_lora import write_tiny_wan_loras
 
@@ -47,4 +48,5 @@ def write_tiny_models(models_dir: Path, seed: int = 0) -> list[Path]:
     written += write_tiny_sd15_loras(models_dir, seed)
     written += write_tiny_svd_files(models_dir, seed)
     written += write_tiny_interpolation_files(models_dir, seed)
+    written += write_tiny_upscale_models(models_dir, seed)
     return written

@@ -1,0 +1,107 @@
+"""The upscale nodes: ComfyUI's UpscaleModelLoader and ImageUpscaleWithModel sockets, and VideoUpscaleWithModel
+streaming a VIDEO (from memory and from a file) while keeping its frame rate and audio."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import torch
+
+from graph.spec import NodeSpec
+from models.folders import ModelFolders
+from models.memory import MODELS_SERVICE, ModelManager
+from models.tiny.upscale import TINY_UPSCALE_NAMES, write_tiny_upscale_models
+from models.upscale.tiling import TileOptions, upscale_batches
+from nodes import upscale
+from nodes.folders import Folders
+from nodes.media.decode import FrameSelection
+from nodes.media.video import VideoFromComponents, VideoFromFile
+from nodes.model_files import MODEL_FOLDERS_SERVICE
+from nodes.upscale import ImageUpscaleWithModel, UpscaleModelLoader, VideoUpscaleWithModel
+from tests.nodes.node_runner import NodeRunner
+
+SAMPLE_VIDEO = Path(__file__).resolve().parents[2] / "input" / "reelgraph_sample.mp4"
+
+
+@pytest.fixture(scope="module")
+def upscale_models(tmp_path_factory: pytest.TempPathFactory) -> ModelFolders:
+    models_dir = tmp_path_factory.mktemp("upscale_node_weights")
+    write_tiny_upscale_models(models_dir)
+    return ModelFolders(models_dir)
+
+
+@pytest.fixture
+def runner(tmp_path: Path, upscale_models: ModelFolders, manager: ModelManager) -> NodeRunner:
+    services = {MODELS_SERVICE: manager, MODEL_FOLDERS_SERVICE: upscale_models}
+    return NodeRunner(Folders.under(tmp_path), services=services)
+
+
+def test_sockets_match_comfyui(upscale_models: ModelFolders) -> None:
+    loader = UpscaleModelLoader.bound_to_models(upscale_models)
+    NodeSpec.from_class("UpscaleModelLoader", loader)  # registers as the registry checks it
+    assert list(loader.INPUT_TYPES()) == ["required"]
+    (name, (choices, _options)), *rest = loader.INPUT_TYPES()["required"].items()
+    assert (name, rest) == ("model_name", [])
+    assert sorted(choices) == sorted(TINY_UPSCALE_NAMES)
+    assert loader.RETURN_TYPES == ("UPSCALE_MODEL",)
+    inputs = ImageUpscaleWithModel.INPUT_TYPES()
+    assert list(inputs) == ["required"]
+    assert [(name, kind) for name, (kind, _options) in inputs["required"].items()] == [
+        ("upscale_model", "UPSCALE_MODEL"),
+        ("image", "IMAGE"),
+    ]
+    assert ImageUpscaleWithModel.RETURN_TYPES == ("IMAGE",)
+    assert set(upscale.NODE_CLASS_MAPPINGS) == {"UpscaleModelLoader", "ImageUpscaleWithModel", "VideoUpscaleWithModel"}
+
+
+def test_image_upscale_with_model(runner: NodeRunner) -> None:
+    (model,) = runner.result(UpscaleModelLoader, model_name="RealESRGAN_x2plus.pth")
+    image = torch.rand(3, 24, 36, 3, generator=torch.Generator().manual_seed(0))
+    (upscaled,) = runner.result(ImageUpscaleWithModel, upscale_model=model, image=image)
+    assert upscaled.shape == (3, 48, 72, 3) and upscaled.dtype == torch.float32
+    assert runner.progress[-1] == (3, 3)
+
+
+def test_a_missing_file_and_a_bad_image_are_named(runner: NodeRunner) -> None:
+    with pytest.raises(ValueError, match=r"model_name: 'nope\.pth' is not in the upscale_models folder"):
+        runner.result(UpscaleModelLoader, model_name="nope.pth")
+    (model,) = runner.result(UpscaleModelLoader, model_name="realesr-general-x4v3.pth")
+    with pytest.raises(ValueError, match="ImageUpscaleWithModel: image must be an IMAGE"):
+        runner.result(ImageUpscaleWithModel, upscale_model=model, image=torch.rand(8, 8, 3))
+
+
+def test_video_upscale_keeps_rate_and_audio(runner: NodeRunner, manager: ModelManager) -> None:
+    (model,) = runner.result(UpscaleModelLoader, model_name="4x-ClearRealityV1.safetensors")
+    frames = torch.rand(5, 20, 28, 3, generator=torch.Generator().manual_seed(1))
+    audio = {"waveform": torch.zeros(1, 2, 4800), "sample_rate": 48000}
+    video = VideoFromComponents(frames, 24, audio)
+    (upscaled,) = runner.result(
+        VideoUpscaleWithModel, upscale_model=model, video=video, tile_size=32, overlap=8, frame_batch_size=2
+    )
+    assert upscaled.get_frame_rate() == Fraction(24) and upscaled.get_audio() is not None
+    assert upscaled.get_dimensions() == (112, 80) and upscaled.get_frame_count() == 5
+    expected = torch.cat(list(upscale_batches(manager, model, [frames], TileOptions(32, 8, 1))))
+    assert float((upscaled.get_components().images - expected).abs().max()) < 1e-5
+    assert [value for value, _ in runner.progress[-3:]] == [2, 4, 5]
+
+
+def test_video_file_is_decoded_in_batches(runner: NodeRunner) -> None:
+    (model,) = runner.result(UpscaleModelLoader, model_name="realesr-general-x4v3.pth")
+    video = VideoFromFile.probed(SAMPLE_VIDEO, FrameSelection(frame_load_cap=6, width=40, height=24))
+    (upscaled,) = runner.result(
+        VideoUpscaleWithModel, upscale_model=model, video=video, tile_size=0, overlap=16, frame_batch_size=4
+    )
+    assert upscaled.get_frame_count() == 6 and upscaled.get_dimensions() == (160, 96)
+    assert upscaled.get_frame_rate() == video.get_frame_rate()
+    assert upscaled.get_audio() is not None
+
+
+def test_bad_tile_options_name_the_node(runner: NodeRunner) -> None:
+    (model,) = runner.result(UpscaleModelLoader, model_name="realesr-general-x4v3.pth")
+    video = VideoFromComponents(torch.rand(1, 8, 8, 3), 24)
+    with pytest.raises(ValueError, match="VideoUpscaleWithModel: overlap must be"):
+        runner.result(
+            VideoUpscaleWithModel, upscale_model=model, video=video, tile_size=64, overlap=32, frame_batch_size=1
+        )
