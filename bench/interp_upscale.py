@@ -35,7 +35,7 @@ from bench.report import format_table, load_average, torch_machine_info
 from models.devices import DeviceProbe
 from models.interpolation.classical import FlowBlendInterpolator
 from models.interpolation.loading import load_frame_interpolator
-from models.interpolation.rife_layout import BlockLayout, RifeLayout
+from models.interpolation.rife_layout import residual_layout
 from models.interpolation.rife_net import IFNet
 from models.interpolation.run import interpolate_clip
 from models.interpolation.timing import multiplier_timeline
@@ -73,22 +73,7 @@ def moving_clip(frames: int, height: int, width: int) -> torch.Tensor:
 def write_models(folder: Path) -> dict[str, Path]:
     """Real-size random-weight model files in the releases' layouts; name -> path."""
     torch.manual_seed(0)
-    layout = RifeLayout(
-        tuple(
-            BlockLayout(
-                in_channels=RIFE46_INPUTS[0] if index == 0 else RIFE46_INPUTS[1],
-                width=width,
-                prelu=False,
-                residual_layers=True,
-                depth=RIFE_DEPTH,
-                out_channels=RIFE_OUT,
-                shuffled=True,
-            )
-            for index, width in enumerate(RIFE46_WIDTHS)
-        ),
-        None,
-        0,
-    )
+    layout = residual_layout(RIFE46_WIDTHS, RIFE46_INPUTS, RIFE_OUT, depth=RIFE_DEPTH)
     paths = {"rife46": folder / "rife46.pth"}
     torch.save(IFNet(layout).state_dict(), paths["rife46"])
     import_spandrel()

@@ -37,6 +37,7 @@ __all__ = [
     "RifeLayout",
     "is_rife_state_dict",
     "read_rife_layout",
+    "residual_layout",
     "rife_tensors",
 ]
 
@@ -259,3 +260,28 @@ def _shape(tensors: Mapping[str, torch.Tensor], name: str) -> torch.Size:
     if tensor is None:
         raise StateDictError(f"missing {name}")
     return tensor.shape
+
+
+def residual_layout(
+    widths: tuple[int, ...],
+    in_channels: tuple[int, int],
+    out_channels: int,
+    encoder: EncoderLayout | None = None,
+    carried: int = 0,
+    depth: int = 8,
+) -> RifeLayout:
+    """A v4.2+-style layout (LeakyReLU, residual layers, pixel-shuffled ``lastconv``): one block per width, the first
+    taking ``in_channels[0]`` channels and the rest ``in_channels[1]``; for building networks, not reading them."""
+    blocks = tuple(
+        BlockLayout(
+            in_channels=in_channels[0] if index == 0 else in_channels[1],
+            width=width,
+            prelu=False,
+            residual_layers=True,
+            depth=depth,
+            out_channels=out_channels,
+            shuffled=True,
+        )
+        for index, width in enumerate(widths)
+    )
+    return RifeLayout(blocks, encoder, carried)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.interpolation.rife_layout import MODULE_PREFIX, BlockLayout, EncoderLayout, RifeLayout
+from models.interpolation.rife_layout import MODULE_PREFIX, EncoderLayout, RifeLayout, residual_layout
 from models.interpolation.rife_net import IFNet
 from models.interpolation.warp import backward_warp
 
@@ -56,19 +56,7 @@ def tiny_rife_layout(
     in_channels: tuple[int, int], encoder: EncoderLayout | None, out_channels: int, carried: int = 0
 ) -> RifeLayout:
     """Four narrow residual blocks taking ``in_channels`` (first block, later blocks) and giving ``out_channels``."""
-    blocks = tuple(
-        BlockLayout(
-            in_channels=in_channels[0] if index == 0 else in_channels[1],
-            width=width,
-            prelu=False,
-            residual_layers=True,
-            depth=BLOCK_DEPTH,
-            out_channels=out_channels,
-            shuffled=True,
-        )
-        for index, width in enumerate(BLOCK_WIDTHS)
-    )
-    return RifeLayout(blocks, encoder, carried)
+    return residual_layout(BLOCK_WIDTHS, in_channels, out_channels, encoder, carried, depth=BLOCK_DEPTH)
 
 
 TINY_RIFE_LAYOUTS = MappingProxyType(
