@@ -48,6 +48,7 @@ __all__ = [
     "ModelManager",
     "ModelMemoryError",
     "WorkEstimate",
+    "file_key",
     "module_nbytes",
 ]
 
@@ -57,6 +58,14 @@ MODELS_SERVICE = "models"
 """The name nodes use to reach the manager: ``current_context().service(MODELS_SERVICE)``."""
 
 _HOST = torch.device("cpu")
+
+
+def file_key(kind: str, path: Path, *options: str) -> str:
+    """The manager key of a model file: its kind, real path, size and modification time (an edited file loads
+    anew) and the options it is loaded with."""
+    real = Path(path).resolve()
+    stat = real.stat()
+    return ":".join((kind, str(real), str(stat.st_size), str(stat.st_mtime_ns), *options))
 
 
 class ModelManager:

@@ -36,7 +36,7 @@ from models.families.ltx.upsampler import detect_ltx_upsampler, is_ltx_upsampler
 from models.families.single_file import unprefixed
 from models.folders import ModelFolders
 from models.loading import load_state_dict
-from models.memory import ModelManager
+from models.memory import ModelManager, file_key
 from models.model_handle import ModelHandle
 from models.offload import POLICIES
 from models.text_encoders.tokenizers import load_tokenizer
@@ -261,7 +261,7 @@ def _managed(
         state = load_state_dict(path)
         return _read_layout(path, lambda: build(state)).eval().requires_grad_(False)
 
-    return manager.load(_key(kind, path, *options), load, size_hint=_size_at(shapes, compute))
+    return manager.load(file_key(kind, path, *options), load, size_hint=_size_at(shapes, compute))
 
 
 def _shapes_of(path: Path, wanted: str, matches: Callable[[Mapping[str, torch.Tensor]], bool]) -> CheckpointShapes:
@@ -303,13 +303,6 @@ def _read_layout(path: Path, read: Callable[[], T]) -> T:
         return read()
     except StateDictError as exc:
         raise CorruptModelFileError(path, str(exc)) from exc
-
-
-def _key(kind: str, path: Path, *options: str) -> str:
-    """The manager key of a file: its real path, size and modification time (an edited file loads anew)."""
-    real = Path(path).resolve()
-    stat = real.stat()
-    return ":".join((kind, str(real), str(stat.st_size), str(stat.st_mtime_ns), *options))
 
 
 def _size_at(shapes: CheckpointShapes, dtype: torch.dtype) -> int:

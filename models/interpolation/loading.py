@@ -23,7 +23,7 @@ from models.interpolation.film import FilmInterpolator, is_torchscript_archive, 
 from models.interpolation.rife import RIFE_DTYPE, RifeInterpolator, build_ifnet, check_scale_factor
 from models.interpolation.rife_layout import is_rife_state_dict, read_rife_layout, rife_tensors
 from models.loading import load_state_dict
-from models.memory import ModelManager
+from models.memory import ModelManager, file_key
 
 __all__ = ["load_frame_interpolator"]
 
@@ -52,7 +52,9 @@ def load_frame_interpolator(manager: ModelManager, path: Path, *, scale_factor: 
         if scale_factor != 1.0:
             raise ValueError(f"{path.name}: FILM has no scale factor; use 1 (got {scale_factor!r})")
         dtype = torch.float32 if manager.compute_device.type == "cpu" else None  # half precision is slow on a CPU
-        handle = manager.load(_key(path), lambda: load_film_module(path, dtype), size_hint=path.stat().st_size)
+        handle = manager.load(
+            file_key(KEY_KIND, path), lambda: load_film_module(path, dtype), size_hint=path.stat().st_size
+        )
         return FilmInterpolator(path.name, handle)
     shapes = read_shapes(path)
     if not is_rife_state_dict(shapes.tensors):
@@ -69,7 +71,9 @@ def load_frame_interpolator(manager: ModelManager, path: Path, *, scale_factor: 
         return _read_layout(path, lambda: build_ifnet(tensors, layout))
 
     size = sum(tensor.numel() for tensor in shapes.tensors.values()) * torch.finfo(RIFE_DTYPE).bits // 8
-    return RifeInterpolator(path.name, manager.load(_key(path), load, size_hint=size), layout, scale_factor)
+    return RifeInterpolator(
+        path.name, manager.load(file_key(KEY_KIND, path), load, size_hint=size), layout, scale_factor
+    )
 
 
 def _read_layout(path: Path, read: Callable[[], T]) -> T:
@@ -78,10 +82,3 @@ def _read_layout(path: Path, read: Callable[[], T]) -> T:
         return read()
     except StateDictError as exc:
         raise CorruptModelFileError(path, f"a RIFE checkpoint whose tensors do not form an IFNet: {exc}") from exc
-
-
-def _key(path: Path) -> str:
-    """The manager key of a file: its real path, size and modification time (an edited file loads anew)."""
-    real = path.resolve()
-    stat = real.stat()
-    return ":".join((KEY_KIND, str(real), str(stat.st_size), str(stat.st_mtime_ns)))

@@ -21,7 +21,7 @@ import torch
 from models.errors import CorruptModelFileError, ModelLoadError
 from models.formats import detect_weight_format, read_pickle
 from models.loading import load_state_dict
-from models.memory import ModelManager
+from models.memory import ModelManager, file_key
 from models.model_handle import ModelHandle, module_nbytes
 from models.upscale.spandrel_import import import_spandrel
 
@@ -185,7 +185,7 @@ def load_upscale_model(manager: ModelManager, path: Path) -> UpscaleModel:
         return built.pop() if built else build_upscale_network(path, read_upscale_state_dict(path), device)
 
     try:
-        handle = manager.load(_key(path), load, size_hint=module_nbytes(network))
+        handle = manager.load(file_key("upscale_model", path), load, size_hint=module_nbytes(network))
     finally:
         built.clear()  # already loaded under this key: the manager must not keep a second copy alive in the loader
     return _describe(path, handle, network)
@@ -228,10 +228,3 @@ def _feature_width(module: torch.nn.Module) -> int:
         elif isinstance(layer, torch.nn.Linear):
             widths.append(layer.out_features)
     return max(widths, default=64)
-
-
-def _key(path: Path) -> str:
-    """The manager key: the file's real path, size and modification time (an edited file loads anew)."""
-    real = path.resolve()
-    stat = real.stat()
-    return ":".join(("upscale_model", str(real), str(stat.st_size), str(stat.st_mtime_ns)))
