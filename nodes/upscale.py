@@ -45,7 +45,27 @@ def _upscaled(model: UpscaleModel, batches: Iterable[torch.Tensor], frames: int,
         bar.update_absolute(done, max(frames, done))
         context.check_interrupt()
 
-    return torch.cat(list(upscale_batches(_manager(), model, batches, options, after_batch)))
+    return _joined(upscale_batches(_manager(), model, batches, options, after_batch), frames)
+
+
+def _joined(batches: Iterable[torch.Tensor], frames: int) -> torch.Tensor:
+    """The upscaled batches written into one output of ``frames`` frames as they come, so the result never sits in
+    RAM twice (as a list of batches and their concatenation); a video whose probed frame count was off still gives
+    all its frames."""
+    output: torch.Tensor | None = None
+    filled = 0
+    overflow: list[torch.Tensor] = []
+    for batch in batches:
+        if output is None:
+            output = batch.new_empty((frames, *batch.shape[1:]))
+        fits = max(0, min(batch.shape[0], frames - filled))
+        output[filled : filled + fits] = batch[:fits]
+        filled += fits
+        if fits < batch.shape[0]:
+            overflow.append(batch[fits:])
+    if output is None:
+        raise ValueError("upscaling: no frames came in")
+    return torch.cat([output, *overflow]) if overflow else output[:filled]
 
 
 class UpscaleModelLoader(ModelFolderBound):

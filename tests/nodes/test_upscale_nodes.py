@@ -19,7 +19,7 @@ from nodes.folders import Folders
 from nodes.media.decode import FrameSelection
 from nodes.media.video import VideoFromComponents, VideoFromFile
 from nodes.model_files import MODEL_FOLDERS_SERVICE
-from nodes.upscale import ImageUpscaleWithModel, UpscaleModelLoader, VideoUpscaleWithModel
+from nodes.upscale import ImageUpscaleWithModel, UpscaleModelLoader, VideoUpscaleWithModel, _joined
 from tests.nodes.node_runner import NodeRunner
 
 SAMPLE_VIDEO = Path(__file__).resolve().parents[2] / "input" / "reelgraph_sample.mp4"
@@ -105,3 +105,9 @@ def test_bad_tile_options_name_the_node(runner: NodeRunner) -> None:
         runner.result(
             VideoUpscaleWithModel, upscale_model=model, video=video, tile_size=64, overlap=32, frame_batch_size=1
         )
+
+
+@pytest.mark.parametrize("probed", [4, 6, 8])  # a video's probed frame count may be off either way
+def test_upscaled_batches_join_into_one_output_whatever_the_probed_count(probed: int) -> None:
+    batches = [torch.full((2, 4, 4, 3), float(index)) for index in range(3)]
+    assert torch.equal(_joined(iter(batches), probed), torch.cat(batches))
