@@ -53,21 +53,27 @@ class FrameInterpolationModelLoader(ModelFolderBound):
         choices = [CLASSICAL_CHOICE, *cls.model_choices(FOLDER)]
         tooltip = f"A model file in the {FOLDER} folder, or the classical method (no file, slower and softer)."
         scale = "RIFE: estimate the flow at this multiple of the frames' size (0.5 or 0.25 for 4K; others take 1)."
+        ensemble = (
+            "RIFE 4.2 to 4.21: also estimate from the swapped pair and average; smoother where motion is ambiguous, "
+            "twice the time."
+        )
         return {
             "required": {"model_name": (choices, {"tooltip": tooltip, MODEL_FOLDER_OPTION: FOLDER})},
-            "optional": {"scale_factor": (list(SCALE_FACTORS), {"default": 1.0, "tooltip": scale})},
+            "optional": {
+                "scale_factor": (list(SCALE_FACTORS), {"default": 1.0, "tooltip": scale}),
+                "ensemble": ("BOOLEAN", {"default": False, "tooltip": ensemble}),
+            },
         }
 
-    def load(self, model_name: str, scale_factor: float = 1.0) -> tuple[FrameInterpolator]:
+    def load(self, model_name: str, scale_factor: float = 1.0, ensemble: bool = False) -> tuple[FrameInterpolator]:
         if model_name == CLASSICAL_CHOICE:
+            if scale_factor != 1.0 or ensemble:
+                raise ValueError(f"'{CLASSICAL_CHOICE}' has no scale_factor nor ensemble (RIFE's); use 1 and off")
             return (FlowBlendInterpolator(),)
         from models.interpolation.loading import load_frame_interpolator
 
         path = resolve_model_file(FOLDER, model_name, "model_name")
-        try:
-            return (load_frame_interpolator(_manager(), path, scale_factor=float(scale_factor)),)
-        except ValueError as exc:
-            raise ValueError(f"scale_factor: {exc}") from exc
+        return (load_frame_interpolator(_manager(), path, scale_factor=float(scale_factor), ensemble=ensemble),)
 
 
 def _manager() -> ModelManager:

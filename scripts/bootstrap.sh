@@ -7,8 +7,8 @@ kind="${1:-runtime}"
 venv="$root/.venv"
 python="${PYTHON:-python3}"
 case "$kind" in
-  runtime) reqs="$root/requirements.txt" ;;
-  dev) reqs="$root/requirements-dev.txt" ;;
+  runtime) reqs="$root/requirements.txt"; no_deps=("$root/requirements-no-deps.txt") ;;
+  dev) reqs="$root/requirements-dev.txt"; no_deps=("$root/requirements-no-deps.txt" "$root/requirements-dev-no-deps.txt") ;;
   *) echo "usage: $0 runtime|dev" >&2; exit 2 ;;
 esac
 if [ ! -x "$venv/bin/python" ]; then
@@ -16,13 +16,15 @@ if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
 stamp="$venv/.installed-$kind"
-want="$(cat "$root/requirements.txt" "$root/requirements-no-deps.txt" "$reqs" | sha256sum | cut -d' ' -f1)"
+want="$(cat "$root/requirements.txt" "${no_deps[@]}" "$reqs" | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   torch_pin="$(grep -E '^torch==' "$root/requirements.txt")"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$torch_pin"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$reqs"
   # Packages whose declared dependencies must not come along (spandrel would pull a CUDA torchvision and torch).
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$root/requirements-no-deps.txt"
+  for file in "${no_deps[@]}"; do
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$file"
+  done
   echo "$want" > "$stamp"
 fi
 

@@ -33,7 +33,9 @@ KEY_KIND = "frame_interpolation"
 SHOWN_KEYS = 3
 
 
-def load_frame_interpolator(manager: ModelManager, path: Path, *, scale_factor: float = 1.0) -> FrameInterpolator:
+def load_frame_interpolator(
+    manager: ModelManager, path: Path, *, scale_factor: float = 1.0, ensemble: bool = False
+) -> FrameInterpolator:
     """The interpolator of ``path``, its network registered with ``manager`` (loaded into RAM now).
 
     Args:
@@ -41,6 +43,7 @@ def load_frame_interpolator(manager: ModelManager, path: Path, *, scale_factor: 
         path: a RIFE v4.x checkpoint or a FILM TorchScript export.
         scale_factor: RIFE's flow resolution (``models.interpolation.rife.SCALE_FACTORS``); FILM has none and takes
             only 1.
+        ensemble: RIFE v4.2-4.21's ensemble mode; refused (``ValueError``) for other versions and FILM.
 
     Raises:
         NotAFrameInterpolatorError: the file is neither.
@@ -50,7 +53,9 @@ def load_frame_interpolator(manager: ModelManager, path: Path, *, scale_factor: 
     path = Path(path)
     if is_torchscript_archive(path):
         if scale_factor != 1.0:
-            raise ValueError(f"{path.name}: FILM has no scale factor; use 1 (got {scale_factor!r})")
+            raise ValueError(f"{path.name}: FILM has no scale_factor; use 1 (got {scale_factor!r})")
+        if ensemble:
+            raise ValueError(f"{path.name}: FILM has no ensemble mode (RIFE v4.2 to v4.21 have it); turn ensemble off")
         dtype = torch.float32 if manager.compute_device.type == "cpu" else None  # half precision is slow on a CPU
         handle = manager.load(
             file_key(KEY_KIND, path), lambda: load_film_module(path, dtype), size_hint=path.stat().st_size
@@ -65,15 +70,16 @@ def load_frame_interpolator(manager: ModelManager, path: Path, *, scale_factor: 
         )
     check_scale_factor(path.name, scale_factor)
     layout = _read_layout(path, lambda: read_rife_layout(rife_tensors(shapes.tensors)))
+    if ensemble:
+        layout.check_ensemble(path.name)
 
     def load() -> torch.nn.Module:
         tensors = rife_tensors(load_state_dict(path))
         return _read_layout(path, lambda: build_ifnet(tensors, layout))
 
     size = sum(tensor.numel() for tensor in shapes.tensors.values()) * torch.finfo(RIFE_DTYPE).bits // 8
-    return RifeInterpolator(
-        path.name, manager.load(file_key(KEY_KIND, path), load, size_hint=size), layout, scale_factor
-    )
+    handle = manager.load(file_key(KEY_KIND, path), load, size_hint=size)
+    return RifeInterpolator(path.name, handle, layout, scale_factor, ensemble)
 
 
 def _read_layout(path: Path, read: Callable[[], T]) -> T:

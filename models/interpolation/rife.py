@@ -5,9 +5,10 @@ v4 takes the time as an input, so ``between`` makes frames at any times in (0, 1
 option of the interpolator, fixed when it is loaded (ComfyUI-Frame-Interpolation's ``scale_factor``; Practical-RIFE's
 ``--scale``), not of ``between``: it sets the resolution the flow is estimated at, and so the multiple frame sides are
 padded to (``pad_multiple``), which the clip runner reads once. 0.5 (or 0.25) suits 4K frames, 1 is the default,
-2 or 4 can help small frames with fine motion. Weights compute in float32 (RIFE is small; its flows lose precision in
-half precision). The v4.0-4.4 refinement U-Net is not loaded (their fast mode, the default, skips it), nor v4.0's
-re-estimation of very large motion at a coarser scale, nor Practical-RIFE's ensemble mode.
+2 or 4 can help small frames with fine motion. ``ensemble`` (v4.2-4.21) also estimates every block from the swapped
+pair and averages the two (Practical-RIFE's and ComfyUI-Frame-Interpolation's ``ensemble``): smoother where the flow is
+uncertain, at twice the work. Weights compute in float32 (RIFE is small; its flows lose precision in half precision).
+The v4.0-4.4 refinement U-Net is not loaded (their fast mode, the default, skips it).
 """
 
 from __future__ import annotations
@@ -43,15 +44,19 @@ class RifeInterpolator(FrameInterpolator):
         handle: the ``IFNet``'s handle in the memory manager.
         layout: what the checkpoint holds (blocks, encoder), read from its tensors.
         scale_factor: one of ``SCALE_FACTORS``: the flow is estimated at this multiple of the frames' resolution.
+        ensemble: also estimate from the swapped pair and average (only where ``layout.supports_ensemble``).
     """
 
     name: str
     handle: ModelHandle
     layout: RifeLayout
     scale_factor: float = 1.0
+    ensemble: bool = False
 
     def __post_init__(self) -> None:
         check_scale_factor(self.name, self.scale_factor)
+        if self.ensemble:
+            self.layout.check_ensemble(self.name)
 
     @property
     def pad_multiple(self) -> int:  # type: ignore[override]  # the base declares a plain class attribute
@@ -59,7 +64,8 @@ class RifeInterpolator(FrameInterpolator):
 
     def describe(self) -> str:
         scale = "" if self.scale_factor == 1.0 else f", scale factor {self.scale_factor:g}"
-        return f"RIFE {self.layout.version()} (IFNet, {len(self.layout.blocks)} blocks{scale})"
+        ensemble = ", ensemble" if self.ensemble else ""
+        return f"RIFE {self.layout.version()} (IFNet, {len(self.layout.blocks)} blocks{scale}{ensemble})"
 
     def between(
         self, module: torch.nn.Module | None, first: torch.Tensor, second: torch.Tensor, times: torch.Tensor
@@ -69,7 +75,9 @@ class RifeInterpolator(FrameInterpolator):
         _check_frames(self.name, first, second, times, self.pad_multiple)
         dtype = next(module.parameters()).dtype
         with torch.no_grad():
-            frames = module(first.to(dtype), second.to(dtype), times.to(first.device, dtype), self.scale_factor)
+            frames = module(
+                first.to(dtype), second.to(dtype), times.to(first.device, dtype), self.scale_factor, self.ensemble
+            )
         return frames.clamp(0.0, 1.0).to(first.dtype)
 
     def work_estimate(self, pairs: int, height: int, width: int) -> WorkEstimate:
@@ -78,9 +86,8 @@ class RifeInterpolator(FrameInterpolator):
         finest = layout.blocks[-1]
         block = finest.width // 8 + finest.width * (finest.depth + 2) // 16  # at 1/2 and 1/4 of its resolution
         area = max(1.0, self.scale_factor**2)  # the finest block runs at scale_factor times the frames' size
-        values = (
-            (WORKING_VALUES_PER_PIXEL + 4 * layout.feature_channels + encoder + block * area) * pairs * height * width
-        )
+        blocks = block * area * (2 if self.ensemble else 1)  # ensemble runs every block on twice the pairs
+        values = (WORKING_VALUES_PER_PIXEL + 4 * layout.feature_channels + encoder + blocks) * pairs * height * width
         return WorkEstimate(int(values * torch.finfo(RIFE_DTYPE).bits // 8))
 
 

@@ -14,7 +14,9 @@ in ways their tensors show, so the version family is read from them rather than 
   transposed convolution plus pixel shuffle, at the block's input resolution;
 - v4.7 and later: a feature encoder (``encode.*``) whose features of both frames are warped along with them and fed to
   every block; the mask is then replaced, not accumulated, from block to block;
-- v4.22 and later: blocks hand extra ``lastconv`` channels to the next block; v4.25 and later have five blocks.
+- v4.22 and later: blocks hand extra ``lastconv`` channels to the next block; v4.25 and later have five blocks
+  (v4.25-lite's last one is 24 wide and jumps from 1/4 to the full resolution);
+- lite releases have narrower blocks, and v4.14-lite's residual layers convolve in two channel groups.
 
 Keys may carry the ``module.`` prefix of a ``DataParallel`` training run.
 """
@@ -31,6 +33,7 @@ import torch
 from models.errors import StateDictError
 
 __all__ = [
+    "LARGE_MOTION",
     "MODULE_PREFIX",
     "BlockLayout",
     "EncoderLayout",
@@ -45,6 +48,9 @@ MODULE_PREFIX = "module."
 RIFE_MARKER = "block0.conv0.0.0.weight"
 ENCODER_PREFIX = "encode."
 FLOW_CHANNELS = 4
+LARGE_MOTION = 32
+LITE_425_LAST_WIDTH = 24
+"""Pixels of flow update (in both directions) past which v4.0-4.1 re-estimate at twice the coarseness."""
 MASK_CHANNELS = 1
 FRAME_CHANNELS = 3
 TIME_CHANNELS = 1
@@ -66,6 +72,7 @@ class BlockLayout:
         out_channels: channels ``lastconv`` gives (flow, mask, then features for the next block or unused ones).
         shuffled: ``lastconv`` is a transposed convolution and a pixel shuffle, back at the block's input
             resolution; otherwise a bare transposed convolution at half of it.
+        groups: channel groups of the residual ``convblock`` convolutions (2 in v4.14-lite).
     """
 
     in_channels: int
@@ -75,6 +82,7 @@ class BlockLayout:
     depth: int
     out_channels: int
     shuffled: bool
+    groups: int = 1
 
     @property
     def skip_around_stack(self) -> bool:
@@ -121,14 +129,47 @@ class RifeLayout:
         return self.encoder is None
 
     @property
+    def block_scales(self) -> tuple[int, ...]:
+        """How much each block downsamples the frames (before ``conv0``'s 4): 8, 4, 2, 1 for four blocks; 16 .. 1 for
+        five; 32, 16, 8, 4, 1 for v4.25-lite, whose last block (24 wide) jumps from 1/4 to full resolution."""
+        if self.lite_425:
+            return (32, 16, 8, 4, 1)
+        return tuple(2 ** (len(self.blocks) - 1 - index) for index in range(len(self.blocks)))
+
+    @property
     def coarsest_scale(self) -> int:
-        """How much the first block downsamples (8 for four blocks, 16 for five); each next block halves it."""
-        return 2 ** (len(self.blocks) - 1)
+        """How much the first block downsamples."""
+        return self.block_scales[0]
+
+    @property
+    def lite_425(self) -> bool:
+        """v4.25-lite: five blocks, the last ``LITE_425_LAST_WIDTH`` wide (v4.25's and v4.26's is 32); its block
+        scales are not those of the others, and its tensors show it only by that width."""
+        return len(self.blocks) == 5 and self.blocks[-1].width == LITE_425_LAST_WIDTH
+
+    @property
+    def reestimates_large_motion(self) -> bool:
+        """v4.0-4.1 start again at twice the coarseness when the second block's update moves both frames more than
+        ``LARGE_MOTION`` pixels."""
+        return self.blocks[0].prelu
+
+    @property
+    def supports_ensemble(self) -> bool:
+        """Ensemble mode (also estimating from the swapped pair) is defined for v4.2-4.21: not where blocks hand
+        features on (v4.22+) nor where large motion is re-estimated (v4.0-4.1)."""
+        return not self.carried_channels and not self.reestimates_large_motion
+
+    def check_ensemble(self, name: str) -> None:
+        """``ValueError`` naming ``name`` unless this release has an ensemble mode."""
+        if not self.supports_ensemble:
+            raise ValueError(
+                f"{name}: RIFE {self.version()} has no ensemble mode (v4.2 to v4.21 have it); turn ensemble off"
+            )
 
     def pad_multiple(self, scale_factor: float) -> int:
-        """The multiple frame sides need so every block's downsampling (``coarsest_scale / scale_factor``, then 4
-        in ``conv0``) divides them."""
-        side = 4 * self.coarsest_scale
+        """The multiple frame sides need so every block's downsampling (``block_scales / scale_factor``, then 4
+        in ``conv0``) divides them; twice that where large motion is re-estimated at twice the coarseness."""
+        side = 4 * self.coarsest_scale * (2 if self.reestimates_large_motion else 1)
         return max(side, round(side / scale_factor))
 
     def version(self) -> str:
@@ -140,6 +181,8 @@ class RifeLayout:
             if not first.residual_layers:
                 return "4.2-4.4"
             return "4.5" if first.out_channels == FLOW_CHANNELS + MASK_CHANNELS else "4.6"
+        if self.lite_425:
+            return "4.25-lite"
         if len(self.blocks) > 4:
             return "4.25+"
         if self.carried_channels:
@@ -186,10 +229,13 @@ def _read_block(tensors: Mapping[str, torch.Tensor], prefix: str) -> BlockLayout
     if layers != list(range(len(layers))) or not layers:
         raise StateDictError(f"{prefix}convblock has layers {layers}, not 0..N-1")
     residual = f"{prefix}convblock.0.conv.weight" in tensors
+    groups = _groups(_shape(tensors, f"{prefix}convblock.0.conv.weight"), width) if residual else 1
     for layer in layers:
         name = f"{prefix}convblock.{layer}.conv.weight" if residual else f"{prefix}convblock.{layer}.0.weight"
-        if tuple(_shape(tensors, name)) != (width, width, 3, 3):
-            raise StateDictError(f"{name} should be ({width}, {width}, 3, 3), is {tuple(tensors[name].shape)}")
+        if tuple(_shape(tensors, name)) != (width, width // groups, 3, 3):
+            raise StateDictError(
+                f"{name} should be ({width}, {width // groups}, 3, 3), is {tuple(tensors[name].shape)}"
+            )
     shuffled = prefix + "lastconv.0.weight" in tensors
     last = _shape(tensors, prefix + ("lastconv.0.weight" if shuffled else "lastconv.weight"))
     out_channels = last[1] // 4 if shuffled else last[1]
@@ -203,7 +249,13 @@ def _read_block(tensors: Mapping[str, torch.Tensor], prefix: str) -> BlockLayout
         depth=len(layers),
         out_channels=out_channels,
         shuffled=shuffled,
+        groups=groups,
     )
+
+
+def _groups(shape: torch.Size, width: int) -> int:
+    """The channel groups of a ``width``-channel convolution whose weight is ``shape`` (1 when it does not divide)."""
+    return width // shape[1] if len(shape) == 4 and shape[1] and width % shape[1] == 0 else 1
 
 
 def _read_encoder(tensors: Mapping[str, torch.Tensor]) -> EncoderLayout | None:

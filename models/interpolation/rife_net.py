@@ -18,6 +18,7 @@ from torch import nn
 from models.interpolation.rife_layout import (
     FLOW_CHANNELS,
     FRAME_CHANNELS,
+    LARGE_MOTION,
     MASK_CHANNELS,
     BlockLayout,
     EncoderLayout,
@@ -33,9 +34,9 @@ LEAKY_SLOPE = 0.2
 class ResidualConv(nn.Module):
     """A 3x3 convolution added back to its input with a learned per-channel gain (``beta``), then LeakyReLU."""
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, groups: int = 1) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(width, width, 3, 1, 1)
+        self.conv = nn.Conv2d(width, width, 3, 1, 1, groups=groups)
         self.beta = nn.Parameter(torch.ones(1, width, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -60,7 +61,7 @@ class FlowBlock(nn.Module):
             _activated_conv(layout.width // 2, layout.width, 2, layout.prelu),
         )
         if layout.residual_layers:
-            layers: list[nn.Module] = [ResidualConv(layout.width) for _ in range(layout.depth)]
+            layers: list[nn.Module] = [ResidualConv(layout.width, layout.groups) for _ in range(layout.depth)]
         else:
             layers = [_activated_conv(layout.width, layout.width, 1, layout.prelu) for _ in range(layout.depth)]
         self.convblock = nn.Sequential(*layers)
@@ -113,10 +114,12 @@ class FeatureEncoder(nn.Module):
 
 
 class IFNet(nn.Module):
-    """RIFE v4.x: ``forward(first, second, times, scale_factor)`` gives the frames at ``times`` between the frames.
+    """RIFE v4.x: ``forward(first, second, times, scale_factor, ensemble)`` gives the frames at ``times`` between the
+    frames.
 
     ``first`` / ``second``: ``[N, 3, H, W]`` RGB in 0..1, sides multiples of ``layout.pad_multiple(scale_factor)``;
-    ``times``: ``[N]`` in (0, 1). Returns ``[N, 3, H, W]``.
+    ``times``: ``[N]`` in (0, 1). Returns ``[N, 3, H, W]``. With ``ensemble`` every block also runs on the swapped
+    pair at ``1 - t`` and the two estimates are averaged (smoother where the flow is uncertain, twice the work).
     """
 
     def __init__(self, layout: RifeLayout) -> None:
@@ -128,24 +131,47 @@ class IFNet(nn.Module):
             self.encode = FeatureEncoder(layout.encoder)
 
     def forward(
-        self, first: torch.Tensor, second: torch.Tensor, times: torch.Tensor, scale_factor: float = 1.0
+        self,
+        first: torch.Tensor,
+        second: torch.Tensor,
+        times: torch.Tensor,
+        scale_factor: float = 1.0,
+        ensemble: bool = False,
     ) -> torch.Tensor:
-        batch, _, height, width = first.shape
-        time = times.to(first.dtype).view(batch, 1, 1, 1).expand(batch, 1, height, width)
+        if ensemble:
+            self.layout.check_ensemble("IFNet")
         frames = torch.cat((first, second), dim=0)  # both frames warp in one batch: [2N, ...]
         sources = frames if self.layout.encoder is None else torch.cat((frames, self.encode(frames)), dim=1)
+        return self._estimate(frames, sources, times, scale_factor, ensemble, self.layout.reestimates_large_motion)
+
+    def _estimate(
+        self,
+        frames: torch.Tensor,
+        sources: torch.Tensor,
+        times: torch.Tensor,
+        scale_factor: float,
+        ensemble: bool,
+        reestimate: bool,
+    ) -> torch.Tensor:
+        """The blended frames of the pairs in ``frames`` (``[2N, 3, H, W]``: firsts, then seconds) and ``sources``
+        (the frames with their features)."""
+        batch, height, width = frames.shape[0] // 2, frames.shape[2], frames.shape[3]
+        time = times.to(frames.dtype).view(batch, 1, 1, 1).expand(batch, 1, height, width)
         warped = sources
         flow = mask = carried = None
         blocks = [getattr(self, f"block{index}") for index in range(len(self.layout.blocks))]
         for index, block in enumerate(blocks):
-            scale = self.layout.coarsest_scale / 2**index / scale_factor
-            pair = _frame_pair(warped, batch)
+            scale = self.layout.block_scales[index] / scale_factor
             if flow is None:
-                flow, mask, carried = block(torch.cat((pair, time), dim=1), None, scale)
+                flow, mask, carried = _run_block(block, warped, time, None, None, None, scale, ensemble)
             else:
-                assert mask is not None and carried is not None
-                inputs = torch.cat((pair, time, mask, carried), dim=1)
-                flow_update, mask_update, carried = block(inputs, flow, scale)
+                flow_update, mask_update, carried = _run_block(
+                    block, warped, time, flow, mask, carried, scale, ensemble
+                )
+                if reestimate and index == 1:
+                    large = _large_motion(flow_update)
+                    if large.any():
+                        return self._reestimated(frames, sources, times, scale_factor, ensemble, large)
                 flow = flow + flow_update
                 mask = mask + mask_update if self.layout.accumulates_mask else mask_update
             both_flows = torch.cat((flow[:, :2], flow[:, 2:FLOW_CHANNELS]), dim=0)
@@ -153,6 +179,64 @@ class IFNet(nn.Module):
         assert mask is not None
         weight = torch.sigmoid(mask)
         return warped[:batch] * weight + warped[batch:] * (1 - weight)
+
+    def _reestimated(
+        self,
+        frames: torch.Tensor,
+        sources: torch.Tensor,
+        times: torch.Tensor,
+        scale_factor: float,
+        ensemble: bool,
+        large: torch.Tensor,
+    ) -> torch.Tensor:
+        """v4.0-4.1: the pairs flagged ``large`` estimated again from the start at twice the coarseness; the others
+        as usual."""
+        batch = times.shape[0]
+        result = torch.empty_like(frames[:batch])
+        for flagged, factor in ((large, scale_factor / 2), (~large, scale_factor)):
+            if flagged.any():
+                both = torch.cat((flagged, flagged))
+                result[flagged] = self._estimate(frames[both], sources[both], times[flagged], factor, ensemble, False)
+        return result
+
+
+def _run_block(
+    block: FlowBlock,
+    warped: torch.Tensor,
+    time: torch.Tensor,
+    flow: torch.Tensor | None,
+    mask: torch.Tensor | None,
+    carried: torch.Tensor | None,
+    scale: float,
+    ensemble: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One block's flow, mask and carried features for the pairs in ``warped``; with ``ensemble``, averaged with its
+    estimate for the swapped pairs at ``1 - t`` (both in one batched call)."""
+    batch = time.shape[0]
+    extra = [] if mask is None or carried is None else [mask, carried]
+    inputs = torch.cat((_frame_pair(warped, batch), time, *extra), dim=1)
+    if not ensemble:
+        return block(inputs, flow, scale)
+    swapped = torch.cat((warped[batch:], warped[:batch]), dim=0)
+    reverse_extra = [] if mask is None else [-mask]
+    reverse = torch.cat((_frame_pair(swapped, batch), 1 - time, *reverse_extra), dim=1)
+    flows = None if flow is None else torch.cat((flow, _swap_flows(flow)), dim=0)
+    both_flow, both_mask, both_carried = block(torch.cat((inputs, reverse), dim=0), flows, scale)
+    averaged_flow = (both_flow[:batch] + _swap_flows(both_flow[batch:])) / 2
+    averaged_mask = (both_mask[:batch] - both_mask[batch:]) / 2
+    return averaged_flow, averaged_mask, both_carried[:batch]
+
+
+def _swap_flows(flow: torch.Tensor) -> torch.Tensor:
+    """Flows towards (frame 0, frame 1) as flows towards (frame 1, frame 0)."""
+    return torch.cat((flow[:, 2:FLOW_CHANNELS], flow[:, :2]), dim=1)
+
+
+def _large_motion(flow_update: torch.Tensor) -> torch.Tensor:
+    """``[N]``: whether a pair's update moves both frames more than ``LARGE_MOTION`` pixels somewhere."""
+    towards_first = flow_update[:, :2].abs().flatten(1).amax(dim=1)
+    towards_second = flow_update[:, 2:FLOW_CHANNELS].abs().flatten(1).amax(dim=1)
+    return (towards_first > LARGE_MOTION) & (towards_second > LARGE_MOTION)
 
 
 def _frame_pair(warped: torch.Tensor, batch: int) -> torch.Tensor:

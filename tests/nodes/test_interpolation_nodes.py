@@ -184,5 +184,14 @@ def test_a_missing_model_file_is_named(runner: NodeRunner) -> None:
 def test_the_scale_factor_reaches_rife_and_film_refuses_one(runner: NodeRunner) -> None:
     (model,) = runner.result(FrameInterpolationModelLoader, model_name=RIFE_FILE, scale_factor=0.5)
     assert model.pad_multiple == 64  # the flow at half size needs twice the padding
-    with pytest.raises(ValueError, match=r"scale_factor: film_net_fp32\.pt: FILM has no scale factor"):
+    with pytest.raises(ValueError, match=r"film_net_fp32\.pt: FILM has no scale_factor"):
         runner.result(FrameInterpolationModelLoader, model_name="film_net_fp32.pt", scale_factor=0.5)
+
+
+def test_ensemble_reaches_rife_and_the_others_refuse_it(runner: NodeRunner) -> None:
+    (model,) = runner.result(FrameInterpolationModelLoader, model_name=RIFE_FILE, ensemble=True)
+    assert model.describe().endswith("ensemble)")
+    with pytest.raises(ValueError, match=r"film_net_fp32\.pt: FILM has no ensemble mode"):
+        runner.result(FrameInterpolationModelLoader, model_name="film_net_fp32.pt", ensemble=True)
+    with pytest.raises(ValueError, match=r"'classical \(no model\)' has no scale_factor nor ensemble"):
+        runner.result(FrameInterpolationModelLoader, model_name=CLASSICAL_CHOICE, ensemble=True)

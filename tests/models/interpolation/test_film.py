@@ -67,5 +67,5 @@ def test_only_torchscript_archives_count_as_film(tiny_interpolation_dir: Path) -
 
 
 def test_film_has_no_scale_factor(manager: ModelManager, tiny_interpolation_dir: Path) -> None:
-    with pytest.raises(ValueError, match="FILM has no scale factor"):
+    with pytest.raises(ValueError, match="FILM has no scale_factor"):
         load_frame_interpolator(manager, tiny_interpolation_dir / FILM_FILE, scale_factor=0.5)

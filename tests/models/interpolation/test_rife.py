@@ -148,7 +148,13 @@ FAMILIES = {
     "4.10-4.21": RifeLayout(tuple(_block(23 if i == 0 else 28, 8) for i in range(4)), SEQUENTIAL, 0),
     "4.22+": RifeLayout(tuple(_block(15 if i == 0 else 28, 8, out_channels=13) for i in range(4)), HEAD, 8),
     "4.25+": RifeLayout(tuple(_block(15 if i == 0 else 28, 8, out_channels=13) for i in range(5)), HEAD, 8),
+    "4.25-lite": RifeLayout(
+        tuple(_block(15 if i == 0 else 28, 24 if i == 4 else 8, out_channels=13) for i in range(5)), HEAD, 8
+    ),
 }
+PAD_MULTIPLES = {"4.0-4.1": 64, "4.25+": 64, "4.25-lite": 128}
+"""Frame sides at scale factor 1: 32 for four blocks, twice that where v4.0-4.1 may re-estimate at twice the
+coarseness or five blocks start at 1/16, 128 where v4.25-lite's start at 1/32."""
 
 
 @pytest.mark.parametrize("version", list(FAMILIES))
@@ -158,10 +164,17 @@ def test_every_version_family_is_read_back_from_its_tensors(version: str) -> Non
     assert read_rife_layout(network.state_dict()) == layout
     assert layout.version() == version
     side = layout.pad_multiple(1.0)
-    assert side == (64 if len(layout.blocks) == 5 else 32)
+    assert side == PAD_MULTIPLES.get(version, 32)
     with torch.no_grad():
         made = network(_frames(1, side, side, seed=5), _frames(1, side, side, seed=6), torch.tensor([0.5]))
     assert made.shape == (1, 3, side, side) and torch.isfinite(made).all()
+
+
+def test_grouped_residual_layers_are_read_back() -> None:
+    layout = RifeLayout(tuple(_block(23 if i == 0 else 28, 8, groups=2) for i in range(4)), SEQUENTIAL, 0)
+    network = IFNet(layout)
+    assert network.block0.convblock[0].conv.weight.shape == (8, 4, 3, 3)
+    assert read_rife_layout(network.state_dict()) == layout
 
 
 def test_scale_factor_sets_the_padding_and_runs(manager: ModelManager, tiny_interpolation_dir: Path) -> None:
@@ -197,3 +210,41 @@ def test_odd_frame_sizes_are_padded_and_cropped_back(manager: ModelManager, tiny
     padded = torch.nn.functional.pad(clip.permute(0, 3, 1, 2), (0, 64 - 45, 0, 64 - 37), mode="replicate")
     middle = _between(interpolator, padded[:2], padded[1:], torch.tensor([0.5, 0.5]))
     torch.testing.assert_close(made[1::2], middle[:, :, :37, :45].permute(0, 2, 3, 1), atol=1e-6, rtol=0)
+
+
+def test_v4_0_re_estimates_large_motion_per_pair(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch where only one pair's motion is large gives what each pair gives alone: the re-estimation at twice
+    the coarseness is decided per pair, so batching never changes a frame."""
+    from models.interpolation import rife_net
+
+    network = IFNet(FAMILIES["4.0-4.1"]).eval()
+    first, second = _frames(2, 64, 64, seed=1), _frames(2, 64, 64, seed=2)
+    first[1], second[1] = 0.4 + 0.2 * first[1], 0.4 + 0.2 * second[1]  # less contrast: a different update
+    times = torch.tensor([0.5, 0.4])
+    updates: list[torch.Tensor] = []
+    decisions: list[torch.Tensor] = []
+    original = rife_net._large_motion
+
+    def record_update(update: torch.Tensor) -> torch.Tensor:
+        updates.append(update.clone())
+        return original(update)
+
+    def record_decision(update: torch.Tensor) -> torch.Tensor:
+        decisions.append(original(update))
+        return decisions[-1]
+
+    monkeypatch.setattr(rife_net, "_large_motion", record_update)
+    with torch.no_grad():
+        network(first, second, times)
+    # Each pair moves both frames by at least this much somewhere; shift the flow so the limit falls between them.
+    reach = torch.minimum(updates[0][:, :2].flatten(1).amax(1), updates[0][:, 2:4].flatten(1).amax(1))
+    assert reach[0] != reach[1]
+    shift = rife_net.LARGE_MOTION - reach.mean().item()
+    with torch.no_grad():
+        network.block1.lastconv.bias[:4] += shift / 8  # block1's bare lastconv output is scaled by 8 to pixels
+    monkeypatch.setattr(rife_net, "_large_motion", record_decision)
+    with torch.no_grad():
+        together = network(first, second, times)
+        alone = torch.cat([network(first[i : i + 1], second[i : i + 1], times[i : i + 1]) for i in range(2)])
+    assert decisions[0].tolist() in ([True, False], [False, True])  # one pair re-estimated, the other not
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)
