@@ -8,21 +8,28 @@ Models load through spandrel (``models.upscale``); frames run in feathered tiles
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
 import torch
 
-from graph.context import ProgressBar, current_context
+from graph.context import ProgressBar, current_context, optional_context
 from models.memory import MODELS_SERVICE, ModelManager
 from models.upscale.model import UpscaleModel, load_upscale_model
 from models.upscale.tiling import MIN_TILE, TileOptions, upscale_batches
-from nodes.media.video import Video, VideoFromComponents
+from nodes.media.video import Video, VideoFromBatches, VideoFromComponents, joined_frames
 from nodes.model_files import ModelFolderBound, resolve_model_file
+
+logger = logging.getLogger(__name__)
 
 MAX_TILE = 4096
 MAX_OVERLAP = 512
 MAX_FRAME_BATCH = 256
+OUTPUT_MODES = ("auto", "in memory", "streamed")
+IN_MEMORY_SHARE = 0.25
+"""``output: auto`` keeps upscaled frames in memory up to this share of the RAM available (they are float32: a
+1000-frame 4K clip would take 99 GB)."""
 
 
 def _manager() -> ModelManager:
@@ -45,27 +52,16 @@ def _upscaled(model: UpscaleModel, batches: Iterable[torch.Tensor], frames: int,
         bar.update_absolute(done, max(frames, done))
         context.check_interrupt()
 
-    return _joined(upscale_batches(_manager(), model, batches, options, after_batch), frames)
+    try:
+        return joined_frames(upscale_batches(_manager(), model, batches, options, after_batch), frames)
+    except ValueError as error:
+        raise ValueError(f"upscaling: {error}") from error
 
 
-def _joined(batches: Iterable[torch.Tensor], frames: int) -> torch.Tensor:
-    """The upscaled batches written into one output of ``frames`` frames as they come, so the result never sits in
-    RAM twice (as a list of batches and their concatenation); a video whose probed frame count was off still gives
-    all its frames."""
-    output: torch.Tensor | None = None
-    filled = 0
-    overflow: list[torch.Tensor] = []
-    for batch in batches:
-        if output is None:
-            output = batch.new_empty((frames, *batch.shape[1:]))
-        fits = max(0, min(batch.shape[0], frames - filled))
-        output[filled : filled + fits] = batch[:fits]
-        filled += fits
-        if fits < batch.shape[0]:
-            overflow.append(batch[fits:])
-    if output is None:
-        raise ValueError("upscaling: no frames came in")
-    return torch.cat([output, *overflow]) if overflow else output[:filled]
+def keeps_in_memory(output_bytes: int, ram_available: int) -> bool:
+    """``output: auto``: the upscaled frames are made now and kept when they take at most ``IN_MEMORY_SHARE`` of the
+    RAM available; larger outputs are streamed into the node that reads them."""
+    return output_bytes <= ram_available * IN_MEMORY_SHARE
 
 
 class UpscaleModelLoader(ModelFolderBound):
@@ -121,7 +117,8 @@ class VideoUpscaleWithModel:
     RETURN_TYPES = ("VIDEO",)
     DESCRIPTION = (
         "Upscales every frame of a video with the model, a batch of frames at a time (a video file is decoded batch "
-        "by batch), keeping its frame rate, audio and metadata."
+        "by batch), keeping its frame rate, audio and metadata. A clip too large to hold in RAM is streamed: its "
+        "frames are decoded, upscaled and encoded batch by batch as the next node (Save Video) reads them."
     )
 
     @classmethod
@@ -158,18 +155,66 @@ class VideoUpscaleWithModel:
                         "tooltip": "Frames sent to the device together (more is faster and takes more memory).",
                     },
                 ),
-            }
+            },
+            "optional": {
+                "output": (
+                    list(OUTPUT_MODES),
+                    {
+                        "default": "auto",
+                        "tooltip": "in memory: upscale now and keep the frames; streamed: upscale batch by batch as "
+                        "the next node reads them (again for every reader); auto: in memory when the frames take at "
+                        f"most {IN_MEMORY_SHARE:.0%} of the RAM available.",
+                    },
+                ),
+            },
         }
 
     def upscale(
-        self, upscale_model: UpscaleModel, video: Video, tile_size: int, overlap: int, frame_batch_size: int
+        self,
+        upscale_model: UpscaleModel,
+        video: Video,
+        tile_size: int,
+        overlap: int,
+        frame_batch_size: int,
+        output: str = "auto",
     ) -> tuple[Video]:
         try:
             options = TileOptions(tile_size, overlap, frame_batch_size)
         except ValueError as error:
             raise ValueError(f"VideoUpscaleWithModel: {error}") from error
-        frames = _upscaled(upscale_model, video.frame_batches(frame_batch_size)(), video.get_frame_count(), options)
-        return (VideoFromComponents(frames, video.get_frame_rate(), video.get_audio(), video.metadata),)
+        if output not in OUTPUT_MODES:
+            raise ValueError(f"VideoUpscaleWithModel: output must be one of {', '.join(OUTPUT_MODES)}, got {output!r}")
+        width, height = video.get_dimensions()
+        size = (width * upscale_model.scale, height * upscale_model.scale)
+        count = video.get_frame_count()
+        manager = _manager()
+        output_bytes = count * size[0] * size[1] * 3 * torch.finfo(torch.float32).bits // 8
+        if output == "in memory" or (output == "auto" and keeps_in_memory(output_bytes, manager.probe.ram_available())):
+            frames = _upscaled(upscale_model, video.frame_batches(frame_batch_size)(), count, options)
+            return (VideoFromComponents(frames, video.get_frame_rate(), video.get_audio(), video.metadata),)
+        logger.info(
+            "VideoUpscaleWithModel: streaming %d frames at %dx%d (%.1f GB as float32) into the node that reads them",
+            count,
+            *size,
+            output_bytes / 1e9,
+        )
+
+        def upscaled() -> Iterable[torch.Tensor]:
+            return upscale_batches(
+                manager, upscale_model, video.frame_batches(frame_batch_size)(), options, _stop_if_asked
+            )
+
+        streamed = VideoFromBatches(
+            "VideoUpscaleWithModel", upscaled, size, count, video.get_frame_rate(), video.get_audio(), video.metadata
+        )
+        return (streamed,)
+
+
+def _stop_if_asked(_done: int) -> None:
+    """Between streamed batches: stop when the run (of the node reading the frames) is interrupted."""
+    context = optional_context()
+    if context is not None:
+        context.check_interrupt()
 
 
 NODE_CLASS_MAPPINGS = {

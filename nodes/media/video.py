@@ -7,7 +7,7 @@ custom node packs that take a ``VIDEO`` work with ours.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from graph.errors import GraphError
 from nodes.media.audio import check_audio, load_audio_if_present
 from nodes.media.decode import (
     FrameSelection,
@@ -141,6 +142,112 @@ class VideoFromComponents(Video):
     def nbytes(self) -> int:
         audio = self._components.audio
         return self._components.images.nbytes + (0 if audio is None else audio["waveform"].nbytes)
+
+
+class StreamedFramesError(RuntimeError):
+    """A node whose frames are made as the next node reads them (``VideoFromBatches``) failed while making them;
+    the message names that node, since the error surfaces in the reader."""
+
+
+class VideoFromBatches(Video):
+    """A video whose frames are made a batch at a time when they are read (a streaming node's output: frames
+    decoded, transformed and encoded without all of them held at once). Every read makes them again;
+    ``get_components`` makes them once and keeps them.
+
+    ``frame_batches`` gives the batches as ``batches`` makes them, whatever ``batch_size`` is asked (encoders take
+    any sizes). Errors while making them are raised as ``StreamedFramesError`` naming ``producer``; interruptions
+    pass through.
+    """
+
+    def __init__(
+        self,
+        producer: str,
+        batches: FrameBatches,
+        size: tuple[int, int],
+        frame_count: int,
+        frame_rate: Fraction,
+        audio: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.producer = producer
+        self._batches = batches
+        self._size = size
+        self._frame_count = frame_count
+        self._frame_rate = as_frame_rate(frame_rate)
+        self._audio = None if audio is None else check_audio(audio)
+        self._metadata = dict(metadata or {})
+
+    def __repr__(self) -> str:
+        width, height = self._size
+        return f"VideoFromBatches({self.producer}, {self._frame_count} frames, {width}x{height})"
+
+    @cached_property
+    def _components(self) -> VideoComponents:
+        images = joined_frames(self.frame_batches()(), self._frame_count)
+        return VideoComponents(images, self._frame_rate, self._audio, self._metadata)
+
+    def get_components(self) -> VideoComponents:
+        return self._components
+
+    def get_dimensions(self) -> tuple[int, int]:
+        return self._size
+
+    def get_frame_rate(self) -> Fraction:
+        return self._frame_rate
+
+    def get_frame_count(self) -> int:
+        return self._frame_count
+
+    def get_audio(self) -> dict[str, Any] | None:
+        return self._audio
+
+    def frame_batches(self, batch_size: int = 16) -> FrameBatches:
+        if "_components" in self.__dict__:
+            return tensor_batches(self._components.images, batch_size)
+
+        def batches() -> Iterator[torch.Tensor]:
+            try:
+                yield from self._batches()
+            except GraphError:
+                raise
+            except Exception as exc:
+                raise StreamedFramesError(f"{self.producer} (making its frames as they are read): {exc}") from exc
+
+        return batches
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self._metadata
+
+    @property
+    def nbytes(self) -> int:
+        held = self.__dict__.get("_components")
+        audio = 0 if self._audio is None else self._audio["waveform"].nbytes
+        return audio + (0 if held is None else held.images.nbytes)
+
+
+def joined_frames(batches: Iterable[torch.Tensor], frames: int) -> torch.Tensor:
+    """Frame batches written into one ``[frames, ...]`` tensor as they come, so the frames never sit in RAM twice
+    (as a list of batches and their concatenation); a source whose announced count was off still gives all its
+    frames.
+
+    Raises:
+        ValueError: no frames came.
+    """
+    output: torch.Tensor | None = None
+    filled = 0
+    overflow: list[torch.Tensor] = []
+    for batch in batches:
+        if output is None:
+            output = batch.new_empty((frames, *batch.shape[1:]))
+        fits = max(0, min(batch.shape[0], frames - filled))
+        output[filled : filled + fits] = batch[:fits]
+        filled += fits
+        if fits < batch.shape[0]:
+            overflow.append(batch[fits:])
+    if output is None:
+        raise ValueError("no frames came in")
+    return torch.cat([output, *overflow]) if overflow else output[:filled]
 
 
 class VideoFromFile(Video):
