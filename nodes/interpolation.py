@@ -5,27 +5,33 @@ no blending across scene cuts. Input names follow ComfyUI-Frame-Interpolation wh
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from fractions import Fraction
 from typing import Any
 
 import torch
 
-from graph.context import ProgressBar, current_context
+from graph.context import ProgressBar, current_context, optional_context
 from graph.spec import MODEL_FOLDER_OPTION
 from models.interpolation.base import FrameInterpolator
 from models.interpolation.classical import FlowBlendInterpolator
 from models.interpolation.rife import SCALE_FACTORS
-from models.interpolation.run import interpolate_clip
+from models.interpolation.run import check_run_settings, interpolate_clip, interpolate_stream
 from models.interpolation.timing import (
     MAX_MULTIPLIER,
     MIN_MULTIPLIER,
     Timeline,
+    check_scene_cut_threshold,
     detect_scene_cuts,
     multiplier_timeline,
+    scene_cuts,
+    streamed_frame_differences,
     target_fps_timeline,
 )
 from models.memory import MODELS_SERVICE, ModelManager
-from nodes.media.video import Video, VideoFromComponents
+from nodes.media.streaming import frame_bytes, output_mode_input, streams
+from nodes.media.video import Video, VideoFromBatches, VideoFromComponents
 from nodes.model_files import ModelFolderBound, resolve_model_file
 
 FOLDER = "frame_interpolation"
@@ -34,6 +40,10 @@ MODEL_TYPE = "FRAME_INTERPOLATION_MODEL"
 CATEGORY = "image/frames"
 MAX_FPS = 1000.0
 DEFAULT_SCENE_CUT_THRESHOLD = 4.0
+STREAM_BATCH = 16
+"""Source frames read at a time when streaming (each window makes the output frames up to its last frame)."""
+
+logger = logging.getLogger(__name__)
 
 
 class FrameInterpolationModelLoader(ModelFolderBound):
@@ -155,16 +165,9 @@ def interpolate_frames(
     if not isinstance(frames, torch.Tensor) or frames.ndim != 4 or frames.shape[0] == 0 or frames.shape[-1] != 3:
         shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
         raise ValueError(f"{node}: frames must be an IMAGE [frames, height, width, 3] with a frame, got {shape}")
-    if not isinstance(interpolation_model, FrameInterpolator):
-        raise ValueError(
-            f"{node}: interpolation_model must come from FrameInterpolationModelLoader, "
-            f"got {type(interpolation_model).__name__}"
-        )
+    _check_model(node, interpolation_model)
+    timeline = _timeline(node, frames.shape[0], fps, multiplier, target_fps)
     try:
-        if target_fps > 0:
-            timeline = target_fps_timeline(frames.shape[0], float(fps), target_fps)
-        else:
-            timeline = multiplier_timeline(frames.shape[0], float(fps), multiplier)
         timeline = timeline.with_scene_cuts(detect_scene_cuts(frames, scene_cut_threshold))
     except ValueError as error:
         raise ValueError(f"{node}: {error}") from error
@@ -179,6 +182,24 @@ def interpolate_frames(
         lambda done, total: bar.update_absolute(done, total),
     )
     return images, timeline
+
+
+def _check_model(node: str, interpolation_model: object) -> None:
+    if not isinstance(interpolation_model, FrameInterpolator):
+        raise ValueError(
+            f"{node}: interpolation_model must come from FrameInterpolationModelLoader, "
+            f"got {type(interpolation_model).__name__}"
+        )
+
+
+def _timeline(node: str, frame_count: int, fps: float | Fraction, multiplier: int, target_fps: float) -> Timeline:
+    """The output timeline (before scene cuts); ValueError naming ``node`` for bad settings."""
+    try:
+        if target_fps > 0:
+            return target_fps_timeline(frame_count, float(fps), target_fps)
+        return multiplier_timeline(frame_count, float(fps), multiplier)
+    except ValueError as error:
+        raise ValueError(f"{node}: {error}") from error
 
 
 class FrameInterpolate:
@@ -248,7 +269,8 @@ class FrameInterpolateVideo:
     RETURN_NAMES = ("video",)
     DESCRIPTION = (
         "Makes a video smoother: frames between its frames by a multiplier or to a target frame rate, original "
-        "frames kept exactly, no blending across scene cuts; the audio is kept and the frame rate raised."
+        "frames kept exactly, no blending across scene cuts; the audio is kept and the frame rate raised. A clip too "
+        "large to hold in RAM is streamed: decoded, interpolated and encoded batch by batch as the next node reads it."
     )
 
     @classmethod
@@ -259,7 +281,8 @@ class FrameInterpolateVideo:
                 "interpolation_model": (MODEL_TYPE, {"tooltip": "From FrameInterpolationModelLoader."}),
                 **_timing_inputs(),
                 **_run_inputs(),
-            }
+            },
+            "optional": {"output": output_mode_input()},
         }
 
     def interpolate(
@@ -271,23 +294,70 @@ class FrameInterpolateVideo:
         scene_cut_threshold: float,
         batch_size: int,
         clear_cache_after_n_frames: int,
+        output: str = "auto",
     ) -> tuple[Video]:
+        node = "FrameInterpolateVideo"
         if not isinstance(video, Video):
-            raise ValueError(f"FrameInterpolateVideo: video must be a VIDEO, got {type(video).__name__}")
-        components = video.get_components()
-        images, _ = interpolate_frames(
-            "FrameInterpolateVideo",
-            components.images,
-            interpolation_model,
-            components.frame_rate,
-            multiplier,
-            target_fps,
-            scene_cut_threshold,
-            batch_size,
-            clear_cache_after_n_frames,
+            raise ValueError(f"{node}: video must be a VIDEO, got {type(video).__name__}")
+        rate = video.get_frame_rate()
+        frame_rate = target_fps if target_fps > 0 else rate * multiplier
+        width, height = video.get_dimensions()
+        timeline = _timeline(node, video.get_frame_count(), rate, multiplier, target_fps)
+        manager = _manager()
+        held = frame_bytes(len(timeline.frames) + timeline.source_frames, width, height)  # output and input
+        if not streams(node, output, held, manager.probe.ram_available()):
+            components = video.get_components()
+            images, _ = interpolate_frames(
+                node,
+                components.images,
+                interpolation_model,
+                components.frame_rate,
+                multiplier,
+                target_fps,
+                scene_cut_threshold,
+                batch_size,
+                clear_cache_after_n_frames,
+            )
+            return (VideoFromComponents(images, frame_rate, components.audio, video.metadata),)
+        _check_model(node, interpolation_model)
+        try:
+            check_scene_cut_threshold(scene_cut_threshold)
+            check_run_settings(batch_size, clear_cache_after_n_frames)
+        except ValueError as error:
+            raise ValueError(f"{node}: {error}") from error
+        logger.info(
+            "%s: streaming %d frames at %dx%d into the node that reads them", node, len(timeline.frames), width, height
         )
-        frame_rate = target_fps if target_fps > 0 else components.frame_rate * multiplier
-        return (VideoFromComponents(images, frame_rate, components.audio),)
+        cuts: list[tuple[int, ...]] = []  # found on the first read, kept for the next
+
+        def interpolated() -> Iterable[torch.Tensor]:
+            if not cuts:  # a pass over the clip's differences, only when cuts are looked for
+                found = scene_cut_threshold and scene_cuts(
+                    streamed_frame_differences(video.frame_batches(STREAM_BATCH)()), scene_cut_threshold
+                )
+                cuts.append(found or ())
+            return interpolate_stream(
+                manager,
+                interpolation_model,
+                video.frame_batches(STREAM_BATCH)(),
+                timeline.with_scene_cuts(cuts[0]),
+                batch_size,
+                clear_cache_after_n_frames,
+                lambda _done, _total: _stop_if_asked(),
+            )
+
+        size = (width, height)
+        streamed = VideoFromBatches(
+            node, interpolated, size, len(timeline.frames), frame_rate, video.get_audio(), video.metadata
+        )
+        return (streamed,)
+
+
+def _stop_if_asked() -> None:
+    """Between streamed batches: stop when the run (of the node reading the frames) is interrupted."""
+    context = optional_context()
+    if context is not None:
+        context.check_interrupt()
 
 
 NODE_CLASS_MAPPINGS = {

@@ -18,6 +18,7 @@ from graph.context import ProgressBar, current_context, optional_context
 from models.memory import MODELS_SERVICE, ModelManager
 from models.upscale.model import UpscaleModel, load_upscale_model
 from models.upscale.tiling import MIN_TILE, TileOptions, upscale_batches
+from nodes.media.streaming import frame_bytes, output_mode_input, streams
 from nodes.media.video import Video, VideoFromBatches, VideoFromComponents, joined_frames
 from nodes.model_files import ModelFolderBound, resolve_model_file
 
@@ -26,10 +27,6 @@ logger = logging.getLogger(__name__)
 MAX_TILE = 4096
 MAX_OVERLAP = 512
 MAX_FRAME_BATCH = 256
-OUTPUT_MODES = ("auto", "in memory", "streamed")
-IN_MEMORY_SHARE = 0.25
-"""``output: auto`` keeps upscaled frames in memory up to this share of the RAM available (they are float32: a
-1000-frame 4K clip would take 99 GB)."""
 
 
 def _manager() -> ModelManager:
@@ -56,12 +53,6 @@ def _upscaled(model: UpscaleModel, batches: Iterable[torch.Tensor], frames: int,
         return joined_frames(upscale_batches(_manager(), model, batches, options, after_batch), frames)
     except ValueError as error:
         raise ValueError(f"upscaling: {error}") from error
-
-
-def keeps_in_memory(output_bytes: int, ram_available: int) -> bool:
-    """``output: auto``: the upscaled frames are made now and kept when they take at most ``IN_MEMORY_SHARE`` of the
-    RAM available; larger outputs are streamed into the node that reads them."""
-    return output_bytes <= ram_available * IN_MEMORY_SHARE
 
 
 class UpscaleModelLoader(ModelFolderBound):
@@ -156,17 +147,7 @@ class VideoUpscaleWithModel:
                     },
                 ),
             },
-            "optional": {
-                "output": (
-                    list(OUTPUT_MODES),
-                    {
-                        "default": "auto",
-                        "tooltip": "in memory: upscale now and keep the frames; streamed: upscale batch by batch as "
-                        "the next node reads them (again for every reader); auto: in memory when the frames take at "
-                        f"most {IN_MEMORY_SHARE:.0%} of the RAM available.",
-                    },
-                ),
-            },
+            "optional": {"output": output_mode_input()},
         }
 
     def upscale(
@@ -182,14 +163,12 @@ class VideoUpscaleWithModel:
             options = TileOptions(tile_size, overlap, frame_batch_size)
         except ValueError as error:
             raise ValueError(f"VideoUpscaleWithModel: {error}") from error
-        if output not in OUTPUT_MODES:
-            raise ValueError(f"VideoUpscaleWithModel: output must be one of {', '.join(OUTPUT_MODES)}, got {output!r}")
         width, height = video.get_dimensions()
         size = (width * upscale_model.scale, height * upscale_model.scale)
         count = video.get_frame_count()
         manager = _manager()
-        output_bytes = count * size[0] * size[1] * 3 * torch.finfo(torch.float32).bits // 8
-        if output == "in memory" or (output == "auto" and keeps_in_memory(output_bytes, manager.probe.ram_available())):
+        output_bytes = frame_bytes(count, *size)
+        if not streams("VideoUpscaleWithModel", output, output_bytes, manager.probe.ram_available()):
             frames = _upscaled(upscale_model, video.frame_batches(frame_batch_size)(), count, options)
             return (VideoFromComponents(frames, video.get_frame_rate(), video.get_audio(), video.metadata),)
         logger.info(

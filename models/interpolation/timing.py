@@ -21,9 +21,12 @@ __all__ = [
     "MIN_MULTIPLIER",
     "OutputFrame",
     "Timeline",
+    "check_scene_cut_threshold",
     "detect_scene_cuts",
     "frame_differences",
     "multiplier_timeline",
+    "scene_cuts",
+    "streamed_frame_differences",
     "target_fps_timeline",
 ]
 
@@ -37,6 +40,7 @@ clip is not a cut."""
 _DIFFERENCE_SIZE = 64
 """Frames are averaged down to at most this many pixels a side before they are compared."""
 _DIFFERENCE_CHUNK = 32
+"""Frames averaged down at a time."""
 
 
 @dataclass(frozen=True)
@@ -131,26 +135,49 @@ def frame_differences(frames: torch.Tensor) -> torch.Tensor:
     count less than a change of scene)."""
     if frames.ndim != 4:
         raise ValueError(f"frames must be [frames, height, width, channels], got {tuple(frames.shape)}")
-    height, width = frames.shape[1:3]
-    size = (min(height, _DIFFERENCE_SIZE), min(width, _DIFFERENCE_SIZE))
-    small = torch.cat(
-        [F.adaptive_avg_pool2d(chunk.permute(0, 3, 1, 2).float(), size) for chunk in frames.split(_DIFFERENCE_CHUNK)]
-    )
-    return (small[1:] - small[:-1]).abs().mean(dim=(1, 2, 3))
+    return streamed_frame_differences(frames.split(_DIFFERENCE_CHUNK))
+
+
+def streamed_frame_differences(batches: Iterable[torch.Tensor]) -> torch.Tensor:
+    """``frame_differences`` of the clip the frame ``batches`` (``[n, H, W, C]`` each, in order) make up, holding
+    one batch at a time."""
+    differences: list[torch.Tensor] = []
+    previous: torch.Tensor | None = None
+    for batch in batches:
+        if batch.ndim != 4:
+            raise ValueError(f"frames must be [frames, height, width, channels], got {tuple(batch.shape)}")
+        if not batch.shape[0]:
+            continue
+        size = (min(batch.shape[1], _DIFFERENCE_SIZE), min(batch.shape[2], _DIFFERENCE_SIZE))
+        small = F.adaptive_avg_pool2d(batch.permute(0, 3, 1, 2).float(), size)
+        joined = small if previous is None else torch.cat((previous, small))
+        differences.append((joined[1:] - joined[:-1]).abs().mean(dim=(1, 2, 3)))
+        previous = small[-1:]
+    return torch.cat(differences) if differences else torch.zeros(0)
 
 
 def detect_scene_cuts(frames: torch.Tensor, threshold: float) -> tuple[int, ...]:
-    """The pairs (``i``: frames ``i``, ``i + 1``) of ``frames`` (``[N, H, W, C]``) that change scene.
-
-    A pair is a cut when its difference (``frame_differences``) is more than ``threshold`` times the typical
-    difference around it: the median over up to ``CUT_WINDOW`` pairs on each side, leaving the pair itself out, and
-    at least ``MIN_TYPICAL_DIFFERENCE`` (so a lone pair is measured against that). ``threshold`` 0 finds none.
-    """
-    if not math.isfinite(threshold) or threshold < 0:
-        raise ValueError(f"scene cut threshold must be 0 (off) or above, got {threshold}")
+    """The pairs (``i``: frames ``i``, ``i + 1``) of ``frames`` (``[N, H, W, C]``) that change scene
+    (``scene_cuts`` of their ``frame_differences``)."""
+    check_scene_cut_threshold(threshold)
     if threshold == 0 or frames.shape[0] < 2:
         return ()
-    differences = frame_differences(frames)
+    return scene_cuts(frame_differences(frames), threshold)
+
+
+def check_scene_cut_threshold(threshold: float) -> None:
+    """``ValueError`` unless ``threshold`` is 0 (off) or above."""
+    if not math.isfinite(threshold) or threshold < 0:
+        raise ValueError(f"scene cut threshold must be 0 (off) or above, got {threshold}")
+
+
+def scene_cuts(differences: torch.Tensor, threshold: float) -> tuple[int, ...]:
+    """The pairs whose difference (of ``differences``, one per pair) is more than ``threshold`` times the typical
+    difference around it: the median over up to ``CUT_WINDOW`` pairs on each side, leaving the pair itself out, and
+    at least ``MIN_TYPICAL_DIFFERENCE`` (so a lone pair is measured against that). ``threshold`` 0 finds none."""
+    check_scene_cut_threshold(threshold)
+    if threshold == 0:
+        return ()
     cuts = []
     for pair, difference in enumerate(differences.tolist()):
         around = torch.cat(

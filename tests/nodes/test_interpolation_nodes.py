@@ -21,7 +21,7 @@ from nodes.interpolation import (
     FrameInterpolateVideo,
     FrameInterpolationModelLoader,
 )
-from nodes.media.video import VideoFromComponents
+from nodes.media.video import VideoFromBatches, VideoFromComponents
 from nodes.model_files import MODEL_FOLDERS_SERVICE
 from tests.models.interpolation.synthetic import moving_square_clip, two_scene_clip
 from tests.nodes.node_runner import NodeRunner
@@ -195,3 +195,36 @@ def test_ensemble_reaches_rife_and_the_others_refuse_it(runner: NodeRunner) -> N
         runner.result(FrameInterpolationModelLoader, model_name="film_net_fp32.pt", ensemble=True)
     with pytest.raises(ValueError, match=r"'classical \(no model\)' has no scale_factor nor ensemble"):
         runner.result(FrameInterpolationModelLoader, model_name=CLASSICAL_CHOICE, ensemble=True)
+
+
+def test_a_streamed_video_gives_the_frames_kept_in_memory(runner: NodeRunner) -> None:
+    frames = two_scene_clip(20)  # 40 frames: more than one streamed window; a cut between 19 and 20
+    audio = {"waveform": torch.rand(1, 2, 8000), "sample_rate": 32000}
+    video = VideoFromComponents(frames, 16, audio, {"title": "take 3"})
+    inputs = {"video": video, "interpolation_model": classical(runner), "multiplier": 3, "target_fps": 0.0}
+
+    (streamed,) = runner.result(FrameInterpolateVideo, **inputs, **RUN_OPTIONS, output="streamed")
+    assert isinstance(streamed, VideoFromBatches) and runner.progress == []  # nothing made yet
+    (in_memory,) = runner.result(FrameInterpolateVideo, **inputs, **RUN_OPTIONS, output="in memory")
+
+    assert isinstance(in_memory, VideoFromComponents)
+    assert streamed.get_frame_count() == in_memory.get_frame_count() == 118
+    assert streamed.get_frame_rate() == in_memory.get_frame_rate() == 48
+    assert streamed.metadata == in_memory.metadata == {"title": "take 3"}
+    made = torch.cat(list(streamed.frame_batches()()))
+    assert torch.equal(made, in_memory.get_components().images)
+    assert torch.equal(made[58], frames[19]) and torch.equal(made[59], frames[20])  # no blend across the cut
+
+
+def test_a_bad_output_choice_is_named(runner: NodeRunner) -> None:
+    video = VideoFromComponents(moving_square_clip(3, size=16), 16)
+    with pytest.raises(ValueError, match="FrameInterpolateVideo: output must be one of auto, in memory, streamed"):
+        runner.result(
+            FrameInterpolateVideo,
+            video=video,
+            interpolation_model=classical(runner),
+            multiplier=2,
+            target_fps=0.0,
+            **RUN_OPTIONS,
+            output="lazy",
+        )

@@ -18,6 +18,7 @@ from models.upscale.tiling import TileOptions, upscale_batches
 from nodes import upscale
 from nodes.folders import Folders
 from nodes.media.decode import FrameSelection
+from nodes.media.streaming import keeps_in_memory
 from nodes.media.video import (
     StreamedFramesError,
     VideoFromBatches,
@@ -26,7 +27,7 @@ from nodes.media.video import (
     joined_frames,
 )
 from nodes.model_files import MODEL_FOLDERS_SERVICE
-from nodes.upscale import ImageUpscaleWithModel, UpscaleModelLoader, VideoUpscaleWithModel, keeps_in_memory
+from nodes.upscale import ImageUpscaleWithModel, UpscaleModelLoader, VideoUpscaleWithModel
 from nodes.video_save import SaveVideo
 from tests.nodes.node_runner import NodeRunner
 

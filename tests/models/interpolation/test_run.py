@@ -11,7 +11,7 @@ import torch
 from models.devices import DeviceProbe
 from models.interpolation.base import FrameInterpolator
 from models.interpolation.classical import FlowBlendInterpolator
-from models.interpolation.run import interpolate_clip
+from models.interpolation.run import interpolate_clip, interpolate_stream
 from models.interpolation.timing import multiplier_timeline, target_fps_timeline
 from models.memory import MemoryConfig, ModelHandle, ModelManager
 from models.memory_types import WorkEstimate
@@ -180,3 +180,77 @@ def test_bad_inputs_are_refused(manager: ModelManager, change: dict, message: st
     arguments = {"frames": torch.rand(2, 8, 8, 3), "timeline": multiplier_timeline(2, 8.0, 2), **change}
     with pytest.raises(ValueError, match=message):
         interpolate_clip(manager, FlowBlendInterpolator(), **arguments)
+
+
+def _in_batches(frames: torch.Tensor, sizes: list[int]) -> Iterator[torch.Tensor]:
+    """``frames`` cut into batches of ``sizes`` (repeating the last size), as a decoder gives them."""
+    start, count = 0, 0
+    while start < frames.shape[0]:
+        size = sizes[min(count, len(sizes) - 1)]
+        yield frames[start : start + size]
+        start, count = start + size, count + 1
+
+
+@pytest.mark.parametrize("sizes", [[1], [3], [2, 5], [64]])
+def test_a_stream_gives_the_frames_of_the_whole_clip(manager: ModelManager, sizes: list[int]) -> None:
+    frames = two_scene_clip(5)  # 10 frames, a cut between 4 and 5
+    timeline = target_fps_timeline(10, 16.0, 40.0).with_scene_cuts([4])
+    whole = interpolate_clip(manager, FlowBlendInterpolator(), frames, timeline, batch_size=3)
+    reports: list[tuple[int, int]] = []
+
+    chunks = list(
+        interpolate_stream(
+            manager,
+            FlowBlendInterpolator(),
+            _in_batches(frames, sizes),
+            timeline,
+            batch_size=3,
+            on_progress=lambda done, total: reports.append((done, total)),
+        )
+    )
+
+    assert torch.equal(torch.cat(chunks), whole)
+    assert reports[-1] == (timeline.made_frames, timeline.made_frames)
+    assert [done for done, _ in reports] == sorted(done for done, _ in reports)
+
+
+def test_a_stream_stops_reading_once_its_frames_are_made(manager: ModelManager) -> None:
+    frames = moving_square_clip(4, size=16)
+    read: list[int] = []
+
+    def batches() -> Iterator[torch.Tensor]:
+        for index in range(frames.shape[0]):
+            read.append(index)
+            yield frames[index : index + 1]
+        yield torch.rand(1, 16, 16, 3)  # a container with more frames than its header said
+        raise AssertionError("read past the frames the timeline needs")
+
+    chunks = list(interpolate_stream(manager, FlowBlendInterpolator(), batches(), multiplier_timeline(4, 8.0, 2)))
+    assert torch.cat(chunks).shape[0] == 7 and read == [0, 1, 2, 3]
+
+
+def test_a_stream_that_ends_early_ends_the_output_there(
+    manager: ModelManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    frames = moving_square_clip(3, size=16)
+    timeline = multiplier_timeline(5, 8.0, 2)  # the header said 5 frames; the file has 3
+
+    output = torch.cat(list(interpolate_stream(manager, FlowBlendInterpolator(), _in_batches(frames, [2]), timeline)))
+
+    assert output.shape[0] == 5 and torch.equal(output[::2], frames)
+    assert "the clip ended after 3 of its 5 frames" in caplog.text
+
+
+def test_cached_memory_is_released_across_stream_windows() -> None:
+    probe = FakeProbe("cuda")
+    manager = ModelManager(MemoryConfig(device_budget_bytes=1 << 30), probe)
+    probe.manager = manager
+    frames = moving_square_clip(6, size=16)
+
+    chunks = interpolate_stream(
+        manager, FlowBlendInterpolator(), _in_batches(frames, [1]), multiplier_timeline(6, 8.0, 3), clear_cache_every=4
+    )
+    list(chunks)  # 10 made frames, 2 per one-frame window
+
+    assert len(probe.released) == 2  # after 4 and after 8, though no window makes 4
+    manager.free()

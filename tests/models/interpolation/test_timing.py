@@ -14,6 +14,7 @@ from models.interpolation.timing import (
     detect_scene_cuts,
     frame_differences,
     multiplier_timeline,
+    streamed_frame_differences,
     target_fps_timeline,
 )
 from tests.models.interpolation.synthetic import moving_square_clip, two_scene_clip
@@ -150,3 +151,10 @@ def test_frame_differences_are_mean_absolute_differences_of_small_frames() -> No
 def test_a_negative_threshold_is_refused() -> None:
     with pytest.raises(ValueError, match="scene cut threshold"):
         detect_scene_cuts(two_scene_clip(2), -1.0)
+
+
+@pytest.mark.parametrize("size", [1, 3, 40])
+def test_differences_of_a_stream_equal_those_of_the_clip(size: int) -> None:
+    frames = torch.rand(9, 80, 72, 3, generator=torch.Generator().manual_seed(4))
+    streamed = streamed_frame_differences(frames.split(size))
+    assert torch.allclose(streamed, frame_differences(frames), atol=1e-6) and streamed.shape == (8,)
