@@ -81,6 +81,7 @@ def run_with_oom_recovery(
     *,
     policy: str | None = None,
     max_retries: int = 1,
+    caller_recovers: bool = False,
 ) -> T:
     """``run(module)`` inside ``handle.use(work, policy)``; after running out of memory, retry stronger.
 
@@ -96,6 +97,8 @@ def run_with_oom_recovery(
         work: the activation estimate the plan is made with (None: weights only).
         policy: the policy of the first attempt (None/``"auto"``: chosen, following the memory mode).
         max_retries: retries after the first attempt.
+        caller_recovers: the caller catches ``ModelOutOfMemoryError`` and tries something smaller (a smaller tile),
+            so giving up is not logged as an error here.
 
     Raises:
         ModelOutOfMemoryError: every attempt ran out of memory; it is chained to the last failure.
@@ -118,13 +121,13 @@ def run_with_oom_recovery(
             attempts.append(OomAttempt(tried, reason, _summary(error)))
             logger.warning("out of memory running %r under %s: %s", handle.key, tried, _summary(error))
             if len(attempts) > max_retries:
-                raise _give_up(manager, handle, attempts, freed) from error
+                raise _give_up(manager, handle, attempts, freed, caller_recovers) from error
             released = _free_idle(manager, handle, error)
             freed += released
             stronger = step_down(tried if tried in POLICIES else "resident", manager.device.is_cuda)
             if stronger is None and not released:
                 logger.warning("%r: no stronger policy than %s and nothing idle to free", handle.key, tried)
-                raise _give_up(manager, handle, attempts, freed) from error
+                raise _give_up(manager, handle, attempts, freed, caller_recovers) from error
             policy = stronger or tried
             logger.info("retrying %r with the %s policy (freed %s)", handle.key, policy, format_bytes(released))
 
@@ -147,7 +150,7 @@ def _host_failure(error: BaseException) -> bool:
 
 
 def _give_up(
-    manager: ModelManager, handle: ModelHandle, attempts: list[OomAttempt], freed: int
+    manager: ModelManager, handle: ModelHandle, attempts: list[OomAttempt], freed: int, caller_recovers: bool
 ) -> ModelOutOfMemoryError:
     ram_used = manager.resident_bytes("cpu") + (0 if manager.device.is_cuda else manager.resident_bytes("device"))
     numbers = {
@@ -159,7 +162,8 @@ def _give_up(
         "freed": freed,
     }
     error = ModelOutOfMemoryError(handle.key, tuple(attempts), numbers)
-    logger.error("%s", error)
+    if not caller_recovers:
+        logger.error("%s", error)
     return error
 
 

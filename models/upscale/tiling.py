@@ -243,7 +243,12 @@ def _upscale_fitting(
         work = WorkEstimate(activation_bytes(model, batch.shape[0], *_tile_shape(model, tile, height, width)))
         try:
             return run_with_oom_recovery(
-                manager, model.handle, run, work, max_retries=0 if smaller is not None else 1
+                manager,
+                model.handle,
+                run,
+                work,
+                max_retries=0 if smaller is not None else 1,
+                caller_recovers=smaller is not None,
             ), tile
         except ModelOutOfMemoryError:
             if smaller is None:
