@@ -6,6 +6,11 @@ RIFE 4.6 (IFNet, block widths 192/128/96/64) and the weights-free classical meth
 features, as 4x-ClearRealityV1) and Real-ESRGAN Compact (64 features, 32 convolutions, as realesr-general-x4v3) for
 4x upscaling. Random weights compute exactly what trained ones do, so the timings hold for the releases.
 
+The ``finish`` runs take a clip from an mp4 file through RIFE 4.6 (``--finish-multiplier``) and Compact 4x into an
+mp4, twice: in memory (decode it all, interpolate it all, upscale it all, encode) and streamed (the nodes' ``output:
+streamed``: a window of frames at a time from decoder to encoder), to show what streaming saves in peak memory and
+costs in time (``--finish-frames``, ``--finish-size``).
+
 Peak memory is the process's resident-set high-water mark over each run (``VmHWM``, reset before it) and, on CUDA,
 ``torch.cuda.max_memory_allocated``. Each run is timed once after a one-batch warm-up; the chart plots frames done
 against seconds for every run.
@@ -13,6 +18,7 @@ against seconds for every run.
     python bench/interp_upscale.py                             # 120 frames, 256x256, CPU
     python bench/interp_upscale.py --threads 1 --frames 24     # a quicker look
     python bench/interp_upscale.py --device cuda --size 1280x720
+    python bench/interp_upscale.py --only finish --finish-frames 60 --finish-size 128x128
 """
 
 from __future__ import annotations
@@ -37,13 +43,17 @@ from models.interpolation.classical import FlowBlendInterpolator
 from models.interpolation.loading import load_frame_interpolator
 from models.interpolation.rife_layout import residual_layout
 from models.interpolation.rife_net import IFNet
-from models.interpolation.run import interpolate_clip
+from models.interpolation.run import interpolate_clip, interpolate_stream
 from models.interpolation.timing import multiplier_timeline
 from models.memory import ModelManager
 from models.memory_types import MemoryConfig
 from models.upscale.model import load_upscale_model
 from models.upscale.spandrel_import import import_spandrel
 from models.upscale.tiling import TileOptions, upscale_batches
+from nodes.media.decode import load_video_frames
+from nodes.media.encode import encode_video, tensor_batches
+from nodes.media.encode_settings import EncodeSettings
+from nodes.media.video import VideoFromFile, joined_frames
 
 RESULTS = Path(__file__).parent / "results"
 FPS = 16.0
@@ -154,6 +164,34 @@ def upscale_run(manager: ModelManager, model: Any, clip: torch.Tensor, options: 
     return run
 
 
+def finish_run(
+    manager: ModelManager, interpolator: Any, model: Any, source: Path, multiplier: int, streamed: bool, out: Path
+) -> Run:
+    """``source`` interpolated ``multiplier`` x and upscaled into the mp4 ``out``, in memory or streamed."""
+    video = VideoFromFile.probed(source)
+    timeline = multiplier_timeline(video.get_frame_count(), float(video.get_frame_rate()), multiplier)
+    settings = EncodeSettings(container="mp4", codec="h264", frame_rate=video.get_frame_rate() * multiplier)
+    options = TileOptions(batch_size=4)
+    run = Run(manager.compute_device)
+    total = len(timeline.frames)
+
+    def streamed_frames() -> Iterator[torch.Tensor]:
+        made = interpolate_stream(manager, interpolator, video.frame_batches(16)(), timeline, batch_size=4)
+        return upscale_batches(manager, model, made, options)
+
+    def work() -> None:
+        if streamed:
+            encode_video(out, streamed_frames, settings, on_frame=run.progress)
+            return
+        clip = load_video_frames(source)
+        interpolated = interpolate_clip(manager, interpolator, clip, timeline, batch_size=4)
+        upscaled = joined_frames(upscale_batches(manager, model, [interpolated], options), total)
+        encode_video(out, tensor_batches(upscaled, 16), settings, on_frame=run.progress)
+
+    run.measure(work)
+    return run
+
+
 def summarize(name: str, kind: str, frames_made: int, run: Run) -> dict[str, Any]:
     return {
         "name": name,
@@ -167,6 +205,32 @@ def summarize(name: str, kind: str, frames_made: int, run: Run) -> dict[str, Any
     }
 
 
+def finish_runs(
+    manager: ModelManager, paths: dict[str, Path], folder: Path, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """The finish pair: the same file through RIFE and Compact into an mp4, in memory then streamed."""
+    width, height = (int(side) for side in args.finish_size.lower().split("x"))
+    source = folder / "source.mp4"
+    clip = moving_clip(args.finish_frames, height, width)
+    encode_video(source, tensor_batches(clip), EncodeSettings(container="mp4", codec="h264", frame_rate=FPS))
+    interpolator = load_frame_interpolator(manager, paths["rife46"])
+    model = load_upscale_model(manager, paths["compact"])
+    made = (args.finish_frames - 1) * args.finish_multiplier + 1
+    warm = clip[:2]
+    interpolate_clip(manager, interpolator, warm, multiplier_timeline(2, FPS, 2))
+    for _ in upscale_batches(manager, model, [warm[:1]], TileOptions()):
+        pass
+    runs = []
+    for streamed in (False, True):
+        mode = "streamed" if streamed else "in memory"
+        print(f"finishing {args.finish_frames} frames at {args.finish_size} ({mode}) ...", flush=True)
+        out = folder / f"finished_{'streamed' if streamed else 'memory'}.mp4"
+        run = finish_run(manager, interpolator, model, source, args.finish_multiplier, streamed, out)
+        runs.append(summarize(mode, f"finish {args.finish_multiplier}x + 4x", made, run))
+    manager.free()
+    return runs
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=120)
@@ -175,7 +239,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--batch", type=int, default=4, help="frame pairs / frames per device batch")
     parser.add_argument("--tile", type=int, default=0, help="upscale tile size (0: from free memory)")
-    parser.add_argument("--only", default="classical,rife46,span,compact", help="comma-separated runs")
+    parser.add_argument("--only", default="classical,rife46,span,compact,finish", help="comma-separated runs")
+    parser.add_argument("--finish-frames", type=int, default=60, help="frames of the finish runs' source file")
+    parser.add_argument("--finish-size", default="128x128", help="WIDTHxHEIGHT of the finish runs' source")
+    parser.add_argument("--finish-multiplier", type=int, default=4)
     parser.add_argument("--out", type=Path, default=RESULTS / "interp_upscale.json")
     return parser.parse_args(argv)
 
@@ -211,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
                 model = load_upscale_model(manager, paths[name])
                 runs.append(summarize(name, "upscale 4x", args.frames, upscale_run(manager, model, clip, options)))
                 manager.free()
+        if "finish" in wanted:
+            runs.extend(finish_runs(manager, paths, Path(folder), args))
     results = {
         "benchmark": "interp_upscale",
         "settings": {
