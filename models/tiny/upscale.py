@@ -52,13 +52,20 @@ _NEW_ESRGAN_NAMES = (
 )
 
 
-def _esrgan(in_channels: int, shuffle_factor: int | None) -> torch.nn.Module:
-    """ESRGAN with He-initialised convolutions and a last layer scaled to give outputs around 0.5 (with PyTorch's
-    default initialisation a random ESRGAN outputs ~0 everywhere, which clamps to black and tests nothing)."""
+def tiny_esrgan(in_channels: int, out_channels: int = 3, shuffle_factor: int | None = None) -> torch.nn.Module:
+    """A tiny 4x ESRGAN (spandrel's class) with He-initialised convolutions and a last layer scaled to give outputs
+    around 0.5 (with PyTorch's default initialisation a random ESRGAN outputs ~0 everywhere, which clamps to black and
+    tests nothing)."""
+    import_spandrel()
     from spandrel.architectures.ESRGAN import ESRGAN
 
     module = ESRGAN(
-        in_nc=in_channels, out_nc=3, num_filters=TINY_FEATURES, num_blocks=1, scale=4, shuffle_factor=shuffle_factor
+        in_nc=in_channels,
+        out_nc=out_channels,
+        num_filters=TINY_FEATURES,
+        num_blocks=1,
+        scale=4,
+        shuffle_factor=shuffle_factor,
     )
     convolutions = [layer for layer in module.modules() if isinstance(layer, torch.nn.Conv2d)]
     for layer in convolutions:
@@ -143,9 +150,9 @@ def write_tiny_upscale_models(models_dir: Path, seed: int = 0) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     span = _seeded(_span, seed + 4)
     contents: dict[str, object] = {
-        ESRGAN_X4: {"params_ema": _new_esrgan_names(_seeded(lambda: _esrgan(3, None), seed))},
-        ESRGAN_X2: {"params_ema": _new_esrgan_names(_seeded(lambda: _esrgan(12, 2), seed + 1))},
-        ESRGAN_OLD: _seeded(lambda: _esrgan(3, None), seed + 2),
+        ESRGAN_X4: {"params_ema": _new_esrgan_names(_seeded(lambda: tiny_esrgan(3), seed))},
+        ESRGAN_X2: {"params_ema": _new_esrgan_names(_seeded(lambda: tiny_esrgan(12, shuffle_factor=2), seed + 1))},
+        ESRGAN_OLD: _seeded(lambda: tiny_esrgan(3), seed + 2),
         COMPACT: {"params": _seeded(_compact, seed + 3)},
         SPAN_PTH: span,
         SWINIR: {"params": _seeded(_swinir, seed + 5)},

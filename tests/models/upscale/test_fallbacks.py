@@ -13,10 +13,9 @@ import torch
 
 from models.memory import ModelManager
 from models.oom import ModelOutOfMemoryError
-from models.tiny.upscale import COMPACT, LAST_LAYER_GAIN, LEAKY_SLOPE, TINY_FEATURES
+from models.tiny.upscale import COMPACT, tiny_esrgan
 from models.upscale import tiling
 from models.upscale.model import UpscaleModel, UpscaleNetwork, load_upscale_model
-from models.upscale.spandrel_import import import_spandrel
 from models.upscale.tiling import MIN_TILE, TileOptions, tile_spans, upscale_batches
 
 LUMA = (0.299, 0.587, 0.114)
@@ -37,20 +36,10 @@ def _upscaled(manager: ModelManager, model: UpscaleModel, frames: torch.Tensor, 
 
 
 def _tiny_esrgan(in_channels: int, out_channels: int, seed: int) -> torch.nn.Module:
-    """A 4x ESRGAN (spandrel's class) with seeded He-initialised weights whose outputs sit around 0.5 (as in
-    ``models.tiny.upscale``), so clamping does not flatten them."""
-    import_spandrel()
-    from spandrel.architectures.ESRGAN import ESRGAN
-
+    """``models.tiny.upscale.tiny_esrgan`` with seeded weights, ready to run."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        module = ESRGAN(in_nc=in_channels, out_nc=out_channels, num_filters=TINY_FEATURES, num_blocks=1, scale=SCALE)
-        convolutions = [layer for layer in module.modules() if isinstance(layer, torch.nn.Conv2d)]
-        for layer in convolutions:
-            torch.nn.init.kaiming_normal_(layer.weight, a=LEAKY_SLOPE)
-            torch.nn.init.zeros_(layer.bias)
-    convolutions[-1].weight.data.mul_(LAST_LAYER_GAIN)
-    torch.nn.init.constant_(convolutions[-1].bias, 0.5)
+        module = tiny_esrgan(in_channels, out_channels)
     return module.eval().requires_grad_(False)
 
 
