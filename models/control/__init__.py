@@ -1,0 +1,1 @@
+"""Control signals for video generation: structure maps, camera paths and motion trajectories."""
