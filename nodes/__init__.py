@@ -39,6 +39,9 @@ BUILTIN_MODULES = (
     "nodes.free_init",
     "nodes.vae",
     "nodes.upscale",
+    "nodes.control_preprocess",
+    "nodes.camera",
+    "nodes.tracks",
 )
 
 
