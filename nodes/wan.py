@@ -1,5 +1,6 @@
 """Wan conditioning nodes: a start (and end) frame for image-to-video (``WanImageToVideo``,
-``WanFirstLastFrameToVideo``). They encode the frames with the VAE and attach ComfyUI's conditioning extras
+``WanFirstLastFrameToVideo``); a control video, masks and a reference image for VACE models (``WanVaceToVideo``).
+They encode the frames with the VAE and attach ComfyUI's conditioning extras
 (``concat_latent_image``, ``concat_mask``, ``clip_vision_output``) that the Wan adapter reads.
 ``Wan22ImageToVideoLatent`` instead puts the start frame into the latent itself, with a noise mask that keeps it
 (the Wan 2.2 TI2V 5B model)."""
@@ -10,13 +11,14 @@ import dataclasses
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from graph.context import current_context
 from models.clip_vision import ClipVisionOutput
 from models.guidance import Conditioning, with_extras
 from models.memory import MODELS_SERVICE
 from models.video_vae import VideoVAE
-from nodes.image import fit_frames
+from nodes.image import fit_frames, resize_images
 from nodes.latent import MAX_SIZE, check_video_size
 
 CATEGORY = "conditioning/video_models"
@@ -216,13 +218,136 @@ class Wan22ImageToVideoLatent:
         )
 
 
+class WanVaceToVideo:
+    """VACE conditioning: a control video (depth, pose, edges, or frames to keep), masks of what to generate, and a
+    reference image, for Wan VACE models."""
+
+    FUNCTION = "encode"
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("CONDITIONING", "CONDITIONING", "LATENT", "INT")
+    RETURN_NAMES = ("positive", "negative", "latent", "trim_latent")
+    DESCRIPTION = (
+        "Encodes a control video, its masks (white = generate) and a reference image into the conditioning of a Wan "
+        "VACE model. The control video and masks are resized to width x height and cut or padded (gray, generate) "
+        "to length; the reference image is fitted inside the frame on white. With a reference image the latent has "
+        "one frame more in front: trim it after sampling with TrimVideoLatent (trim_latent)."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                **_video_inputs(),
+                "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1000.0, "step": 0.01}),
+            },
+            "optional": {
+                "control_video": ("IMAGE", {"tooltip": "Frames that steer the video (gray where nothing steers)."}),
+                "control_masks": (
+                    "MASK",
+                    {"tooltip": "1 where the video is generated, 0 where control_video is kept."},
+                ),
+                "reference_image": ("IMAGE", {"tooltip": "An image whose subject or style the video takes on."}),
+            },
+        }
+
+    def encode(
+        self,
+        positive: Conditioning,
+        negative: Conditioning,
+        vae: VideoVAE,
+        width: int,
+        height: int,
+        length: int,
+        batch_size: int,
+        strength: float,
+        control_video: torch.Tensor | None = None,
+        control_masks: torch.Tensor | None = None,
+        reference_image: torch.Tensor | None = None,
+    ) -> tuple[list[list[Any]], list[list[Any]], dict[str, torch.Tensor], int]:
+        fmt = vae.latent_format
+        check_video_size(width, height, length, fmt.spatial_ratio)
+        manager = current_context().service(MODELS_SERVICE)
+        video = torch.zeros(length, height, width, 3)  # -1..1: zero is gray
+        if control_video is not None:
+            frames = fit_frames(control_video, width, height, length, "control_video")
+            video[: frames.shape[0]] = frames * 2.0 - 1.0
+        generate = _vace_masks(control_masks, width, height, length)
+        inactive = vae.encode(manager, (video * (1.0 - generate) + 1.0) / 2.0)
+        reactive = vae.encode(manager, (video * generate + 1.0) / 2.0)
+        control = torch.cat([fmt.process_in(inactive), fmt.process_in(reactive)], dim=1)
+        mask = _unshuffled_mask(generate, fmt.spatial_ratio, control.shape[2])
+        trim = 0
+        if reference_image is not None:
+            reference = fmt.process_in(vae.encode(manager, _letterboxed(reference_image, width, height)))
+            control = torch.cat([torch.cat([reference, torch.zeros_like(reference)], dim=1), control], dim=2)
+            mask = torch.cat([torch.zeros_like(mask[:, :, :1]), mask], dim=2)
+            trim = reference.shape[2]
+        extras = {"vace_control": torch.cat([control, mask], dim=1), "vace_strength": float(strength)}
+        frames = control.shape[2]
+        latent = torch.zeros(batch_size, fmt.channels, frames, height // fmt.spatial_ratio, width // fmt.spatial_ratio)
+        return (
+            with_extras(positive, "positive", extras),
+            with_extras(negative, "negative", extras),
+            {"samples": latent},
+            trim,
+        )
+
+
+def _vace_masks(masks: torch.Tensor | None, width: int, height: int, length: int) -> torch.Tensor:
+    """``[length, H, W, 1]``: 1 where frames are generated, binarised at 0.5; frames past the masks given are
+    generated."""
+    generate = torch.ones(length, height, width, 1)
+    if masks is None:
+        return generate
+    if not isinstance(masks, torch.Tensor) or masks.dim() not in (2, 3):
+        shape = tuple(masks.shape) if isinstance(masks, torch.Tensor) else type(masks).__name__
+        raise ValueError(f"control_masks: expected a MASK [frames, height, width], got {shape}")
+    frames = masks.reshape(-1, *masks.shape[-2:])[:length]
+    if frames.shape[1:] != (height, width):
+        frames = resize_images(frames.unsqueeze(-1).expand(-1, -1, -1, 3), width, height, "bilinear")[..., :1]
+    else:
+        frames = frames.unsqueeze(-1)
+    generate[: frames.shape[0]] = (frames > 0.5).float()
+    return generate
+
+
+def _unshuffled_mask(generate: torch.Tensor, ratio: int, latent_frames: int) -> torch.Tensor:
+    """``[1, ratio^2, T, h, w]``: each latent pixel's ``ratio x ratio`` block of mask pixels as channels, nearest in
+    time to the latent frames (as VACE was trained)."""
+    length, height, width = generate.shape[:3]
+    blocks = generate[..., 0].reshape(length, height // ratio, ratio, width // ratio, ratio)
+    channels = blocks.permute(2, 4, 0, 1, 3).reshape(ratio * ratio, length, height // ratio, width // ratio)
+    size = (latent_frames, height // ratio, width // ratio)
+    return F.interpolate(channels.unsqueeze(0), size=size, mode="nearest-exact")
+
+
+def _letterboxed(image: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """The first frame of ``image`` fitted inside ``width`` x ``height`` (aspect kept, centred) on white, as VACE
+    takes reference images."""
+    if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[-1] != 3:
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ValueError(f"reference_image: expected IMAGE frames [N, H, W, 3], got {shape}")
+    frame = image[:1]
+    source_height, source_width = frame.shape[1:3]
+    scale = min(height / source_height, width / source_width)
+    fitted_height, fitted_width = int(source_height * scale), int(source_width * scale)
+    if (fitted_width, fitted_height) != (source_width, source_height):
+        frame = resize_images(frame, fitted_width, fitted_height, "bilinear")
+    canvas = torch.ones(1, height, width, 3)
+    top, left = (height - fitted_height) // 2, (width - fitted_width) // 2
+    canvas[:, top : top + fitted_height, left : left + fitted_width] = frame
+    return canvas
+
+
 NODE_CLASS_MAPPINGS = {
     "WanImageToVideo": WanImageToVideo,
     "WanFirstLastFrameToVideo": WanFirstLastFrameToVideo,
     "Wan22ImageToVideoLatent": Wan22ImageToVideoLatent,
+    "WanVaceToVideo": WanVaceToVideo,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "WanImageToVideo": "Wan Image To Video",
     "WanFirstLastFrameToVideo": "Wan First Last Frame To Video",
     "Wan22ImageToVideoLatent": "Wan22 Image To Video Latent",
+    "WanVaceToVideo": "Wan Vace To Video",
 }

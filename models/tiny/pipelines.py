@@ -35,7 +35,7 @@ VISION_PREFIX = "vision_model."  # CLIPVisionModelWithProjection's tower keys; C
 class TinyWanPipeline:
     """One tiny pipeline: its class, the tiny files' stems it holds, and the release's pipeline settings."""
 
-    pipeline: Literal["WanPipeline", "WanImageToVideoPipeline"]
+    pipeline: Literal["WanPipeline", "WanImageToVideoPipeline", "WanVACEPipeline"]
     transformer: str
     vae: str
     transformer_2: str | None = None
@@ -54,6 +54,7 @@ TINY_WAN_PIPELINES: Mapping[str, TinyWanPipeline] = MappingProxyType(
         "Wan2.2-TI2V-5B-Diffusers": TinyWanPipeline(
             "WanPipeline", "wan2.2_ti2v_5B_fp16", "wan2.2_vae", expand_timesteps=True, flow_shift=5.0
         ),
+        "Wan2.1-VACE-1.3B-diffusers": TinyWanPipeline("WanVACEPipeline", "wan2.1_vace_1.3B_fp16", "wan_2.1_vae"),
         "Wan2.2-I2V-A14B-Diffusers": TinyWanPipeline(
             "WanImageToVideoPipeline",
             "wan2.2_i2v_high_noise_14B_fp8_scaled",
@@ -90,8 +91,9 @@ def _write(folder: Path, tiny: TinyWanPipeline, text_encoder: UMT5EncoderModel, 
         "transformer": _transformer(tiny.transformer, seed),
         "transformer_2": _transformer(tiny.transformer_2, seed) if tiny.transformer_2 else None,
         "boundary_ratio": tiny.boundary_ratio,
-        "expand_timesteps": tiny.expand_timesteps,
     }
+    if tiny.expand_timesteps:  # a WanPipeline / WanImageToVideoPipeline option (off by default); VACE has none
+        components["expand_timesteps"] = True
     if tiny.image_encoder:
         components["image_encoder"] = _image_encoder(seed)
         components["image_processor"] = CLIPImageProcessorPil()  # OpenAI CLIP's 224 px preprocessing, as released

@@ -111,6 +111,7 @@ TINY_WAN_DIFFUSION_MODELS: Mapping[str, TinyWan] = MappingProxyType(
             **_IMAGE_CROSS_ATTENTION,
         ),
         "wan2.2_ti2v_5B_fp16": _tiny("ti2v", "fp16", "wan2.2_vae", in_channels=48, out_channels=48),
+        "wan2.1_vace_1.3B_fp16": _tiny("vace", "fp16", "wan_2.1_vae", vace_layers=[0, 1], vace_in_channels=96),
         "wan2.2_t2v_high_noise_14B_fp8_scaled": _tiny("t2v", "fp8_scaled", "wan_2.1_vae"),
         "wan2.2_t2v_low_noise_14B_fp8_scaled": _tiny("t2v", "fp8_scaled", "wan_2.1_vae"),
         "wan2.2_i2v_high_noise_14B_fp8_scaled": _tiny("i2v", "fp8_scaled", "wan_2.1_vae", in_channels=36),
@@ -173,7 +174,8 @@ TINY_WAN_VAES: Mapping[str, TinyWanVae] = MappingProxyType(
 
 
 def tiny_wan_transformer(stem: str, seed: int = 0, *, rounded: bool = True) -> WanTransformer3DModel:
-    """The tiny diffusion model ``stem`` (a key of ``TINY_WAN_DIFFUSION_MODELS``) in float32, eval mode.
+    """The tiny diffusion model ``stem`` (a key of ``TINY_WAN_DIFFUSION_MODELS``) in float32, eval mode (a
+    ``WanVACETransformer3DModel`` for VACE, with a hint after each of its two layers).
 
     Args:
         stem: which model.
@@ -181,10 +183,11 @@ def tiny_wan_transformer(stem: str, seed: int = 0, *, rounded: bool = True) -> W
         rounded: hold the values the file holds (fp16, or scaled fp8 for the block linears of ``*_fp8_scaled``);
             False gives the float32 weights before that rounding.
     """
-    from diffusers import WanTransformer3DModel
+    from diffusers import WanTransformer3DModel, WanVACETransformer3DModel
 
     tiny = _lookup(TINY_WAN_DIFFUSION_MODELS, stem)
-    model = _seeded(lambda: WanTransformer3DModel(**tiny.config), stem, seed)
+    model_class = WanVACETransformer3DModel if tiny.variant == "vace" else WanTransformer3DModel
+    model = _seeded(lambda: model_class(**tiny.config), stem, seed)
     if rounded:
         state = model.state_dict()
         model.load_state_dict(_stored_values(state, _fp8_layers(state) if tiny.storage == "fp8_scaled" else []))

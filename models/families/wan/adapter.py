@@ -8,6 +8,10 @@ Conditioning extras it reads (ComfyUI's names, set by ``WanImageToVideo`` and fr
 - ``clip_vision_output``: a ``ClipVisionOutput`` whose penultimate hidden states feed the image cross-attention of
   models that have one (2.1 i2v and first-last-frame).
 
+- ``vace_control``: VACE models' control input ``[1|B, 96, T, h, w]`` (normalised latents of the control video's
+  inactive and reactive parts, then the 8x8-unshuffled mask), with ``vace_strength`` scaling every hint (set by
+  ``WanVaceToVideo``, as diffusers' ``WanVACEPipeline`` builds them).
+
 Image-to-video models get ``[x, keep mask (4 channels), image latent]`` on the channel axis, as diffusers'
 ``WanImageToVideoPipeline`` builds it. The 2.2 TI2V 5B model instead keeps its start frame in the latent itself
 (``Wan22ImageToVideoLatent``'s noise mask): that region stays clean and its tokens get timestep 0, as diffusers'
@@ -72,6 +76,11 @@ class WanAdapter(FamilyAdapter):
         return self.spec.variant == "ti2v"
 
     @property
+    def vace(self) -> bool:
+        """Whether the network takes VACE control (``control_hidden_states``)."""
+        return self.spec.variant == "vace"
+
+    @property
     def needs_image(self) -> bool:
         """Whether the network takes an image-conditioning latent (image-to-video models)."""
         return self.concat_channels > 0
@@ -110,6 +119,20 @@ class WanAdapter(FamilyAdapter):
                 "end image to WanFirstLastFrameToVideo"
             )
         self._concat_mask(extras, samples)  # checks the mask's shape
+        if self.vace:
+            self._check_vace(extras, samples)
+
+    def _check_vace(self, extras: Mapping[str, Any], samples: torch.Tensor) -> None:
+        control = extras.get("vace_control")
+        if control is None:
+            raise ValueError(f"{self.describe()} is a VACE model: condition it with WanVaceToVideo")
+        channels = int(self.spec.config["vace_in_channels"])
+        if control.dim() != 5 or control.shape[1] != channels or control.shape[2:] != samples.shape[2:]:
+            raise LatentShapeError(
+                f"the VACE control is {tuple(control.shape)}; for the latent being sampled ({_size(samples)}) it "
+                f"must be [batch, {channels}, frames, height, width] of the same size: give WanVaceToVideo the "
+                "latent's width, height and length"
+            )
 
     def network_call(
         self,
@@ -136,7 +159,13 @@ class WanAdapter(FamilyAdapter):
             "encoder_hidden_states": batched(embeds, x).to(x.device, dtype),
             "encoder_hidden_states_image": image_embeds,
         }
-        return NetworkCall(per_sample, {})
+        shared: dict[str, Any] = {}
+        if self.vace:
+            per_sample["control_hidden_states"] = batched(extras["vace_control"], x).to(x.device, dtype)
+            hints = len(self.spec.config["vace_layers"])
+            strength = float(extras.get("vace_strength", 1.0))
+            shared["control_hidden_states_scale"] = torch.full((hints,), strength, device=x.device, dtype=dtype)
+        return NetworkCall(per_sample, shared)
 
     def known_state(
         self, sampling: ModelSampling, sigma: torch.Tensor, noise: torch.Tensor, clean: torch.Tensor

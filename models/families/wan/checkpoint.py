@@ -55,7 +55,7 @@ QK_NORM = "rms_norm_across_heads"
 TI2V_CHANNELS = 48
 
 Variant = Literal["t2v", "i2v", "flf2v", "ti2v", "vace", "camera"]
-UNSUPPORTED_VARIANTS: Mapping[str, str] = MappingProxyType({"vace": "VACE", "camera": "Fun camera-control"})
+UNSUPPORTED_VARIANTS: Mapping[str, str] = MappingProxyType({"camera": "Fun camera-control"})
 
 _IDENTITY = "head.modulation"
 _KNOWN_MODULES = frozenset(
@@ -85,7 +85,8 @@ class WanTransformerSpec:
     ``variant``: ``"t2v"``; ``"i2v"`` (an image latent is concatenated to the input; 2.1 also has an image
     cross-attention fed by CLIP vision, see ``uses_clip_vision``); ``"flf2v"`` (2.1 first-last-frame: CLIP vision
     features of two frames, with learned positions); ``"ti2v"`` (2.2 5B: 48 channels in and out, the 2.2 VAE's
-    latents); ``"vace"`` and ``"camera"`` (Fun camera control) are recognised, not built yet.
+    latents); ``"vace"`` (a ``WanVACETransformer3DModel``: control hints from ``vace_blocks`` added after
+    ``vace_layers``); ``"camera"`` (Fun camera control) is recognised, not built yet.
     """
 
     variant: Variant
@@ -196,11 +197,12 @@ def wan_transformer_from_state_dict(
         raise StateDictError(
             f"{spec.describe()}: Wan {UNSUPPORTED_VARIANTS[spec.variant]} models are not supported yet"
         )
-    from diffusers import WanTransformer3DModel
+    from diffusers import WanTransformer3DModel, WanVACETransformer3DModel
 
+    model_class = WanVACETransformer3DModel if spec.variant == "vace" else WanTransformer3DModel
     original = unprefixed(dequantize_scaled(state_dict, dtype, metadata), _prefix_of(state_dict) or "")
     converted = _convert_keys(original)  # empties ``original``: only ``converted`` holds the tensors now
-    return build_from_state_dict(WanTransformer3DModel, spec.config, converted, dtype, spec.describe(), _original_key)
+    return build_from_state_dict(model_class, spec.config, converted, dtype, spec.describe(), _original_key)
 
 
 def wan_transformer_to_original(diffusers_state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

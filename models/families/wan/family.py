@@ -65,7 +65,7 @@ WAN_TRANSFORMERS = TransformerFamily(
     detect=_detect_transformer,
     build=wan_transformer_from_state_dict,
     adapter_from_config=_adapter_from_config,
-    diffusers_classes=("WanTransformer3DModel",),
+    diffusers_classes=("WanTransformer3DModel", "WanVACETransformer3DModel"),
     lora=WAN_LORA,
 )
 WAN_VAES = VaeFamily(
@@ -88,7 +88,7 @@ UMT5_XXL = TextEncoderPart(
 )
 WAN_TEXT = TextEncoderKind(name="wan", parts=(UMT5_XXL,), encode=_encode)
 WAN_PIPELINES = PipelineLayout(
-    pipelines=("WanPipeline", "WanImageToVideoPipeline"),
+    pipelines=("WanPipeline", "WanImageToVideoPipeline", "WanVACEPipeline"),
     transformer=WAN_TRANSFORMERS,
     vae=WAN_VAES,
     text=WAN_TEXT,

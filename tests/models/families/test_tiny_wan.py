@@ -25,6 +25,7 @@ RELEASE_STEMS = [
     "wan2.1_i2v_480p_14B_fp16",
     "wan2.1_flf2v_720p_14B_fp16",
     "wan2.2_ti2v_5B_fp16",
+    "wan2.1_vace_1.3B_fp16",
     "wan2.2_t2v_high_noise_14B_fp8_scaled",
     "wan2.2_t2v_low_noise_14B_fp8_scaled",
     "wan2.2_i2v_high_noise_14B_fp8_scaled",

@@ -48,9 +48,13 @@ def output(model: torch.nn.Module, config: Mapping[str, Any], dtype: torch.dtype
         images = 2 if config["pos_embed_seq_len"] else 1  # first-last-frame: both frames' features, stacked
         tokens = config["pos_embed_seq_len"] // 2 if config["pos_embed_seq_len"] else 5
         image = torch.randn(images, tokens, config["image_dim"], generator=generator).to(dtype)
+    control = {}
+    if "vace_in_channels" in config:  # VACE: a control input the size of the latent
+        hints = torch.randn(1, config["vace_in_channels"], 2, 8, 8, generator=generator)
+        control = {"control_hidden_states": hints.to(dtype)}
     with torch.no_grad():
-        result = model(latent.to(dtype), torch.tensor([700.0]), text.to(dtype), image, return_dict=False)[0]
-    return result.float()
+        result = model(latent.to(dtype), torch.tensor([700.0]), text.to(dtype), image, **control, return_dict=False)
+    return result[0].float()
 
 
 def assert_same_model(model: torch.nn.Module, reference: torch.nn.Module) -> None:
@@ -309,17 +313,17 @@ def test_a_misshapen_tensor_is_named_with_both_shapes(models_dir: Path) -> None:
         detect_wan_transformer(state_dict)
 
 
-def test_vace_and_camera_models_are_named_but_not_built(models_dir: Path) -> None:
+def test_vace_hints_are_spread_evenly_and_camera_models_are_named_but_not_built(models_dir: Path) -> None:
     state_dict = file_of(models_dir, "wan2.1_t2v_1.3B_fp16")
     vace = dict(state_dict)
     vace[ORIGINAL_PREFIX + "vace_patch_embedding.weight"] = torch.zeros(256, 96, 1, 2, 2)
     vace[ORIGINAL_PREFIX + "vace_blocks.0.after_proj.weight"] = torch.zeros(256, 256)
     spec = detect_wan_transformer(vace)
     assert (spec.variant, spec.config["vace_in_channels"], spec.config["vace_layers"]) == ("vace", 96, [0])
-    with pytest.raises(StateDictError, match="VACE models are not supported yet"):
-        wan_transformer_from_state_dict(vace, torch.float32)
     camera = {**state_dict, ORIGINAL_PREFIX + "control_adapter.conv.weight": torch.zeros(256, 24, 2, 2)}
     assert detect_wan_transformer(camera).variant == "camera"
+    with pytest.raises(StateDictError, match="Fun camera-control models are not supported yet"):
+        wan_transformer_from_state_dict(camera, torch.float32)
     animate = {**state_dict, ORIGINAL_PREFIX + "motion_encoder.dec.direction.weight": torch.zeros(4)}
     with pytest.raises(StateDictError, match=r"modules Reelgraph does not know \(motion_encoder\)"):
         detect_wan_transformer(animate)
