@@ -42,6 +42,7 @@ BUILTIN_MODULES = (
     "nodes.control_preprocess",
     "nodes.camera",
     "nodes.tracks",
+    "nodes.wan_tracks",
 )
 
 
