@@ -21,6 +21,7 @@ import * as stepPreviews from "./step_preview.js";
 import * as subgraphs from "./subgraphs.js";
 import { autosave, loadSaved } from "./storage.js";
 import { installTooltips } from "./tooltip.js";
+import * as trackEditor from "./track_editor.js";
 import * as undo from "./undo.js";
 import * as uploads from "./upload.js";
 import * as videoPreviews from "./video_preview.js";
@@ -43,6 +44,7 @@ const FEATURES = [
   stepPreviews,
   videoPreviews,
   uploads,
+  trackEditor,
   refreshLists,
   undo,
   nodeSearch,
