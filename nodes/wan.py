@@ -1,5 +1,6 @@
 """Wan conditioning nodes: a start (and end) frame for image-to-video (``WanImageToVideo``,
-``WanFirstLastFrameToVideo``); a control video, masks and a reference image for VACE models (``WanVaceToVideo``).
+``WanFirstLastFrameToVideo``); a control video, masks and a reference image for VACE models (``WanVaceToVideo``);
+a control video and a start image for Fun control models (``WanFunControlToVideo``).
 They encode the frames with the VAE and attach ComfyUI's conditioning extras
 (``concat_latent_image``, ``concat_mask``, ``clip_vision_output``) that the Wan adapter reads.
 ``Wan22ImageToVideoLatent`` instead puts the start frame into the latent itself, with a noise mask that keeps it
@@ -218,6 +219,64 @@ class Wan22ImageToVideoLatent:
         )
 
 
+class WanFunControlToVideo:
+    """Fun control conditioning: a control video (depth, pose, edges...) and an optional start image, for Wan Fun
+    control models."""
+
+    FUNCTION = "encode"
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("CONDITIONING", "CONDITIONING", "LATENT")
+    RETURN_NAMES = ("positive", "negative", "latent")
+    DESCRIPTION = (
+        "Encodes a control video and a start image into the conditioning of a Wan Fun control model (48 input "
+        "channels): the control video's latent, then the start image's, each left at the latent space's zero where "
+        "nothing is given. Both are resized to width x height and cut to length."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": _video_inputs(),
+            "optional": {
+                "clip_vision_output": ("CLIP_VISION_OUTPUT", {}),
+                "start_image": ("IMAGE", {}),
+                "control_video": ("IMAGE", {}),
+            },
+        }
+
+    def encode(
+        self,
+        positive: Conditioning,
+        negative: Conditioning,
+        vae: VideoVAE,
+        width: int,
+        height: int,
+        length: int,
+        batch_size: int,
+        clip_vision_output: ClipVisionOutput | None = None,
+        start_image: torch.Tensor | None = None,
+        control_video: torch.Tensor | None = None,
+    ) -> tuple[list[list[Any]], list[list[Any]], dict[str, torch.Tensor]]:
+        fmt = vae.latent_format
+        check_video_size(width, height, length, fmt.spatial_ratio)
+        shape = (1, fmt.channels, fmt.latent_frames(length), height // fmt.spatial_ratio, width // fmt.spatial_ratio)
+        manager = current_context().service(MODELS_SERVICE)
+        parts = [fmt.process_out(torch.zeros(shape)), fmt.process_out(torch.zeros(shape))]  # raw latents of zero
+        for index, (frames, name) in enumerate(((control_video, "control_video"), (start_image, "start_image"))):
+            if frames is not None:
+                encoded = vae.encode(manager, fit_frames(frames, width, height, length, name))
+                parts[index][:, :, : encoded.shape[2]] = encoded[:, :, : shape[2]]
+        extras: dict[str, Any] = {"concat_latent_image": torch.cat(parts, dim=1)}
+        if clip_vision_output is not None:
+            extras["clip_vision_output"] = clip_vision_output
+        latent = torch.zeros(batch_size, *shape[1:])
+        return (
+            with_extras(positive, "positive", extras),
+            with_extras(negative, "negative", extras),
+            {"samples": latent},
+        )
+
+
 class WanVaceToVideo:
     """VACE conditioning: a control video (depth, pose, edges, or frames to keep), masks of what to generate, and a
     reference image, for Wan VACE models."""
@@ -344,10 +403,12 @@ NODE_CLASS_MAPPINGS = {
     "WanFirstLastFrameToVideo": WanFirstLastFrameToVideo,
     "Wan22ImageToVideoLatent": Wan22ImageToVideoLatent,
     "WanVaceToVideo": WanVaceToVideo,
+    "WanFunControlToVideo": WanFunControlToVideo,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "WanImageToVideo": "Wan Image To Video",
     "WanFirstLastFrameToVideo": "Wan First Last Frame To Video",
     "Wan22ImageToVideoLatent": "Wan22 Image To Video Latent",
     "WanVaceToVideo": "Wan Vace To Video",
+    "WanFunControlToVideo": "Wan Fun Control To Video",
 }

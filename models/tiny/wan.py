@@ -52,7 +52,11 @@ NOISE = 0.05
 same-shaped tensors are equal: a mapping that swapped them would change the output."""
 
 VAE_DTYPE = torch.bfloat16
-Storage = Literal["fp16", "fp8_scaled"]
+Storage = Literal["fp16", "bf16", "fp8_scaled"]
+STORAGE_DTYPES: Mapping[str, torch.dtype] = MappingProxyType(
+    {"fp16": torch.float16, "bf16": torch.bfloat16, "fp8_scaled": torch.float16}
+)
+"""The dtype a file keeps its tensors in (the fp8 layers of ``fp8_scaled`` aside)."""
 T = TypeVar("T", bound=torch.nn.Module)
 
 _TRANSFORMER_BASE: Mapping[str, Any] = {
@@ -112,6 +116,9 @@ TINY_WAN_DIFFUSION_MODELS: Mapping[str, TinyWan] = MappingProxyType(
         ),
         "wan2.2_ti2v_5B_fp16": _tiny("ti2v", "fp16", "wan2.2_vae", in_channels=48, out_channels=48),
         "wan2.1_vace_1.3B_fp16": _tiny("vace", "fp16", "wan_2.1_vae", vace_layers=[0, 1], vace_in_channels=96),
+        "wan2.1_fun_control_1.3B_bf16": _tiny(
+            "i2v", "bf16", "wan_2.1_vae", in_channels=48, **_IMAGE_CROSS_ATTENTION
+        ),  # control video latent and start image latent concatenated to the input
         "wan2.2_t2v_high_noise_14B_fp8_scaled": _tiny("t2v", "fp8_scaled", "wan_2.1_vae"),
         "wan2.2_t2v_low_noise_14B_fp8_scaled": _tiny("t2v", "fp8_scaled", "wan_2.1_vae"),
         "wan2.2_i2v_high_noise_14B_fp8_scaled": _tiny("i2v", "fp8_scaled", "wan_2.1_vae", in_channels=36),
@@ -180,7 +187,8 @@ def tiny_wan_transformer(stem: str, seed: int = 0, *, rounded: bool = True) -> W
     Args:
         stem: which model.
         seed: another seed gives other weights; the same (stem, seed) always the same.
-        rounded: hold the values the file holds (fp16, or scaled fp8 for the block linears of ``*_fp8_scaled``);
+        rounded: hold the values the file holds (fp16, bf16, or scaled fp8 for the block linears of
+            ``*_fp8_scaled``);
             False gives the float32 weights before that rounding.
     """
     from diffusers import WanTransformer3DModel, WanVACETransformer3DModel
@@ -190,7 +198,8 @@ def tiny_wan_transformer(stem: str, seed: int = 0, *, rounded: bool = True) -> W
     model = _seeded(lambda: model_class(**tiny.config), stem, seed)
     if rounded:
         state = model.state_dict()
-        model.load_state_dict(_stored_values(state, _fp8_layers(state) if tiny.storage == "fp8_scaled" else []))
+        fp8_layers = _fp8_layers(state) if tiny.storage == "fp8_scaled" else []
+        model.load_state_dict(_stored_values(state, STORAGE_DTYPES[tiny.storage], fp8_layers))
     return model
 
 
@@ -210,14 +219,14 @@ def write_tiny_wan_files(models_dir: Path, seed: int = 0) -> list[Path]:
     """Write every tiny Wan file under ``models_dir`` as the releases lay them out; returns the paths.
 
     ``diffusion_models/<stem>.safetensors``: original key names prefixed ``model.diffusion_model.``; ``*_fp16`` in
-    float16; ``*_fp8_scaled`` with the block linears in float8_e4m3fn, a ``scale_weight`` each and the
-    ``scaled_fp8`` marker, the rest in float16. ``vae/<stem>.safetensors``: original key names, bfloat16.
+    float16, ``*_bf16`` in bfloat16; ``*_fp8_scaled`` with the block linears in float8_e4m3fn, a ``scale_weight``
+    each and the ``scaled_fp8`` marker, the rest in float16. ``vae/<stem>.safetensors``: original key names, bfloat16.
     """
     models_dir = Path(models_dir)
     paths: list[Path] = []
     for stem, tiny in TINY_WAN_DIFFUSION_MODELS.items():
         original = wan_transformer_to_original(tiny_wan_transformer(stem, seed, rounded=False).state_dict())
-        stored = {key: tensor.half() for key, tensor in original.items()}
+        stored = {key: tensor.to(STORAGE_DTYPES[tiny.storage]) for key, tensor in original.items()}
         metadata: dict[str, str] = {}
         if tiny.storage == "fp8_scaled":
             layers = _fp8_layers(original)
@@ -261,9 +270,11 @@ def _fp8_layers(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
     ]
 
 
-def _stored_values(state_dict: Mapping[str, torch.Tensor], fp8_layers: list[str]) -> dict[str, torch.Tensor]:
-    """``state_dict`` (float32) holding what a file keeps of it: float16, or scaled fp8 for ``fp8_layers``."""
-    rounded = {key: tensor.half().float() for key, tensor in state_dict.items()}
+def _stored_values(
+    state_dict: Mapping[str, torch.Tensor], dtype: torch.dtype, fp8_layers: list[str]
+) -> dict[str, torch.Tensor]:
+    """``state_dict`` (float32) holding what a file keeps of it: ``dtype``, or scaled fp8 for ``fp8_layers``."""
+    rounded = {key: tensor.to(dtype).float() for key, tensor in state_dict.items()}
     if fp8_layers:
         weights = {f"{layer}.weight": state_dict[f"{layer}.weight"] for layer in fp8_layers}
         quantized, _ = quantize_scaled(weights, fp8_layers, "scale_weight")

@@ -13,7 +13,9 @@ Conditioning extras it reads (ComfyUI's names, set by ``WanImageToVideo`` and fr
   ``WanVaceToVideo``, as diffusers' ``WanVACEPipeline`` builds them).
 
 Image-to-video models get ``[x, keep mask (4 channels), image latent]`` on the channel axis, as diffusers'
-``WanImageToVideoPipeline`` builds it. The 2.2 TI2V 5B model instead keeps its start frame in the latent itself
+``WanImageToVideoPipeline`` builds it. Fun control models (48 input channels) get ``[x, control video latent, start
+image latent]`` instead, from a 32-channel ``concat_latent_image`` (``WanFunControlToVideo``), with no mask.
+The 2.2 TI2V 5B model instead keeps its start frame in the latent itself
 (``Wan22ImageToVideoLatent``'s noise mask): that region stays clean and its tokens get timestep 0, as diffusers'
 ``expand_timesteps`` does.
 """
@@ -64,11 +66,21 @@ class WanAdapter(FamilyAdapter):
         self.image_dim = config.get("image_dim")
         self.patch_size = tuple(config["patch_size"])
         self.hidden_size = int(config["num_attention_heads"]) * int(config["attention_head_dim"])
-        if self.concat_channels not in (0, MASK_CHANNELS + self.latent_format.channels):
+        if self.concat_channels not in (0, MASK_CHANNELS + self.latent_format.channels, self.control_channels):
             raise LatentShapeError(
                 f"{spec.describe()}: {self.in_channels} input channels do not match the {self.latent_format.name} "
                 f"latent ({self.latent_format.channels}) with or without an image-conditioning latent"
             )
+
+    @property
+    def control_channels(self) -> int:
+        """The concatenated channels of Fun control models: a control video latent and a start image latent."""
+        return 2 * self.latent_format.channels
+
+    @property
+    def fun_control(self) -> bool:
+        """Whether the network takes ``[control video latent, start image latent]`` (Wan Fun control models)."""
+        return self.concat_channels == self.control_channels
 
     @property
     def per_token_timesteps(self) -> bool:
@@ -98,7 +110,14 @@ class WanAdapter(FamilyAdapter):
             embeds, samples, text_dim, self.describe(), "was it encoded by another family's text encoder?"
         )
         image = extras.get("concat_latent_image")
-        if image is not None:
+        if image is not None and self.fun_control:
+            if image.dim() != 5 or image.shape[1] != self.control_channels or image.shape[2:] != samples.shape[2:]:
+                raise LatentShapeError(
+                    f"{self.describe()} is a Fun control model: its concat_latent_image must be "
+                    f"[batch, {self.control_channels}, {_size(samples)}] (control video and start image latents, "
+                    f"from WanFunControlToVideo), got {tuple(image.shape)}"
+                )
+        elif image is not None:
             self.latent_format.check(image, "concat_latent_image")
             if image.shape[2:] != samples.shape[2:]:
                 raise LatentShapeError(
@@ -118,7 +137,8 @@ class WanAdapter(FamilyAdapter):
                 f"{vision.penultimate_hidden_states.shape[-2]}: connect CLIPVisionEncode of both the start and the "
                 "end image to WanFirstLastFrameToVideo"
             )
-        self._concat_mask(extras, samples)  # checks the mask's shape
+        if not self.fun_control:
+            self._concat_mask(extras, samples)  # checks the mask's shape
         if self.vace:
             self._check_vace(extras, samples)
 
@@ -146,7 +166,9 @@ class WanAdapter(FamilyAdapter):
         if denoise_mask is not None and self.per_token_timesteps:
             timestep = self._token_timesteps(timestep, denoise_mask)
         hidden = x
-        if self.needs_image:
+        if self.fun_control:
+            hidden = torch.cat([x, self._control_condition(extras, x)], dim=1)
+        elif self.needs_image:
             hidden = torch.cat([x, self._image_condition(extras, x)], dim=1)
         image_embeds = None
         if self.image_dim is not None:
@@ -206,6 +228,18 @@ class WanAdapter(FamilyAdapter):
             latent = self.latent_format.process_in(image.to(x.device, torch.float32))
         keep = 1.0 - self._concat_mask(extras, x).to(x.device, torch.float32)
         return torch.cat([batched(keep, x), batched(latent, x)], dim=1)
+
+    def _control_condition(self, extras: Mapping[str, Any], x: torch.Tensor) -> torch.Tensor:
+        """Fun control: the control video and start image latents, each normalised; zeros (the latent space's zero)
+        for what is not given."""
+        image = extras.get("concat_latent_image")
+        batch, _, frames, height, width = x.shape
+        if image is None:
+            return torch.zeros(batch, self.control_channels, frames, height, width, device=x.device)
+        channels = self.latent_format.channels
+        raw = image.to(x.device, torch.float32)
+        parts = [self.latent_format.process_in(raw[:, start : start + channels]) for start in (0, channels)]
+        return batched(torch.cat(parts, dim=1), x)
 
     def _concat_mask(self, extras: Mapping[str, Any], x: torch.Tensor) -> torch.Tensor:
         """The generate mask as ``[1|B, 4, T, h, w]`` (1 = generate), from ComfyUI's latent- or frame-rate mask."""

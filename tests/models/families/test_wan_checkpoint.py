@@ -84,9 +84,10 @@ def test_each_tiny_file_loads_as_the_model_it_stands_for(models_dir: Path, stem:
     result = output(loaded, tiny.config)
     # The file's values (fp16, or the fp8-restored ones) are what tiny_wan_transformer holds.
     assert (result - output(tiny_wan_transformer(stem), tiny.config)).abs().max() < 1e-5
-    # ... which is the float32 original rounded: fp16 barely moves the output, fp8 within its ~2^-4 step.
+    # ... which is the float32 original rounded: fp16 barely moves the output, bf16 (8 bits of mantissa) a little
+    # more, fp8 within its ~2^-4 step.
     error = relative_error(result, output(tiny_wan_transformer(stem, rounded=False), tiny.config))
-    assert 0 < error < (0.1 if stem in FP8_STEMS else 2e-3)
+    assert 0 < error < (0.1 if stem in FP8_STEMS else 2e-2 if tiny.storage == "bf16" else 2e-3)
 
 
 @pytest.mark.parametrize("stem", STEMS)
