@@ -3,8 +3,9 @@
 The conditioning is ``WanImageToVideo``'s (the start image encoded into ``concat_latent_image`` with gray frames after
 it, ``concat_mask`` keeping the first frame), then motion is written into the image latent: each track carries the
 start image's latent feature at its first point, and in every later latent frame that feature is blended in around
-the track's point at that frame with ``splat_tracks``' Gaussian weights. The model then sees the start image's content
-moved along the tracks and generates a video that follows them.
+the track's point at that frame with ``splat_tracks``' Gaussian weights, and the keep mask of those frames becomes the
+tracks' total weight there (ATI's mask: splatted features count as known in proportion to their weight). The model
+then sees the start image's content moved along the tracks and generates a video that follows them.
 
 Time: tracks give one point per video frame. Tracks of another length than ``length`` are first stretched over the
 video's frames (``resample_tracks``: linear interpolation, first and last points kept), then latent frame ``k`` takes
@@ -70,8 +71,11 @@ def start_features(first_frame: torch.Tensor, tracks: Tracks) -> torch.Tensor:
     return sampled[:, :, 0]
 
 
-def splat_start_features(image_latent: torch.Tensor, tracks: Tracks, temperature: float, topk: int) -> torch.Tensor:
-    """``image_latent`` ``[B, C, T, h, w]`` with each track's start feature blended into every later frame.
+def splat_start_features(
+    image_latent: torch.Tensor, tracks: Tracks, temperature: float, topk: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``image_latent`` ``[B, C, T, h, w]`` with each track's start feature blended into every later frame, and how
+    much of each later frame's pixel is the tracks' (``[T - 1, h, w]``, 0..1).
 
     ``tracks`` are at the latent frames (``tracks_at_latent_frames``); ``temperature`` and ``topk`` are
     ``splat_tracks``'. With ``w_n`` track n's weight at a pixel, ``latent = (1 - sum w_n) * latent + sum w_n *
@@ -82,10 +86,10 @@ def splat_start_features(image_latent: torch.Tensor, tracks: Tracks, temperature
     weights = splat_tracks(tracks, height, width, tracks.frames, temperature, topk)[1:]  # [T - 1, N, h, w]
     features = start_features(image_latent[:, :, 0], tracks)
     splatted = torch.einsum("tnhw,bcn->bcthw", weights, features)
-    keep = (1.0 - weights.sum(dim=1)).clamp(min=0.0)
+    covered = weights.sum(dim=1).clamp(0.0, 1.0)
     moved = image_latent.clone()
-    moved[:, :, 1:] = image_latent[:, :, 1:] * keep + splatted
-    return moved
+    moved[:, :, 1:] = image_latent[:, :, 1:] * (1.0 - covered) + splatted
+    return moved, covered
 
 
 @contextmanager
@@ -207,8 +211,12 @@ class WanTrackToVideo:
         image_latent = positive[0][1]["concat_latent_image"]
         at_latent_frames = tracks_at_latent_frames(trajectories, length, fmt.temporal_ratio)
         grid_temperature = splat_temperature(temperature, *image_latent.shape[3:])
-        moved = {"concat_latent_image": splat_start_features(image_latent, at_latent_frames, grid_temperature, topk)}
-        return with_extras(positive, "positive", moved), with_extras(negative, "negative", moved), latent
+        moved, covered = splat_start_features(image_latent, at_latent_frames, grid_temperature, topk)
+        # ATI marks the splatted features as known: the keep mask is the tracks' weight in later frames
+        generate = torch.zeros(1, 1, *image_latent.shape[2:])
+        generate[:, :, 1:] = 1.0 - covered
+        extras = {"concat_latent_image": moved, "concat_mask": generate}
+        return with_extras(positive, "positive", extras), with_extras(negative, "negative", extras), latent
 
     def _check_splat(self, temperature: float, topk: int) -> None:
         name = type(self).__name__

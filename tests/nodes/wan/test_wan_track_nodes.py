@@ -139,8 +139,12 @@ def test_a_stationary_track_repeats_its_start_feature(
     base = _image_latent(plain[0])
     moved = _image_latent(positive)
     assert torch.equal(moved, _image_latent(negative))
-    assert torch.equal(positive[0][1]["concat_mask"], plain[0][0][1]["concat_mask"])
     assert torch.equal(latent["samples"], plain[2]["samples"])
+    generate = positive[0][1]["concat_mask"]  # ATI's mask: the splatted feature counts as known
+    assert generate.shape == (1, 1, 3, 8, 8) and torch.equal(generate[:, :, 0], torch.zeros(1, 1, 8, 8))
+    assert float(generate[0, 0, 1, ROW, 2]) < 1e-5  # on the track: known
+    far = _far_from(ROW, 2, 2)
+    assert torch.equal(generate[0, 0, 1][far], torch.ones_like(generate[0, 0, 1][far]))  # far from it: generated
     feature = base[0, :, 0, ROW, 2]
     assert torch.equal(moved[:, :, 0], base[:, :, 0])  # the start frame itself is kept
     far = _far_from(ROW, 2, 2)
