@@ -43,6 +43,7 @@ BUILTIN_MODULES = (
     "nodes.camera",
     "nodes.tracks",
     "nodes.wan_tracks",
+    "nodes.wan_camera",
 )
 
 
