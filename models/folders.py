@@ -26,6 +26,7 @@ FOLDER_KEYS = (
     "upscale_models",
     "latent_upscale_models",
     "frame_interpolation",
+    "depth_estimation",
     "diffusers",
     "embeddings",
     "tokenizers",

@@ -44,6 +44,7 @@ BUILTIN_MODULES = (
     "nodes.tracks",
     "nodes.wan_tracks",
     "nodes.wan_camera",
+    "nodes.depth",
 )
 
 
