@@ -52,11 +52,12 @@ NOISE = 0.05
 same-shaped tensors are equal: a mapping that swapped them would change the output."""
 
 VAE_DTYPE = torch.bfloat16
-Storage = Literal["fp16", "bf16", "fp8_scaled"]
+Storage = Literal["fp16", "bf16", "fp8_scaled", "fp8_e4m3fn"]
 STORAGE_DTYPES: Mapping[str, torch.dtype] = MappingProxyType(
-    {"fp16": torch.float16, "bf16": torch.bfloat16, "fp8_scaled": torch.float16}
+    {"fp16": torch.float16, "bf16": torch.bfloat16, "fp8_scaled": torch.float16, "fp8_e4m3fn": torch.float16}
 )
-"""The dtype a file keeps its tensors in (the fp8 layers of ``fp8_scaled`` aside)."""
+"""The dtype a file keeps its tensors in (the fp8 layers of ``fp8_scaled`` and ``fp8_e4m3fn`` aside)."""
+FP8 = torch.float8_e4m3fn
 T = TypeVar("T", bound=torch.nn.Module)
 
 _TRANSFORMER_BASE: Mapping[str, Any] = {
@@ -119,6 +120,10 @@ TINY_WAN_DIFFUSION_MODELS: Mapping[str, TinyWan] = MappingProxyType(
         "wan2.1_fun_control_1.3B_bf16": _tiny(
             "i2v", "bf16", "wan_2.1_vae", in_channels=48, **_IMAGE_CROSS_ATTENTION
         ),  # control video latent and start image latent concatenated to the input
+        # ATI (trajectory control) is a fine-tuned 2.1 I2V 14B, shared as Kijai's plain fp8 file (no scales)
+        "Wan2_1-I2V-ATI-14B_fp8_e4m3fn": _tiny(
+            "i2v", "fp8_e4m3fn", "wan_2.1_vae", in_channels=36, **_IMAGE_CROSS_ATTENTION
+        ),
         "wan2.2_t2v_high_noise_14B_fp8_scaled": _tiny("t2v", "fp8_scaled", "wan_2.1_vae"),
         "wan2.2_t2v_low_noise_14B_fp8_scaled": _tiny("t2v", "fp8_scaled", "wan_2.1_vae"),
         "wan2.2_i2v_high_noise_14B_fp8_scaled": _tiny("i2v", "fp8_scaled", "wan_2.1_vae", in_channels=36),
@@ -198,8 +203,10 @@ def tiny_wan_transformer(stem: str, seed: int = 0, *, rounded: bool = True) -> W
     model = _seeded(lambda: model_class(**tiny.config), stem, seed)
     if rounded:
         state = model.state_dict()
-        fp8_layers = _fp8_layers(state) if tiny.storage == "fp8_scaled" else []
-        model.load_state_dict(_stored_values(state, STORAGE_DTYPES[tiny.storage], fp8_layers))
+        fp8_layers = _fp8_layers(state) if tiny.storage.startswith("fp8") else []
+        model.load_state_dict(
+            _stored_values(state, STORAGE_DTYPES[tiny.storage], fp8_layers, scaled=tiny.storage == "fp8_scaled")
+        )
     return model
 
 
@@ -220,7 +227,8 @@ def write_tiny_wan_files(models_dir: Path, seed: int = 0) -> list[Path]:
 
     ``diffusion_models/<stem>.safetensors``: original key names prefixed ``model.diffusion_model.``; ``*_fp16`` in
     float16, ``*_bf16`` in bfloat16; ``*_fp8_scaled`` with the block linears in float8_e4m3fn, a ``scale_weight``
-    each and the ``scaled_fp8`` marker, the rest in float16. ``vae/<stem>.safetensors``: original key names, bfloat16.
+    each and the ``scaled_fp8`` marker, the rest in float16; ``*_fp8_e4m3fn`` with the block linears plainly cast to
+    float8_e4m3fn, the rest in float16. ``vae/<stem>.safetensors``: original key names, bfloat16.
     """
     models_dir = Path(models_dir)
     paths: list[Path] = []
@@ -232,6 +240,8 @@ def write_tiny_wan_files(models_dir: Path, seed: int = 0) -> list[Path]:
             layers = _fp8_layers(original)
             stored.update({f"{layer}.weight": original[f"{layer}.weight"] for layer in layers})
             stored, metadata = quantize_scaled(stored, layers, "scale_weight")
+        elif tiny.storage == "fp8_e4m3fn":
+            stored.update({f"{layer}.weight": original[f"{layer}.weight"].to(FP8) for layer in _fp8_layers(original)})
         path = models_dir / DIFFUSION_MODELS_FOLDER / f"{stem}.safetensors"
         paths.append(_save({ORIGINAL_PREFIX + key: tensor for key, tensor in stored.items()}, path, metadata))
     for stem in TINY_WAN_VAES:
@@ -271,14 +281,17 @@ def _fp8_layers(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
 
 
 def _stored_values(
-    state_dict: Mapping[str, torch.Tensor], dtype: torch.dtype, fp8_layers: list[str]
+    state_dict: Mapping[str, torch.Tensor], dtype: torch.dtype, fp8_layers: list[str], scaled: bool
 ) -> dict[str, torch.Tensor]:
-    """``state_dict`` (float32) holding what a file keeps of it: ``dtype``, or scaled fp8 for ``fp8_layers``."""
+    """``state_dict`` (float32) holding what a file keeps of it: ``dtype``, or fp8 (``scaled`` or plain) for
+    ``fp8_layers``."""
     rounded = {key: tensor.to(dtype).float() for key, tensor in state_dict.items()}
-    if fp8_layers:
-        weights = {f"{layer}.weight": state_dict[f"{layer}.weight"] for layer in fp8_layers}
+    weights = {f"{layer}.weight": state_dict[f"{layer}.weight"] for layer in fp8_layers}
+    if scaled and weights:
         quantized, _ = quantize_scaled(weights, fp8_layers, "scale_weight")
         rounded.update(dequantize_scaled(quantized, torch.float32))
+    else:
+        rounded.update({key: tensor.to(FP8).float() for key, tensor in weights.items()})
     return rounded
 
 

@@ -27,6 +27,7 @@ RELEASE_STEMS = [
     "wan2.2_ti2v_5B_fp16",
     "wan2.1_vace_1.3B_fp16",
     "wan2.1_fun_control_1.3B_bf16",
+    "Wan2_1-I2V-ATI-14B_fp8_e4m3fn",
     "wan2.2_t2v_high_noise_14B_fp8_scaled",
     "wan2.2_t2v_low_noise_14B_fp8_scaled",
     "wan2.2_i2v_high_noise_14B_fp8_scaled",
@@ -58,6 +59,9 @@ def test_diffusion_model_files_hold_the_stand_in_weights(written: tuple[Path, li
         assert {tensor.dtype for tensor in state_dict.values()} == {torch.float16}
     elif stem.endswith("_bf16"):
         assert {tensor.dtype for tensor in state_dict.values()} == {torch.bfloat16}
+    elif stem.endswith("_fp8_e4m3fn"):  # plain fp8 block linears, no scales
+        assert state_dict[ORIGINAL_PREFIX + "blocks.1.cross_attn.o.weight"].dtype == torch.float8_e4m3fn
+        assert not any(key.endswith("scale_weight") for key in state_dict)
     else:
         assert ORIGINAL_PREFIX + MARKER in state_dict
         assert state_dict[ORIGINAL_PREFIX + "blocks.1.cross_attn.o.weight"].dtype == torch.float8_e4m3fn
