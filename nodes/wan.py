@@ -26,7 +26,8 @@ CATEGORY = "conditioning/video_models"
 GRAY = 0.5  # frames to generate are encoded as mid-gray, as the Wan pipelines do (zero in -1..1)
 
 
-def _video_inputs(length_default: int = 81) -> dict[str, Any]:
+def video_inputs(length_default: int = 81) -> dict[str, Any]:
+    """The inputs Wan conditioning nodes share, in ComfyUI's order: the prompts, the VAE and the video's size."""
     return {
         "positive": ("CONDITIONING", {}),
         "negative": ("CONDITIONING", {}),
@@ -50,7 +51,7 @@ class WanImageToVideo:
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
         return {
-            "required": _video_inputs(),
+            "required": video_inputs(),
             "optional": {"clip_vision_output": ("CLIP_VISION_OUTPUT", {}), "start_image": ("IMAGE", {})},
         }
 
@@ -101,7 +102,7 @@ class WanFirstLastFrameToVideo:
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
         return {
-            "required": _video_inputs(),
+            "required": video_inputs(),
             "optional": {
                 "clip_vision_start_image": ("CLIP_VISION_OUTPUT", {}),
                 "clip_vision_end_image": ("CLIP_VISION_OUTPUT", {}),
@@ -219,6 +220,22 @@ class Wan22ImageToVideoLatent:
         )
 
 
+def encoded_over_zero(
+    vae: VideoVAE, frames: torch.Tensor | None, width: int, height: int, length: int, name: str
+) -> torch.Tensor:
+    """The raw latent ``[1, C, T, h, w]`` of a ``length``-frame video: ``frames`` (input ``name``, fitted to the
+    size, at most ``length``) encoded into its first latent frames, the latent space's zero after them (and
+    everywhere without ``frames``), as ComfyUI's Fun nodes build it."""
+    fmt = vae.latent_format
+    shape = (1, fmt.channels, fmt.latent_frames(length), height // fmt.spatial_ratio, width // fmt.spatial_ratio)
+    latent = fmt.process_out(torch.zeros(shape))  # the latent space's zero, as raw values
+    if frames is not None:
+        manager = current_context().service(MODELS_SERVICE)
+        encoded = vae.encode(manager, fit_frames(frames, width, height, length, name))
+        latent[:, :, : encoded.shape[2]] = encoded[:, :, : shape[2]]
+    return latent
+
+
 class WanFunControlToVideo:
     """Fun control conditioning: a control video (depth, pose, edges...) and an optional start image, for Wan Fun
     control models."""
@@ -236,7 +253,7 @@ class WanFunControlToVideo:
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
         return {
-            "required": _video_inputs(),
+            "required": video_inputs(),
             "optional": {
                 "clip_vision_output": ("CLIP_VISION_OUTPUT", {}),
                 "start_image": ("IMAGE", {}),
@@ -257,19 +274,15 @@ class WanFunControlToVideo:
         start_image: torch.Tensor | None = None,
         control_video: torch.Tensor | None = None,
     ) -> tuple[list[list[Any]], list[list[Any]], dict[str, torch.Tensor]]:
-        fmt = vae.latent_format
-        check_video_size(width, height, length, fmt.spatial_ratio)
-        shape = (1, fmt.channels, fmt.latent_frames(length), height // fmt.spatial_ratio, width // fmt.spatial_ratio)
-        manager = current_context().service(MODELS_SERVICE)
-        parts = [fmt.process_out(torch.zeros(shape)), fmt.process_out(torch.zeros(shape))]  # raw latents of zero
-        for index, (frames, name) in enumerate(((control_video, "control_video"), (start_image, "start_image"))):
-            if frames is not None:
-                encoded = vae.encode(manager, fit_frames(frames, width, height, length, name))
-                parts[index][:, :, : encoded.shape[2]] = encoded[:, :, : shape[2]]
+        check_video_size(width, height, length, vae.latent_format.spatial_ratio)
+        parts = [
+            encoded_over_zero(vae, frames, width, height, length, name)
+            for frames, name in ((control_video, "control_video"), (start_image, "start_image"))
+        ]
         extras: dict[str, Any] = {"concat_latent_image": torch.cat(parts, dim=1)}
         if clip_vision_output is not None:
             extras["clip_vision_output"] = clip_vision_output
-        latent = torch.zeros(batch_size, *shape[1:])
+        latent = torch.zeros(batch_size, *parts[0].shape[1:])
         return (
             with_extras(positive, "positive", extras),
             with_extras(negative, "negative", extras),
@@ -296,7 +309,7 @@ class WanVaceToVideo:
     def INPUT_TYPES(cls) -> dict[str, Any]:
         return {
             "required": {
-                **_video_inputs(),
+                **video_inputs(),
                 "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1000.0, "step": 0.01}),
             },
             "optional": {

@@ -12,18 +12,15 @@ from typing import Any
 
 import torch
 
-from graph.context import current_context
 from models.clip_vision import ClipVisionOutput
 from models.control.camera import CameraPath
 from models.control.plucker import plucker_embedding
 from models.control.wan_camera import WAN_CAMERA_MOVES, pack_camera_embedding, wan_fun_camera_path
 from models.guidance import Conditioning, with_extras
-from models.memory import MODELS_SERVICE
 from models.video_vae import VideoVAE
 from nodes.camera import CAMERA_PATH
-from nodes.image import fit_frames
 from nodes.latent import MAX_SIZE, check_video_size
-from nodes.wan import CATEGORY
+from nodes.wan import CATEGORY, encoded_over_zero, video_inputs
 
 WAN_CAMERA_EMBEDDING = "WAN_CAMERA_EMBEDDING"
 
@@ -128,14 +125,7 @@ class WanCameraImageToVideo:
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
         return {
-            "required": {
-                "positive": ("CONDITIONING", {}),
-                "negative": ("CONDITIONING", {}),
-                "vae": ("VAE", {}),
-                **_size_inputs(),
-                "length": ("INT", {"default": 81, "min": 1, "max": MAX_SIZE, "step": 4}),
-                "batch_size": ("INT", {"default": 1, "min": 1, "max": 4096}),
-            },
+            "required": video_inputs(),
             "optional": {
                 "clip_vision_output": ("CLIP_VISION_OUTPUT", {}),
                 "start_image": ("IMAGE", {}),
@@ -156,19 +146,13 @@ class WanCameraImageToVideo:
         start_image: torch.Tensor | None = None,
         camera_conditions: torch.Tensor | None = None,
     ) -> tuple[list[list[Any]], list[list[Any]], dict[str, torch.Tensor]]:
-        fmt = vae.latent_format
-        check_video_size(width, height, length, fmt.spatial_ratio)
-        shape = (1, fmt.channels, fmt.latent_frames(length), height // fmt.spatial_ratio, width // fmt.spatial_ratio)
+        check_video_size(width, height, length, vae.latent_format.spatial_ratio)
         extras: dict[str, Any] = {}
         if start_image is not None:
-            image = fmt.process_out(torch.zeros(shape))  # the latent space's zero, as raw values
-            encoded = vae.encode(
-                current_context().service(MODELS_SERVICE), fit_frames(start_image, width, height, length, "start_image")
-            )
-            image[:, :, : encoded.shape[2]] = encoded[:, :, : shape[2]]
-            extras["concat_latent_image"] = image
+            extras["concat_latent_image"] = encoded_over_zero(vae, start_image, width, height, length, "start_image")
+        latent_frames = vae.latent_format.latent_frames(length)
         if camera_conditions is not None:
-            expected = (24, shape[2], height, width)
+            expected = (24, latent_frames, height, width)
             if camera_conditions.dim() != 5 or tuple(camera_conditions.shape[1:]) != expected:
                 raise ValueError(
                     f"WanCameraImageToVideo: camera_conditions is {tuple(camera_conditions.shape)}; for this width, "
@@ -178,7 +162,10 @@ class WanCameraImageToVideo:
             extras["camera_conditions"] = camera_conditions
         if clip_vision_output is not None:
             extras["clip_vision_output"] = clip_vision_output
-        latent = torch.zeros(batch_size, *shape[1:])
+        fmt = vae.latent_format
+        latent = torch.zeros(
+            batch_size, fmt.channels, latent_frames, height // fmt.spatial_ratio, width // fmt.spatial_ratio
+        )
         return (
             with_extras(positive, "positive", extras),
             with_extras(negative, "negative", extras),
