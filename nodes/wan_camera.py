@@ -1,9 +1,7 @@
 """Wan Fun camera-control conditioning with ComfyUI's names: ``WanCameraEmbedding`` (a preset camera move as packed
 Plücker embeddings), ``CameraPathToWanEmbedding`` (any ``CAMERA_PATH``, e.g. a RealEstate10K file or a composed
-move, packed the same way) and ``WanCameraImageToVideo`` (a start image and the embedding as conditioning).
-
-The Fun camera-control diffusion models themselves (their ``control_adapter``) do not load yet: the conditioning is
-ready for them, and shared workflows that use these nodes validate and run up to the model loader.
+move, packed the same way) and ``WanCameraImageToVideo`` (a start image and the embedding as conditioning), for Wan
+Fun camera-control models (``models.families.wan.camera``).
 """
 
 from __future__ import annotations

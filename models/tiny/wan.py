@@ -120,6 +120,15 @@ TINY_WAN_DIFFUSION_MODELS: Mapping[str, TinyWan] = MappingProxyType(
         "wan2.1_fun_control_1.3B_bf16": _tiny(
             "i2v", "bf16", "wan_2.1_vae", in_channels=48, **_IMAGE_CROSS_ATTENTION
         ),  # control video latent and start image latent concatenated to the input
+        "wan2.1_fun_camera_v1.1_1.3B_bf16": _tiny(
+            "camera",
+            "bf16",
+            "wan_2.1_vae",
+            in_channels=32,
+            control_in_channels=24,
+            residual_blocks=1,
+            **_IMAGE_CROSS_ATTENTION,
+        ),  # the start image latent concatenated, camera rays added to the patch embeddings
         # ATI (trajectory control) is a fine-tuned 2.1 I2V 14B, shared as Kijai's plain fp8 file (no scales)
         "Wan2_1-I2V-ATI-14B_fp8_e4m3fn": _tiny(
             "i2v", "fp8_e4m3fn", "wan_2.1_vae", in_channels=36, **_IMAGE_CROSS_ATTENTION
@@ -187,7 +196,8 @@ TINY_WAN_VAES: Mapping[str, TinyWanVae] = MappingProxyType(
 
 def tiny_wan_transformer(stem: str, seed: int = 0, *, rounded: bool = True) -> WanTransformer3DModel:
     """The tiny diffusion model ``stem`` (a key of ``TINY_WAN_DIFFUSION_MODELS``) in float32, eval mode (a
-    ``WanVACETransformer3DModel`` for VACE, with a hint after each of its two layers).
+    ``WanVACETransformer3DModel`` for VACE, with a hint after each of its two layers; a
+    ``WanCameraTransformer3DModel`` for Fun camera control).
 
     Args:
         stem: which model.
@@ -198,8 +208,11 @@ def tiny_wan_transformer(stem: str, seed: int = 0, *, rounded: bool = True) -> W
     """
     from diffusers import WanTransformer3DModel, WanVACETransformer3DModel
 
+    from models.families.wan.camera import WanCameraTransformer3DModel
+
     tiny = _lookup(TINY_WAN_DIFFUSION_MODELS, stem)
-    model_class = WanVACETransformer3DModel if tiny.variant == "vace" else WanTransformer3DModel
+    classes = {"vace": WanVACETransformer3DModel, "camera": WanCameraTransformer3DModel}
+    model_class = classes.get(tiny.variant, WanTransformer3DModel)
     model = _seeded(lambda: model_class(**tiny.config), stem, seed)
     if rounded:
         state = model.state_dict()

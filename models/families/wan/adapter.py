@@ -14,7 +14,9 @@ Conditioning extras it reads (ComfyUI's names, set by ``WanImageToVideo`` and fr
 
 Image-to-video models get ``[x, keep mask (4 channels), image latent]`` on the channel axis, as diffusers'
 ``WanImageToVideoPipeline`` builds it. Fun control models (48 input channels) get ``[x, control video latent, start
-image latent]`` instead, from a 32-channel ``concat_latent_image`` (``WanFunControlToVideo``), with no mask.
+image latent]`` instead, from a 32-channel ``concat_latent_image`` (``WanFunControlToVideo``), with no mask; Fun
+camera models (32) get ``[x, start image latent]`` and ``camera_conditions`` (``WanCameraImageToVideo``) as the
+network's ``camera_embedding``.
 The 2.2 TI2V 5B model instead keeps its start frame in the latent itself
 (``Wan22ImageToVideoLatent``'s noise mask): that region stays clean and its tokens get timestep 0, as diffusers'
 ``expand_timesteps`` does.
@@ -37,6 +39,7 @@ from models.families.base import (
     batched,
     check_text_embeddings,
 )
+from models.families.wan.camera import CAMERA_CHANNELS
 from models.families.wan.checkpoint import WanTransformerSpec
 from models.families.wan.latents import latent_format_for_channels
 from models.memory_types import WorkEstimate
@@ -66,7 +69,8 @@ class WanAdapter(FamilyAdapter):
         self.image_dim = config.get("image_dim")
         self.patch_size = tuple(config["patch_size"])
         self.hidden_size = int(config["num_attention_heads"]) * int(config["attention_head_dim"])
-        if self.concat_channels not in (0, MASK_CHANNELS + self.latent_format.channels, self.control_channels):
+        allowed = (0, MASK_CHANNELS + self.latent_format.channels, self.latent_format.channels, self.control_channels)
+        if self.concat_channels not in allowed:
             raise LatentShapeError(
                 f"{spec.describe()}: {self.in_channels} input channels do not match the {self.latent_format.name} "
                 f"latent ({self.latent_format.channels}) with or without an image-conditioning latent"
@@ -81,6 +85,17 @@ class WanAdapter(FamilyAdapter):
     def fun_control(self) -> bool:
         """Whether the network takes ``[control video latent, start image latent]`` (Wan Fun control models)."""
         return self.concat_channels == self.control_channels
+
+    @property
+    def latent_concat(self) -> bool:
+        """Whether the concatenated input is whole latents without a mask: Fun control (two) or Fun camera (the
+        start image's)."""
+        return self.concat_channels in (self.latent_format.channels, self.control_channels)
+
+    @property
+    def camera(self) -> bool:
+        """Whether the network takes a camera embedding (Wan Fun camera-control models)."""
+        return self.spec.variant == "camera"
 
     @property
     def per_token_timesteps(self) -> bool:
@@ -110,12 +125,13 @@ class WanAdapter(FamilyAdapter):
             embeds, samples, text_dim, self.describe(), "was it encoded by another family's text encoder?"
         )
         image = extras.get("concat_latent_image")
-        if image is not None and self.fun_control:
-            if image.dim() != 5 or image.shape[1] != self.control_channels or image.shape[2:] != samples.shape[2:]:
+        if image is not None and self.latent_concat:
+            if image.dim() != 5 or image.shape[1] != self.concat_channels or image.shape[2:] != samples.shape[2:]:
+                source = "WanCameraImageToVideo" if self.camera else "WanFunControlToVideo"
+                kind = "Fun camera" if self.camera else "Fun control"
                 raise LatentShapeError(
-                    f"{self.describe()} is a Fun control model: its concat_latent_image must be "
-                    f"[batch, {self.control_channels}, {_size(samples)}] (control video and start image latents, "
-                    f"from WanFunControlToVideo), got {tuple(image.shape)}"
+                    f"{self.describe()} is a {kind} model: its concat_latent_image must be "
+                    f"[batch, {self.concat_channels}, {_size(samples)}] (from {source}), got {tuple(image.shape)}"
                 )
         elif image is not None:
             self.latent_format.check(image, "concat_latent_image")
@@ -137,8 +153,20 @@ class WanAdapter(FamilyAdapter):
                 f"{vision.penultimate_hidden_states.shape[-2]}: connect CLIPVisionEncode of both the start and the "
                 "end image to WanFirstLastFrameToVideo"
             )
-        if not self.fun_control:
+        if not self.latent_concat:
             self._concat_mask(extras, samples)  # checks the mask's shape
+        camera = extras.get("camera_conditions")
+        if self.camera and camera is not None:
+            expected = (
+                CAMERA_CHANNELS,
+                samples.shape[2],
+                *(side * self.latent_format.spatial_ratio for side in samples.shape[3:]),
+            )
+            if camera.dim() != 5 or tuple(camera.shape[1:]) != expected:
+                raise LatentShapeError(
+                    f"camera_conditions is {tuple(camera.shape)}; for the latent being sampled it must be "
+                    f"[batch, {', '.join(map(str, expected))}]: give WanCameraEmbedding the latent's size and length"
+                )
         if self.vace:
             self._check_vace(extras, samples)
 
@@ -166,8 +194,8 @@ class WanAdapter(FamilyAdapter):
         if denoise_mask is not None and self.per_token_timesteps:
             timestep = self._token_timesteps(timestep, denoise_mask)
         hidden = x
-        if self.fun_control:
-            hidden = torch.cat([x, self._control_condition(extras, x)], dim=1)
+        if self.latent_concat:
+            hidden = torch.cat([x, self._latent_condition(extras, x)], dim=1)
         elif self.needs_image:
             hidden = torch.cat([x, self._image_condition(extras, x)], dim=1)
         image_embeds = None
@@ -182,6 +210,9 @@ class WanAdapter(FamilyAdapter):
             "encoder_hidden_states_image": image_embeds,
         }
         shared: dict[str, Any] = {}
+        if self.camera:
+            camera = extras.get("camera_conditions")
+            per_sample["camera_embedding"] = None if camera is None else batched(camera, x).to(x.device, dtype)
         if self.vace:
             per_sample["control_hidden_states"] = batched(extras["vace_control"], x).to(x.device, dtype)
             hints = len(self.spec.config["vace_layers"])
@@ -229,16 +260,17 @@ class WanAdapter(FamilyAdapter):
         keep = 1.0 - self._concat_mask(extras, x).to(x.device, torch.float32)
         return torch.cat([batched(keep, x), batched(latent, x)], dim=1)
 
-    def _control_condition(self, extras: Mapping[str, Any], x: torch.Tensor) -> torch.Tensor:
-        """Fun control: the control video and start image latents, each normalised; zeros (the latent space's zero)
-        for what is not given."""
+    def _latent_condition(self, extras: Mapping[str, Any], x: torch.Tensor) -> torch.Tensor:
+        """Fun control (control video and start image latents) or Fun camera (the start image latent), each latent
+        normalised; zeros (the latent space's zero) for what is not given."""
         image = extras.get("concat_latent_image")
         batch, _, frames, height, width = x.shape
         if image is None:
-            return torch.zeros(batch, self.control_channels, frames, height, width, device=x.device)
+            return torch.zeros(batch, self.concat_channels, frames, height, width, device=x.device)
         channels = self.latent_format.channels
         raw = image.to(x.device, torch.float32)
-        parts = [self.latent_format.process_in(raw[:, start : start + channels]) for start in (0, channels)]
+        starts = range(0, self.concat_channels, channels)
+        parts = [self.latent_format.process_in(raw[:, start : start + channels]) for start in starts]
         return batched(torch.cat(parts, dim=1), x)
 
     def _concat_mask(self, extras: Mapping[str, Any], x: torch.Tensor) -> torch.Tensor:

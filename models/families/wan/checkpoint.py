@@ -53,9 +53,11 @@ EPS = 1e-6
 ROPE_MAX_SEQ_LEN = 1024
 QK_NORM = "rms_norm_across_heads"
 TI2V_CHANNELS = 48
+CAMERA_UNSHUFFLE = 8  # the camera adapter's pixel unshuffle: its first convolution takes 64 x the camera channels
 
 Variant = Literal["t2v", "i2v", "flf2v", "ti2v", "vace", "camera"]
-UNSUPPORTED_VARIANTS: Mapping[str, str] = MappingProxyType({"camera": "Fun camera-control"})
+UNSUPPORTED_VARIANTS: Mapping[str, str] = MappingProxyType({})
+"""Variants recognised but not built (none at present; kept so a new kind is refused by name)."""
 
 _IDENTITY = "head.modulation"
 _KNOWN_MODULES = frozenset(
@@ -86,7 +88,8 @@ class WanTransformerSpec:
     cross-attention fed by CLIP vision, see ``uses_clip_vision``); ``"flf2v"`` (2.1 first-last-frame: CLIP vision
     features of two frames, with learned positions); ``"ti2v"`` (2.2 5B: 48 channels in and out, the 2.2 VAE's
     latents); ``"vace"`` (a ``WanVACETransformer3DModel``: control hints from ``vace_blocks`` added after
-    ``vace_layers``); ``"camera"`` (Fun camera control) is recognised, not built yet.
+    ``vace_layers``); ``"camera"`` (Fun camera control: a ``WanCameraTransformer3DModel``, whose
+    ``control_adapter`` adds camera terms to the patch embeddings).
     """
 
     variant: Variant
@@ -170,6 +173,9 @@ def detect_wan_transformer(state_dict: Mapping[str, torch.Tensor]) -> WanTransfo
         hints = shapes.count("vace_blocks")
         config["vace_in_channels"] = shapes.get("vace_patch_embedding.weight", 5)[1]
         config["vace_layers"] = [i * config["num_layers"] // hints for i in range(hints)]
+    if variant == "camera":
+        config["control_in_channels"] = shapes.get("control_adapter.conv.weight", 4)[1] // CAMERA_UNSHUFFLE**2
+        config["residual_blocks"] = shapes.count("control_adapter.residual_blocks")
     return WanTransformerSpec(variant, MappingProxyType(config))
 
 
@@ -199,7 +205,10 @@ def wan_transformer_from_state_dict(
         )
     from diffusers import WanTransformer3DModel, WanVACETransformer3DModel
 
-    model_class = WanVACETransformer3DModel if spec.variant == "vace" else WanTransformer3DModel
+    from models.families.wan.camera import WanCameraTransformer3DModel
+
+    classes = {"vace": WanVACETransformer3DModel, "camera": WanCameraTransformer3DModel}
+    model_class = classes.get(spec.variant, WanTransformer3DModel)
     original = unprefixed(dequantize_scaled(state_dict, dtype, metadata), _prefix_of(state_dict) or "")
     converted = _convert_keys(original)  # empties ``original``: only ``converted`` holds the tensors now
     return build_from_state_dict(model_class, spec.config, converted, dtype, spec.describe(), _original_key)

@@ -27,6 +27,7 @@ RELEASE_STEMS = [
     "wan2.2_ti2v_5B_fp16",
     "wan2.1_vace_1.3B_fp16",
     "wan2.1_fun_control_1.3B_bf16",
+    "wan2.1_fun_camera_v1.1_1.3B_bf16",
     "Wan2_1-I2V-ATI-14B_fp8_e4m3fn",
     "wan2.2_t2v_high_noise_14B_fp8_scaled",
     "wan2.2_t2v_low_noise_14B_fp8_scaled",
