@@ -10,22 +10,17 @@ import torch
 from models.families.base import LatentShapeError
 from models.families.wan.adapter import WanAdapter
 from nodes.conditioning import CLIPVisionEncode
-from nodes.loaders import CLIPLoader, CLIPVisionLoader, UNETLoader, VAELoader
 from nodes.wan import WanFunControlToVideo, WanImageToVideo
 from tests.nodes import fidelity
 from tests.nodes.node_runner import NodeRunner
+from tests.nodes.wan.parts import wan_parts
 
 FUN_CONTROL_FILE = "wan2.1_fun_control_1.3B_bf16.safetensors"
 SIZE, LENGTH, STEPS = 64, 9, 2
 
 
 def _parts(runner: NodeRunner) -> tuple:
-    (model,) = runner.call(UNETLoader, unet_name=FUN_CONTROL_FILE, weight_dtype="default")
-    (clip,) = runner.call(CLIPLoader, clip_name="umt5_xxl_fp16.safetensors", type="wan")
-    (vae,) = runner.call(VAELoader, vae_name="wan_2.1_vae.safetensors")
-    (clip_vision,) = runner.call(CLIPVisionLoader, clip_name="clip_vision_h.safetensors")
-    positive, negative = fidelity.encode_prompts(runner, clip, "a robot dancing", "blurry")
-    return model, vae, clip_vision, positive, negative
+    return wan_parts(runner, FUN_CONTROL_FILE, "a robot dancing")
 
 
 def _frames(count: int, seed: int) -> torch.Tensor:
