@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import torch
 
+from models.control.ati import splat_temperature
 from models.control.tracks import Tracks
 from models.devices import DeviceProbe
 from models.folders import ModelFolders
@@ -26,7 +27,7 @@ from nodes.model_files import MODEL_FOLDERS_SERVICE
 from nodes.sampling import KSampler
 from nodes.tracks import TracksFromJSON
 from nodes.wan import WanImageToVideo
-from nodes.wan_tracks import WanTrackToVideo, splat_temperature
+from nodes.wan_tracks import WanTrackToVideo
 from tests.nodes.node_runner import NodeRunner
 
 SIZE = 64
