@@ -1,5 +1,6 @@
 """The shipped control workflows: Wan 2.1 VACE steered by Canny edges of a video, by a camera move warped from a
-start image, and by OpenPose keypoints, and Wan 2.1 ATI steered by drawn tracks. Each keeps its real-use settings
+start image, and by OpenPose keypoints; the same camera guide repainted by a text-to-video model (video-to-video);
+and Wan 2.1 ATI steered by drawn tracks. Each keeps its real-use settings
 and wiring, lists the models its loaders name, and runs headless on the tiny stand-ins (sized down through its
 Width / Height / Frames inputs) to an mp4 of the asked size and frame count; the camera guide and the tracks drawn
 over the ATI result come out as second videos, checked too."""
@@ -91,6 +92,20 @@ CONTROLS = {
                 "reference_image": ["71", 0],
             },
             "75": {"images": ["74", 0]},
+        },
+    ),
+    "camera_v2v": Control(
+        "wan2.1_camera_guide_v2v.json",
+        ("wan2.1_camera_guide_v2v",),
+        SIZE_PRIMITIVES,
+        ("reelgraph_wan_start.jpg",),
+        {
+            "37": {"unet_name": "wan2.1_t2v_1.3B_fp16.safetensors"},
+            "73": {"preset": "pan_right", "frames": ["62", 0], "width": ["60", 0]},
+            "74": {"image": ["71", 0], "camera_path": ["73", 0]},
+            "42": {"pixels": ["74", 0]},
+            "3": {"latent_image": ["42", 0], "denoise": 0.7, "model": ["48", 0]},
+            "8": {"samples": ["3", 0]},
         },
     ),
     "pose": Control(
@@ -204,8 +219,8 @@ def _run(control: Control, models_dir: Path, out: Path) -> dict[str, np.ndarray]
     return videos
 
 
-@pytest.mark.parametrize("name", ["canny", "pose"])
-def test_vace_control_workflow_runs_headless_to_an_mp4(name: str, tiny_models_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["canny", "pose", "camera_v2v"])
+def test_control_workflow_runs_headless_to_an_mp4(name: str, tiny_models_dir: Path, tmp_path: Path) -> None:
     (frames,) = _run(CONTROLS[name], tiny_models_dir, tmp_path).values()
     assert frames.std() > 0  # decoded pictures, not an empty stream
 
