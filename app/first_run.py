@@ -68,6 +68,7 @@ def tiny_stand_in_names() -> frozenset[str]:
     from models.tiny import hunyuan, ltx, mochi, skyreels, svd, text_families
     from models.tiny.animatediff import TINY_ANIMATEDIFF_NAMES
     from models.tiny.cogvideox import TINY_COGVIDEOX_PIPELINES
+    from models.tiny.controlnet import CONTROLNET_FOLDER, TINY_CONTROLNET_NAMES
     from models.tiny.depth import DEPTH_FOLDER, TINY_DEPTH_MODELS
     from models.tiny.family_pipelines import TINY_FAMILY_PIPELINES
     from models.tiny.interpolation import TINY_INTERPOLATION_NAMES
@@ -95,6 +96,7 @@ def tiny_stand_in_names() -> frozenset[str]:
     names |= set(TINY_INTERPOLATION_NAMES)
     names |= {f"{UPSCALE_FOLDER}/{name}" for name in TINY_UPSCALE_NAMES}
     names |= {f"{DEPTH_FOLDER}/{name}" for name in TINY_DEPTH_MODELS}
+    names |= {f"{CONTROLNET_FOLDER}/{name}" for name in TINY_CONTROLNET_NAMES}
     names |= {f"{DIFFUSERS_KEY}/{name}" for name in skyreels.TINY_SKYREELS_PIPELINES}
     text_files = (
         text_families.T5_FP16_FILE,

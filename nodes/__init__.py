@@ -45,6 +45,7 @@ BUILTIN_MODULES = (
     "nodes.wan_tracks",
     "nodes.wan_camera",
     "nodes.depth",
+    "nodes.controlnet",
 )
 
 

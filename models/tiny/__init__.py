@@ -11,6 +11,7 @@ from pathlib import Path
 
 from models.tiny.animatediff import write_tiny_animatediff_files
 from models.tiny.cogvideox import write_tiny_cogvideox_pipelines
+from models.tiny.controlnet import write_tiny_controlnet_files
 from models.tiny.depth import write_tiny_depth_models
 from models.tiny.family_pipelines import write_tiny_family_pipelines
 from models.tiny.hunyuan import write_tiny_hunyuan_files
@@ -51,4 +52,5 @@ def write_tiny_models(models_dir: Path, seed: int = 0) -> list[Path]:
     written += write_tiny_interpolation_files(models_dir, seed)
     written += write_tiny_upscale_models(models_dir, seed)
     written += write_tiny_depth_models(models_dir, seed)
+    written += write_tiny_controlnet_files(models_dir, seed)
     return written
