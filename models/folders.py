@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from graph.safe_paths import UnsafePathError, check_relative_part, resolve_inside
@@ -36,6 +38,10 @@ FOLDER_KEYS = (
 MODEL_EXTENSIONS = frozenset({".safetensors", ".sft", ".gguf", ".ckpt", ".pt", ".pt2", ".pth", ".bin"})
 DIFFUSERS_KEY = "diffusers"
 DIFFUSERS_MARKER = "model_index.json"
+DEPTH_KEY = "depth_estimation"
+FOLDER_MODEL_MARKERS: Mapping[str, str] = MappingProxyType({DIFFUSERS_KEY: DIFFUSERS_MARKER, DEPTH_KEY: "config.json"})
+"""Keys whose entries are model folders, not files: a folder is a model when it holds this file (diffusers pipeline
+folders, transformers depth models)."""
 TOKENIZERS_KEY = "tokenizers"  # tokenizer folders (<name>/) for text encoders whose single files carry none
 
 
@@ -121,13 +127,14 @@ class ModelFolders:
     def list_files(self, key: str) -> list[str]:
         """Sorted POSIX paths relative to their folder, over all of ``key``'s folders (read afresh on every call).
 
-        Model files are those with a model extension; in ``diffusers`` the entries are pipeline folders
-        (those holding ``model_index.json``), as ComfyUI's ``DiffusersLoader`` offers them. Hidden entries, broken links
+        Model files are those with a model extension; in the keys of ``FOLDER_MODEL_MARKERS`` the entries are model
+        folders (those holding the key's marker: ``model_index.json`` for ``diffusers``, as ComfyUI's
+        ``DiffusersLoader`` offers them). Hidden entries, broken links
         and links leading outside their folder are left out; a name in several folders is listed once.
         """
         names: set[str] = set()
         for root in self.folders(key):
-            names.update(_list_folder(root, key == DIFFUSERS_KEY))
+            names.update(_list_folder(root, FOLDER_MODEL_MARKERS.get(key)))
         return sorted(names)
 
     def resolve(self, key: str, name: str) -> Path:
@@ -148,8 +155,9 @@ class ModelFolders:
         return path
 
 
-def _list_folder(root: Path, diffusers: bool) -> list[str]:
-    """The model entries under one folder, as POSIX paths relative to it."""
+def _list_folder(root: Path, marker: str | None) -> list[str]:
+    """The model entries under one folder, as POSIX paths relative to it: files with a model extension, or the
+    folders holding ``marker`` when given."""
     if not root.is_dir():
         return []
     root_real = root.resolve()
@@ -157,8 +165,8 @@ def _list_folder(root: Path, diffusers: bool) -> list[str]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [name for name in dirnames if not name.startswith(".")]
         here = Path(dirpath)
-        if diffusers:
-            found = [here] if DIFFUSERS_MARKER in filenames and here != root else []
+        if marker:
+            found = [here] if marker in filenames and here != root else []
             if found:
                 dirnames.clear()
         else:

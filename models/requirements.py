@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 from graph.errors import WorkflowFormatError
 from graph.safe_paths import UnsafePathError, check_relative_part
 from graph.ui_graph import definition_entries
-from models.folders import DIFFUSERS_KEY, DIFFUSERS_MARKER, FOLDER_KEYS, ModelFolders, UnsafeModelPathError
+from models.folders import FOLDER_KEYS, FOLDER_MODEL_MARKERS, ModelFolders, UnsafeModelPathError
 
 HUB_HOSTS = frozenset({"huggingface.co", "www.huggingface.co", "hf.co"})
 HUB_FILE_ROUTES = frozenset({"resolve", "blob"})
@@ -209,6 +209,7 @@ def _is_present(requirement: ModelRequirement, folders: ModelFolders) -> bool:
         path = folders.resolve(requirement.folder, requirement.name)
     except UnsafeModelPathError:
         return False
-    if requirement.folder == DIFFUSERS_KEY:
-        return (path / DIFFUSERS_MARKER).is_file()
+    marker = FOLDER_MODEL_MARKERS.get(requirement.folder)
+    if marker:
+        return (path / marker).is_file()
     return path.is_file()

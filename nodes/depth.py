@@ -5,14 +5,12 @@ depth does not flicker."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from graph.context import ProgressBar, current_context
-from graph.spec import MODEL_FOLDER_OPTION
 from models.control.depth import (
     CONFIG_FILE,
     DEFAULT_BATCH,
@@ -31,25 +29,6 @@ from nodes.model_files import MODEL_FOLDERS_SERVICE, ModelFolderBound
 MODEL_TYPE = "DEPTH_MODEL"
 CATEGORY = "image/preprocessors"
 MAX_BATCH = 256
-
-
-def depth_model_choices(folders: ModelFolders) -> list[str]:
-    """The model folders (those holding ``config.json``) under the depth_estimation folders, as sorted POSIX paths
-    relative to their folder; hidden entries and links leading outside their folder are left out."""
-    names: set[str] = set()
-    for root in folders.folders(DEPTH_FOLDER):
-        if not root.is_dir():
-            continue
-        root_real = root.resolve()
-        for dirpath, dirnames, filenames in os.walk(root):
-            here = Path(dirpath)
-            dirnames[:] = [name for name in dirnames if not name.startswith(".")]
-            if here == root or CONFIG_FILE not in filenames:
-                continue
-            dirnames.clear()
-            if here.resolve().is_relative_to(root_real):
-                names.add(here.relative_to(root).as_posix())
-    return sorted(names)
 
 
 def _manager() -> ModelManager:
@@ -87,9 +66,8 @@ class DepthEstimationModelLoader(ModelFolderBound):
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
-        choices = [] if cls.MODEL_FOLDERS is None else depth_model_choices(cls.MODEL_FOLDERS)
-        tooltip = f"A model folder in the {DEPTH_FOLDER} folder."
-        return {"required": {"model_name": (choices, {"tooltip": tooltip, MODEL_FOLDER_OPTION: DEPTH_FOLDER})}}
+        tooltip = f"A model folder (holding {CONFIG_FILE}) in the {DEPTH_FOLDER} folder."
+        return {"required": {"model_name": cls.model_input(DEPTH_FOLDER, tooltip)}}
 
     def load(self, model_name: str) -> tuple[DepthModel]:
         node = "DepthEstimationModelLoader"

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from models.errors import CorruptModelFileError, ModelLoadError
+from models.folders import DEPTH_KEY, FOLDER_MODEL_MARKERS
 from models.memory import ModelManager, file_key
 from models.model_handle import ModelHandle
 
@@ -36,8 +37,8 @@ __all__ = [
     "read_preprocessing",
 ]
 
-DEPTH_FOLDER = "depth_estimation"
-CONFIG_FILE = "config.json"
+DEPTH_FOLDER = DEPTH_KEY
+CONFIG_FILE = FOLDER_MODEL_MARKERS[DEPTH_KEY]
 PROCESSOR_FILE = "preprocessor_config.json"
 KEY_KIND = "depth_model"
 DEFAULT_BATCH = 4

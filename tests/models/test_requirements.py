@@ -169,3 +169,14 @@ def test_a_malformed_subgraph_definitions_list_is_a_requirements_error() -> None
     workflow = {"nodes": [], "definitions": {"subgraphs": {"not": "a list"}}}
     with pytest.raises(ModelRequirementsError, match=r"definitions\.subgraphs must be a list"):
         required_models(workflow)
+
+
+def test_depth_model_folders_count_as_present_when_they_hold_their_config(tmp_path: Path) -> None:
+    folders = ModelFolders(tmp_path / "models")
+    put(folders.folder("depth_estimation") / "Depth-Anything-V2-Small-hf" / "config.json", b"{}")
+    put(folders.folder("depth_estimation") / "half-copied" / "model.safetensors")
+    present = ModelRequirement("Depth-Anything-V2-Small-hf", "depth_estimation", None, None)
+    incomplete = ModelRequirement("half-copied", "depth_estimation", None, None)
+    missing, found = partition_models([present, incomplete], folders)
+    assert (found, missing) == ([present], [incomplete])
+    assert folders.list_files("depth_estimation") == ["Depth-Anything-V2-Small-hf"]

@@ -15,7 +15,7 @@ from models.folders import ModelFolders
 from models.memory import MODELS_SERVICE, ModelManager
 from models.tiny.depth import DEPTH_ANYTHING_V2_SMALL, DEPTH_FOLDER, write_tiny_depth_models
 from nodes import depth
-from nodes.depth import DepthEstimation, DepthEstimationModelLoader, depth_model_choices
+from nodes.depth import DepthEstimation, DepthEstimationModelLoader
 from nodes.folders import Folders
 from nodes.model_files import MODEL_FOLDERS_SERVICE
 from tests.nodes.node_runner import NodeRunner
@@ -55,7 +55,7 @@ def test_sockets_and_choices(depth_models: ModelFolders) -> None:
     spec = NodeSpec.from_class("DepthEstimationModelLoader", loader)
     assert spec.inputs["model_name"].model_folder == DEPTH_FOLDER
     (choices, _options) = loader.INPUT_TYPES()["required"]["model_name"]
-    assert choices == [DEPTH_ANYTHING_V2_SMALL, NOT_A_DEPTH_MODEL] == depth_model_choices(depth_models)
+    assert choices == [DEPTH_ANYTHING_V2_SMALL, NOT_A_DEPTH_MODEL] == depth_models.list_files(DEPTH_FOLDER)
     assert loader.RETURN_TYPES == ("DEPTH_MODEL",)
     inputs = DepthEstimation.INPUT_TYPES()
     assert [(name, kind) for name, (kind, _options) in inputs["required"].items()] == [
@@ -100,7 +100,7 @@ def test_bad_inputs_name_the_node_and_input(runner: NodeRunner) -> None:
 
 
 def test_the_choices_skip_hidden_folders_and_files(depth_models: ModelFolders) -> None:
-    names = depth_model_choices(depth_models)
+    names = depth_models.list_files(DEPTH_FOLDER)
     root = depth_models.folder(DEPTH_FOLDER)
     assert all(json.loads((root / name / "config.json").read_text()) for name in names)
     assert not any(name.startswith(".") or name.endswith(".txt") for name in names)
