@@ -13,8 +13,9 @@ from typing import Any
 import torch
 
 from graph.context import ProgressBar
-from models.control.canny import canny_edges, luma, thicken_lines
+from models.control.canny import canny_edges, thicken_lines
 from models.control.pose import parse_pose_frames, render_pose_frames
+from models.pixels import luma
 from nodes.frames import check_frames
 from nodes.image import MAX_RESOLUTION
 

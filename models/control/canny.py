@@ -13,21 +13,13 @@ import math
 import torch
 import torch.nn.functional as F
 
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, as kornia's rgb_to_grayscale
+from models.pixels import luma
+
 BLUR_SIZE = 5
 BLUR_SIGMA = 1.0
 TIE_TOLERANCE = 1e-4  # magnitudes closer than this are equal: float rounding must not decide which side is kept
 # (dx, dy) one pixel along each of the 8 directions, 45 degrees apart, counter-clockwise from +x (y points down).
 _DIRECTIONS = ((1, 0), (1, 1), (0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1))
-
-
-def luma(images: torch.Tensor) -> torch.Tensor:
-    """Luma ``[B, H, W]`` in float32 of an IMAGE batch ``[B, H, W, C]``: one channel as is, else BT.601 of RGB."""
-    pixels = images.to(torch.float32)
-    if pixels.shape[-1] < 3:
-        return pixels[..., 0]
-    weights = torch.tensor(LUMA_WEIGHTS, dtype=torch.float32, device=pixels.device)
-    return pixels[..., :3] @ weights
 
 
 def _gaussian_kernel(like: torch.Tensor) -> torch.Tensor:
@@ -135,7 +127,7 @@ def canny_edges(images: torch.Tensor, low_threshold: float, high_threshold: floa
     Pixels whose suppressed gradient magnitude is above ``high_threshold`` are edges, and so are those above
     ``low_threshold`` that connect to them through other such pixels.
     """
-    gx, gy = sobel_gradients(gaussian_blur(luma(images)))
+    gx, gy = sobel_gradients(gaussian_blur(luma(images.to(torch.float32))))
     magnitude = suppress_non_maxima(torch.hypot(gx, gy), gx, gy)
     return hysteresis(magnitude > low_threshold, magnitude > high_threshold)
 

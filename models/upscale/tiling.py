@@ -26,6 +26,7 @@ import torch
 from models.memory import ModelManager
 from models.memory_types import WorkEstimate
 from models.oom import ModelOutOfMemoryError, run_with_oom_recovery
+from models.pixels import luma
 from models.upscale.model import UpscaleModel
 
 __all__ = [
@@ -167,10 +168,8 @@ def _upscale_tiled(
 def _to_model_input(frames: torch.Tensor, model: UpscaleModel, device: torch.device) -> torch.Tensor:
     """IMAGE frames ``[N, H, W, 3]`` as the model's input ``[N, C, H, W]`` on ``device`` in its dtype (grayscale
     models get the luma)."""
-    images = frames.to(device, non_blocking=True).permute(0, 3, 1, 2)
-    if model.input_channels == 1:
-        luma = torch.tensor((0.299, 0.587, 0.114), device=device, dtype=images.dtype)
-        images = (images * luma[:, None, None]).sum(1, keepdim=True)
+    pixels = frames.to(device, non_blocking=True)
+    images = luma(pixels).unsqueeze(1) if model.input_channels == 1 else pixels.permute(0, 3, 1, 2)
     return images.to(model.compute_dtype).contiguous()
 
 
