@@ -7,8 +7,6 @@ to the output folder.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -17,6 +15,7 @@ from graph.context import current_context
 from models.control import camera as cameras
 from models.control.plucker import plucker_embedding
 from models.control.warp_guide import warp_guide
+from nodes.errors import named_errors
 from nodes.folders import FOLDERS_SERVICE, FolderBound, Folders
 from nodes.image import MAX_RESOLUTION
 from nodes.io import claim_numbered_file, file_fingerprint, resolve_save_path
@@ -30,15 +29,6 @@ DEPTH_MODES = ("disparity", "depth")
 MAX_PATH_FRAMES = 4096
 MIN_DISPARITY = 1e-3  # disparity values are clamped here, so the farthest depth is 1000 near-object distances
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 832, 480
-
-
-@contextmanager
-def _reported_by(node: str) -> Iterator[None]:
-    """Re-raise a ValueError of the maths with the node's name in front (the message names the input)."""
-    try:
-        yield
-    except ValueError as error:
-        raise ValueError(f"{node}: {error}") from error
 
 
 def _camera_path(node: str, name: str, value: Any) -> cameras.CameraPath:
@@ -161,7 +151,7 @@ class CameraPath:
         for name, value in (("width", width), ("height", height)):
             _check_at_least(node, name, value, 1)
         options = {"aspect_ratio": width / height, "field_of_view": field_of_view, "orbit_distance": orbit_distance}
-        with _reported_by(node):
+        with named_errors(node):
             path = cameras.preset_path(preset, frames, speed, easing, **options)
             if second_preset != NO_PRESET:
                 path = cameras.compose(
@@ -206,7 +196,7 @@ class LoadCameraPath(FolderBound):
 
     def load_path(self, file: str) -> tuple[cameras.CameraPath]:
         folders: Folders = current_context().service(FOLDERS_SERVICE)
-        with _reported_by("LoadCameraPath"):
+        with named_errors("LoadCameraPath"):
             path = folders.resolve_annotated(file, "file")
         try:
             text = path.read_text(encoding="utf-8")
@@ -245,7 +235,7 @@ class SaveCameraPath:
     def save_path(self, camera_path: Any, filename_prefix: str) -> dict[str, Any]:
         path = _camera_path("SaveCameraPath", "camera_path", camera_path)
         folders: Folders = current_context().service(FOLDERS_SERVICE)
-        with _reported_by("SaveCameraPath"):
+        with named_errors("SaveCameraPath"):
             target = resolve_save_path(filename_prefix, folders.output_dir)
         file, _counter = claim_numbered_file(target, target.counter, "txt")
         file.write_text(cameras.format_pose_text(path), encoding="utf-8")
@@ -397,7 +387,7 @@ class CameraWarpGuide:
         path = _camera_path(node, "camera_path", camera_path)
         _check_choice(node, "depth_mode", depth_mode, DEPTH_MODES)
         depth_map = None if depth is None else _depth_from_image(node, depth, tuple(first.shape[:2]), depth_mode)
-        with _reported_by(node):
+        with named_errors(node):
             return warp_guide(first, path, depth_map)
 
 

@@ -6,13 +6,12 @@ stated canvas. Formats, visibility and resampling rules are described in ``model
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
 
 from models.control.tracks import Tracks, parse_tracks_json, render_tracks, resample_tracks, tracks_to_json
+from nodes.errors import named_errors
 from nodes.frames import MAX_FRAMES, check_frames
 from nodes.image import MAX_RESOLUTION
 
@@ -20,15 +19,6 @@ TRACKS = "TRACKS"
 CATEGORY = "conditioning/tracks"
 _MAX_POINT_SIZE = 256
 _MAX_LINE_WIDTH = 64
-
-
-@contextmanager
-def _named_errors(prefix: str) -> Iterator[None]:
-    """Re-raise a ValueError with ``prefix`` (the node, and the input when the message lacks it) in front."""
-    try:
-        yield
-    except ValueError as error:
-        raise ValueError(f"{prefix}: {error}") from error
 
 
 def _tracks_input(tooltip: str) -> tuple[str, dict[str, Any]]:
@@ -85,7 +75,7 @@ class TracksFromJSON:
                 raise ValueError(f"{name}: {input_name} ({value}) must be at least 1")
         if frames < 0:
             raise ValueError(f"{name}: frames ({frames}) must be 0 (as given) or at least 1")
-        with _named_errors(f"{name}: tracks_json"):
+        with named_errors(f"{name}: tracks_json"):
             return (parse_tracks_json(tracks_json, width, height, frames or None),)
 
 
@@ -134,7 +124,7 @@ class ResampleTracks:
         }
 
     def resample(self, tracks: Tracks, frames: int) -> tuple[Tracks]:
-        with _named_errors(f"{type(self).__name__}: frames"):
+        with named_errors(f"{type(self).__name__}: frames"):
             return (resample_tracks(tracks, frames),)
 
 
@@ -186,12 +176,12 @@ class DrawTracksOnVideo:
         self, images: torch.Tensor, tracks: Tracks, point_size: int = 4, line_width: int = 2
     ) -> tuple[torch.Tensor]:
         name = type(self).__name__
-        with _named_errors(name):
+        with named_errors(name):
             check_frames(images, "images")
         for input_name, value in (("point_size", point_size), ("line_width", line_width)):
             if value < 0:
                 raise ValueError(f"{name}: {input_name} ({value}) must not be negative")
-        with _named_errors(f"{name}: images"):
+        with named_errors(f"{name}: images"):
             return (render_tracks(images, tracks, point_size, line_width),)
 
 

@@ -20,8 +20,6 @@ whose first point is invisible has no feature to carry, so it is not splatted at
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -31,20 +29,12 @@ from models.control.ati import splat_start_features, splat_temperature, tracks_a
 from models.control.tracks import Tracks, parse_tracks_json
 from models.guidance import Conditioning, with_extras
 from models.video_vae import VideoVAE
+from nodes.errors import named_errors
 from nodes.latent import MAX_SIZE, check_video_size
 from nodes.tracks import TRACKS
 from nodes.wan import CATEGORY, WanImageToVideo
 
 MAX_TOPK = 10
-
-
-@contextmanager
-def _named_errors(name: str) -> Iterator[None]:
-    """Re-raise a ValueError (whose message starts with the input's name) with the node's ``name`` in front."""
-    try:
-        yield
-    except ValueError as error:
-        raise ValueError(f"{name}: {error}") from error
 
 
 def _has_no_tracks(text: str) -> bool:
@@ -144,10 +134,10 @@ class WanTrackToVideo:
         self._check_splat(temperature, topk)
         if start_image is None:
             raise ValueError(f"{name}: start_image is required (the tracks move the start image's features)")
-        with _named_errors(name):
+        with named_errors(name):
             check_video_size(width, height, length, vae.latent_format.spatial_ratio)
         trajectories = self._tracks(tracks, tracks_data, width, height, length)
-        with _named_errors(name):
+        with named_errors(name):
             positive, negative, latent = WanImageToVideo().encode(
                 positive, negative, vae, width, height, length, batch_size, clip_vision_output, start_image
             )
@@ -178,7 +168,7 @@ class WanTrackToVideo:
             return data
         if _has_no_tracks(text):
             return None
-        with _named_errors(f"{type(self).__name__}: tracks"):
+        with named_errors(f"{type(self).__name__}: tracks"):
             return parse_tracks_json(text, width, height, length)
 
 
