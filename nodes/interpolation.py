@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from graph.context import ProgressBar, current_context, optional_context
+from graph.context import ProgressBar, current_context
 from graph.spec import MODEL_FOLDER_OPTION
 from models.interpolation.base import FrameInterpolator
 from models.interpolation.classical import FlowBlendInterpolator
@@ -343,7 +343,6 @@ class FrameInterpolateVideo:
                 timeline.with_scene_cuts(cuts[0]),
                 batch_size,
                 clear_cache_after_n_frames,
-                lambda _done, _total: _stop_if_asked(),
             )
 
         size = (width, height)
@@ -351,13 +350,6 @@ class FrameInterpolateVideo:
             node, interpolated, size, len(timeline.frames), frame_rate, video.get_audio(), video.metadata
         )
         return (streamed,)
-
-
-def _stop_if_asked() -> None:
-    """Between streamed batches: stop when the run (of the node reading the frames) is interrupted."""
-    context = optional_context()
-    if context is not None:
-        context.check_interrupt()
 
 
 NODE_CLASS_MAPPINGS = {

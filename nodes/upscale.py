@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from graph.context import ProgressBar, current_context, optional_context
+from graph.context import ProgressBar, current_context
 from models.memory import MODELS_SERVICE, ModelManager
 from models.upscale.model import UpscaleModel, load_upscale_model
 from models.upscale.tiling import MIN_TILE, TileOptions, upscale_batches
@@ -179,21 +179,12 @@ class VideoUpscaleWithModel:
         )
 
         def upscaled() -> Iterable[torch.Tensor]:
-            return upscale_batches(
-                manager, upscale_model, video.frame_batches(frame_batch_size)(), options, _stop_if_asked
-            )
+            return upscale_batches(manager, upscale_model, video.frame_batches(frame_batch_size)(), options)
 
         streamed = VideoFromBatches(
             "VideoUpscaleWithModel", upscaled, size, count, video.get_frame_rate(), video.get_audio(), video.metadata
         )
         return (streamed,)
-
-
-def _stop_if_asked(_done: int) -> None:
-    """Between streamed batches: stop when the run (of the node reading the frames) is interrupted."""
-    context = optional_context()
-    if context is not None:
-        context.check_interrupt()
 
 
 NODE_CLASS_MAPPINGS = {

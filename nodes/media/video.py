@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from graph.context import optional_context
 from graph.errors import GraphError
 from nodes.media.audio import check_audio, load_audio_if_present
 from nodes.media.decode import (
@@ -155,8 +156,8 @@ class VideoFromBatches(Video):
     ``get_components`` makes them once and keeps them.
 
     ``frame_batches`` gives the batches as ``batches`` makes them, whatever ``batch_size`` is asked (encoders take
-    any sizes). Errors while making them are raised as ``StreamedFramesError`` naming ``producer``; interruptions
-    pass through.
+    any sizes), and stops between batches when the run reading them is interrupted. Errors while making them are
+    raised as ``StreamedFramesError`` naming ``producer``; interruptions pass through.
     """
 
     def __init__(
@@ -207,7 +208,9 @@ class VideoFromBatches(Video):
 
         def batches() -> Iterator[torch.Tensor]:
             try:
-                yield from self._batches()
+                for batch in self._batches():
+                    yield batch
+                    _stop_if_interrupted()
             except GraphError:
                 raise
             except Exception as exc:
@@ -224,6 +227,13 @@ class VideoFromBatches(Video):
         held = self.__dict__.get("_components")
         audio = 0 if self._audio is None else self._audio["waveform"].nbytes
         return audio + (0 if held is None else held.images.nbytes)
+
+
+def _stop_if_interrupted() -> None:
+    """Raise ``ExecutionInterrupted`` when the running node's run (the reader of streamed frames) was interrupted."""
+    context = optional_context()
+    if context is not None:
+        context.check_interrupt()
 
 
 def joined_frames(batches: Iterable[torch.Tensor], frames: int) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -66,3 +67,26 @@ def test_probing_a_broken_file_fails_at_once(tmp_path: Path) -> None:
     (tmp_path / "bad.mp4").write_bytes(b"nope")
     with pytest.raises(MediaError, match=r"bad\.mp4"):
         VideoFromFile.probed(tmp_path / "bad.mp4")
+
+
+def test_a_streamed_video_stops_between_batches_when_its_reader_is_interrupted() -> None:
+    from graph.context import InterruptFlag, NodeContext, node_context
+    from graph.errors import ExecutionInterrupted
+    from nodes.media.video import VideoFromBatches
+
+    made: list[int] = []
+
+    def batches() -> Iterator[torch.Tensor]:
+        for index in range(2):
+            made.append(index)
+            yield torch.full((2, 4, 4, 3), float(index))
+
+    flag = InterruptFlag()
+    video = VideoFromBatches("Producer", batches, (4, 4), 4, Fraction(24))
+    reader = NodeContext(node_id="2", display_node_id="2", class_type="SaveVideo", prompt_id="p", interrupt=flag)
+    read = []
+    with node_context(reader), pytest.raises(ExecutionInterrupted):
+        for batch in video.frame_batches()():
+            read.append(batch)
+            flag.set()  # the user stops the run while the first batch is encoded
+    assert len(read) == 1 and made == [0]  # the second batch is never made
