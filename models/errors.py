@@ -3,7 +3,11 @@ and memory that cannot be found (``ModelMemoryError``, in ``models.memory_types`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class ModelError(Exception):
@@ -41,3 +45,12 @@ class StateDictError(ModelError):
     """A state dict's tensors do not form a layout its loader knows (missing or misshapen tensors, another
     architecture, an unsupported quantization). Raised by the functions that read tensors, which know no file;
     loaders of files re-raise it as a ``ModelLoadError`` naming the file."""
+
+
+def read_naming_file(path: Path, read: Callable[[], T]) -> T:
+    """``read()`` (which reads a file's tensors), a ``StateDictError`` re-raised as ``CorruptModelFileError`` naming
+    ``path``."""
+    try:
+        return read()
+    except StateDictError as error:
+        raise CorruptModelFileError(path, str(error)) from error

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import torch
 
@@ -22,7 +21,7 @@ from models.clip_vision import (
 )
 from models.diffusion_model import DiffusionModel
 from models.encoders import ClipVisionEncoder, TextEncoder
-from models.errors import CorruptModelFileError, ModelLoadError, StateDictError
+from models.errors import ModelLoadError, read_naming_file
 from models.families.catalog import (
     TEXT_ENCODER_KINDS,
     TRANSFORMER_FAMILIES,
@@ -69,7 +68,6 @@ WEIGHT_DTYPES: Mapping[str, torch.dtype | None] = {
 """``UNETLoader``'s ``weight_dtype``: ``default`` keeps the compute dtype; fp8 stores weights in fp8 and computes in the
 compute dtype (diffusers' layerwise casting; norms and embeddings stay in the compute dtype)."""
 
-T = TypeVar("T")
 
 OFFLOAD_CHOICES = ("auto", *POLICIES)
 TEXT_ENCODER_TYPES = tuple(kind.name for kind in TEXT_ENCODER_KINDS)
@@ -129,7 +127,7 @@ def _diffusion_model(
     path = shapes.path
     family = transformer_family_of(shapes.tensors)
     assert family is not None
-    adapter = _read_layout(path, lambda: family.detect(shapes.tensors, shapes.metadata))
+    adapter = read_naming_file(path, lambda: family.detect(shapes.tensors, shapes.metadata))
     compute = compute_dtype_for(manager.compute_device)
     storage = WEIGHT_DTYPES[weight_dtype]
 
@@ -181,7 +179,7 @@ def _vae(manager: ModelManager, shapes: CheckpointShapes) -> VideoVAE:
     """``VAE`` of the file whose shapes (holding a VAE) were read."""
     family = vae_family_of(shapes.tensors)
     assert family is not None
-    latent_format = _read_layout(shapes.path, lambda: family.latent_format(shapes.tensors))
+    latent_format = read_naming_file(shapes.path, lambda: family.latent_format(shapes.tensors))
     compute = compute_dtype_for(manager.compute_device)
     handle = _managed(manager, "vae", shapes, compute, lambda state: family.build(state, compute))
     return VideoVAE(shapes.path.name, handle, latent_format, compute, family.codec)
@@ -223,7 +221,7 @@ def load_latent_upscale_model(manager: ModelManager, path: Path) -> LatentUpscal
     """A latent upsampler file (``latent_upscale_models``) as ``LATENT_UPSCALE_MODEL``; its config (safetensors
     metadata) is checked against its shapes before any weight loads."""
     shapes = _shapes_of(path, UPSAMPLER_LABEL, is_ltx_upsampler)
-    _read_layout(path, lambda: detect_ltx_upsampler(shapes.tensors, shapes.metadata))
+    read_naming_file(path, lambda: detect_ltx_upsampler(shapes.tensors, shapes.metadata))
     compute = compute_dtype_for(manager.compute_device)
     handle = _managed(
         manager,
@@ -259,7 +257,7 @@ def _managed(
 
     def load() -> torch.nn.Module:
         state = load_state_dict(path)
-        return _read_layout(path, lambda: build(state)).eval().requires_grad_(False)
+        return read_naming_file(path, lambda: build(state)).eval().requires_grad_(False)
 
     return manager.load(file_key(kind, path, *options), load, size_hint=_size_at(shapes, compute))
 
@@ -297,14 +295,6 @@ def _files_for_parts(kind: TextEncoderKind, paths: Sequence[Path]) -> list[Check
     return [shapes for shapes in found if shapes is not None]
 
 
-def _read_layout(path: Path, read: Callable[[], T]) -> T:
-    """``read()``, with a ``StateDictError`` re-raised as ``CorruptModelFileError`` naming ``path``."""
-    try:
-        return read()
-    except StateDictError as exc:
-        raise CorruptModelFileError(path, str(exc)) from exc
-
-
 def _size_at(shapes: CheckpointShapes, dtype: torch.dtype) -> int:
     """Bytes of the floating-point weights once cast to ``dtype`` (for the manager's room planning)."""
     width = torch.finfo(dtype).bits // 8
@@ -336,7 +326,7 @@ def load_image_only_checkpoint(manager: ModelManager, path: Path) -> ImageOnlyCh
     model = _diffusion_model(manager, shapes)
     compute = compute_dtype_for(manager.compute_device)
     tower = CheckpointShapes(path, unprefixed(shapes.tensors, prefix), shapes.metadata, shapes.nbytes)
-    _read_layout(path, lambda: detect_clip_vision_config(tower.tensors))
+    read_naming_file(path, lambda: detect_clip_vision_config(tower.tensors))
     handle = _managed(
         manager,
         "clip_vision",

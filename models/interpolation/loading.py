@@ -10,14 +10,12 @@ architecture detected from its content (never its name).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import torch
 
 from models.checkpoint_files import read_shapes
-from models.errors import CorruptModelFileError, NotAFrameInterpolatorError, StateDictError
+from models.errors import NotAFrameInterpolatorError, read_naming_file
 from models.interpolation.base import FrameInterpolator
 from models.interpolation.film import FilmInterpolator, is_torchscript_archive, load_film_module
 from models.interpolation.rife import RIFE_DTYPE, RifeInterpolator, build_ifnet, check_scale_factor
@@ -27,7 +25,6 @@ from models.memory import ModelManager, file_key
 
 __all__ = ["load_frame_interpolator"]
 
-T = TypeVar("T")
 
 KEY_KIND = "frame_interpolation"
 SHOWN_KEYS = 3
@@ -69,22 +66,14 @@ def load_frame_interpolator(
             f"not a RIFE v4.x checkpoint (block0.conv0.0.0.weight) nor a FILM TorchScript export; it holds {sample}",
         )
     check_scale_factor(path.name, scale_factor)
-    layout = _read_layout(path, lambda: read_rife_layout(rife_tensors(shapes.tensors)))
+    layout = read_naming_file(path, lambda: read_rife_layout(rife_tensors(shapes.tensors)))
     if ensemble:
         layout.check_ensemble(path.name)
 
     def load() -> torch.nn.Module:
         tensors = rife_tensors(load_state_dict(path))
-        return _read_layout(path, lambda: build_ifnet(tensors, layout))
+        return read_naming_file(path, lambda: build_ifnet(tensors, layout))
 
     size = sum(tensor.numel() for tensor in shapes.tensors.values()) * torch.finfo(RIFE_DTYPE).bits // 8
     handle = manager.load(file_key(KEY_KIND, path), load, size_hint=size)
     return RifeInterpolator(path.name, handle, layout, scale_factor, ensemble)
-
-
-def _read_layout(path: Path, read: Callable[[], T]) -> T:
-    """``read()``, with a ``StateDictError`` re-raised as ``CorruptModelFileError`` naming ``path``."""
-    try:
-        return read()
-    except StateDictError as exc:
-        raise CorruptModelFileError(path, f"a RIFE checkpoint whose tensors do not form an IFNet: {exc}") from exc

@@ -5,15 +5,14 @@ context windows (diffusers' ``FreeNoiseTransformerBlock``) when asked for."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import torch
 
 from models.checkpoint_files import read_shapes
-from models.errors import CorruptModelFileError, StateDictError
+from models.errors import CorruptModelFileError, read_naming_file
 from models.families.animatediff.adapter import ContextWindows
 from models.families.animatediff.motion_checkpoint import (
     MotionSpec,
@@ -28,7 +27,6 @@ from models.lora import lora_suffix, merge_lora
 if TYPE_CHECKING:
     from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
 
-T = TypeVar("T")
 
 __all__ = ["MotionLora", "MotionModule", "enable_context_windows", "read_motion_module", "with_motion_module"]
 
@@ -62,7 +60,7 @@ class MotionModule:
 
     def build(self, dtype: torch.dtype) -> MotionAdapter:
         """The ``MotionAdapter`` with its LoRAs merged, in ``dtype``."""
-        adapter = _read(self.path, lambda: motion_adapter_from_state_dict(load_state_dict(self.path), dtype))
+        adapter = read_naming_file(self.path, lambda: motion_adapter_from_state_dict(load_state_dict(self.path), dtype))
         for lora in self.loras:
             merge_lora(adapter, motion_lora_weights(lora.path, load_state_dict(lora.path)), lora.strength)
         return adapter
@@ -74,7 +72,7 @@ def read_motion_module(path: Path) -> MotionModule:
     if not is_motion_module(shapes.tensors):
         sample = ", ".join(list(shapes.tensors)[:3]) or "no tensors"
         raise CorruptModelFileError(path, f"not an AnimateDiff motion module (its first tensors: {sample})")
-    return MotionModule(path.name, path, _read(path, lambda: detect_motion_module(shapes.tensors)))
+    return MotionModule(path.name, path, read_naming_file(path, lambda: detect_motion_module(shapes.tensors)))
 
 
 def with_motion_module(
@@ -122,11 +120,3 @@ def enable_context_windows(network: UNetMotionModel, context: ContextWindows) ->
             ).to(device=network.device, dtype=network.dtype)
             windowed.load_state_dict(block.state_dict(), strict=True)
             motion_module.transformer_blocks[index] = windowed.eval().requires_grad_(False)
-
-
-def _read(path: Path, read: Callable[[], T]) -> T:
-    """``read()``, a ``StateDictError`` re-raised as ``CorruptModelFileError`` naming ``path``."""
-    try:
-        return read()
-    except StateDictError as exc:
-        raise CorruptModelFileError(path, str(exc)) from exc
