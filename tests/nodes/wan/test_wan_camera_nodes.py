@@ -40,7 +40,7 @@ def _embedding(runner: NodeRunner, pose: str, speed: float = 1.0) -> torch.Tenso
 def _directions() -> torch.Tensor:
     """``[3, H, W]`` unit rays through pixel centres for the default intrinsics on a 4:3 frame: fx = 0.5 stretched by
     (16/9) / (4/3), so K = (fx W, fy H, W/2, H/2)."""
-    fx = HEIGHT * (1280 / 720) * 0.5 / WIDTH * WIDTH
+    fx = HEIGHT * (1280 / 720) * 0.5  # the normalised fx (H * 16/9 * 0.5 / W) in pixels
     fy, cx, cy = 0.5 * HEIGHT, 0.5 * WIDTH, 0.5 * HEIGHT
     u = (torch.arange(WIDTH, dtype=torch.float64) + 0.5 - cx) / fx
     v = (torch.arange(HEIGHT, dtype=torch.float64) + 0.5 - cy) / fy
