@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from models.controlnet.control_step import ControlStep, placed_controls
 from models.families.base import LatentShapeError
 from models.guidance import Guider
 from models.memory import ModelManager
@@ -85,29 +86,28 @@ def sample_latent(
         if on_step is not None:
             on_step(step + 1, total, fmt.process_out(denoised))
 
-    def denoiser(network: torch.nn.Module) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def denoiser(
+        network: torch.nn.Module, controls: ControlStep | None
+    ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         if mask is None:
-            return lambda state, sigma: guider.denoise(network, state, sigma)
+            return lambda state, sigma: guider.denoise(network, state, sigma, controls=controls)
 
         def masked(state: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
             known = model.adapter.known_state(model.sampling, sigma, start_noise, clean)
-            denoised = guider.denoise(network, state * mask + known * (1.0 - mask), sigma, mask)
+            denoised = guider.denoise(network, state * mask + known * (1.0 - mask), sigma, mask, controls)
             return denoised * mask + clean * (1.0 - mask)
 
         return masked
 
-    def run(network: torch.nn.Module) -> torch.Tensor:
-        return sampler.sample(
-            denoiser(network),
-            x,
-            sigmas,
-            model.sampling,
-            generator=generator,
-            callback=step_done,
-        )
-
     work = model.adapter.work_estimate(latent_image, guider.streams)
-    out = run_with_oom_recovery(manager, model.handle, run, work, policy=model.offload)
+    with placed_controls(manager, model.adapter, model.sampling, guider.entries(), latent_image) as controls:
+
+        def run(network: torch.nn.Module) -> torch.Tensor:
+            return sampler.sample(
+                denoiser(network, controls), x, sigmas, model.sampling, generator=generator, callback=step_done
+            )
+
+        out = run_with_oom_recovery(manager, model.handle, run, work, policy=model.offload)
     samples = fmt.process_out(model.sampling.inverse_noise_scaling(sigmas[-1], out)).cpu()
     if mask is not None:  # the kept region exactly as given (not through the normalisation and back)
         keep = mask.cpu() == 0

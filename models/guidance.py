@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from models.controlnet.control_step import ControlStep, EntryControls, check_controls
 from models.diffusion_model import DiffusionModel
 from models.families.base import ConditioningEntry
 from models.oom import is_out_of_memory
@@ -70,20 +71,32 @@ class Guider:
         for name, conditioning in self._parts():
             for entry in conditioning_entries(conditioning, name):
                 try:
+                    check_controls(self.model.adapter, entry, samples)
                     self.model.adapter.check_conditioning(entry, samples)
                 except ValueError as exc:
                     raise type(exc)(f"{name}: {exc}") from exc
 
+    def entries(self) -> list[ConditioningEntry]:
+        """Every conditioning entry a prediction uses: the positive ones, then the negative ones."""
+        return [entry for name, conditioning in self._parts() for entry in conditioning_entries(conditioning, name)]
+
     def denoise(
-        self, network: torch.nn.Module, x: torch.Tensor, sigma: torch.Tensor, denoise_mask: torch.Tensor | None = None
+        self,
+        network: torch.nn.Module,
+        x: torch.Tensor,
+        sigma: torch.Tensor,
+        denoise_mask: torch.Tensor | None = None,
+        controls: ControlStep | None = None,
     ) -> torch.Tensor:
         """The ``x0`` estimate for state ``x`` at ``sigma`` (0-d or ``[B]``); ``denoise_mask`` (``[B, 1, T, H, W]``,
-        1 = generated) goes to the adapter when the latent keeps a region."""
+        1 = generated) goes to the adapter when the latent keeps a region; ``controls`` are the run's placed
+        ControlNets (``placed_controls``) when its conditioning has any."""
         sampling = self.model.sampling
         sigmas = sigma.reshape(-1).to(x.device, torch.float32).expand(x.shape[0])
         per_sample = sigmas.view(-1, *([1] * (x.dim() - 1)))
         x_in = sampling.model_input(x, per_sample)
-        output = self.prediction(network, x_in, sampling.timestep(sigmas), denoise_mask)
+        step_controls = controls.at(float(sigmas[0])) if controls is not None else None
+        output = self.prediction(network, x_in, sampling.timestep(sigmas), denoise_mask, step_controls)
         return sampling.denoised(x, per_sample, output)
 
     def prediction(
@@ -92,12 +105,17 @@ class Guider:
         x_in: torch.Tensor,
         timestep: torch.Tensor,
         denoise_mask: torch.Tensor | None = None,
+        controls: EntryControls | None = None,
     ) -> torch.Tensor:
         """The guided raw network prediction for the network input ``x_in`` at ``timestep`` (``[B]``, or what the
         family's adapter takes, e.g. ``[B, F]`` per-frame timesteps): the entries averaged by strength, then CFG.
-        ``denoise`` converts it to ``x0``; solvers that step on raw predictions (diffusion forcing) use it as is."""
+        ``denoise`` converts it to ``x0``; solvers that step on raw predictions (diffusion forcing) use it as is.
+        ``controls`` sets the step's ControlNet residuals on each entry first."""
         parts = [(name, conditioning_entries(conditioning, name)) for name, conditioning in self._parts()]
-        predictions = self._predict(network, x_in, timestep, [e for _, entries in parts for e in entries], denoise_mask)
+        entries = [entry for _, part in parts for entry in part]
+        if controls is not None:
+            entries = [controls(entry, x_in, timestep) for entry in entries]
+        predictions = self._predict(network, x_in, timestep, entries, denoise_mask)
         averaged = []
         for name, entries in parts:
             averaged.append(_strength_average(entries, predictions[: len(entries)], name))

@@ -138,17 +138,17 @@ def check_attention_mask(mask: torch.Tensor | None, embeds: torch.Tensor, sample
 @dataclass(frozen=True)
 class NetworkCall:
     """The keyword arguments of one network call, split by how they batch: ``per_sample`` values (tensors with the
-    batch on dim 0, lists with one item per sample, or None) and ``shared`` ones that hold for every sample (sizes,
-    position embeddings, switches). Calls whose shared values are equal and whose per-sample values differ only in
-    their batch merge into one batched call (``merged_call``)."""
+    batch on dim 0, tuples of such tensors, lists with one item per sample, or None) and ``shared`` ones that hold
+    for every sample (sizes, position embeddings, switches). Calls whose shared values are equal and whose
+    per-sample values differ only in their batch merge into one batched call (``merged_call``)."""
 
     per_sample: Mapping[str, Any]
     shared: Mapping[str, Any]
 
 
 def merged_call(calls: Sequence[NetworkCall]) -> NetworkCall | None:
-    """One call over the samples of all ``calls`` in order (tensors concatenated on dim 0, lists joined), or None
-    when they cannot share one (see ``mergeable``)."""
+    """One call over the samples of all ``calls`` in order (tensors concatenated on dim 0, tuples of tensors item by
+    item, lists joined), or None when they cannot share one (see ``mergeable``)."""
     first = calls[0]
     if len(calls) == 1:
         return first
@@ -159,6 +159,8 @@ def merged_call(calls: Sequence[NetworkCall]) -> NetworkCall | None:
         values = [call.per_sample[name] for call in calls]
         if isinstance(value, torch.Tensor):
             per_sample[name] = torch.cat(values)
+        elif isinstance(value, tuple):
+            per_sample[name] = tuple(torch.cat(parts) for parts in zip(*values, strict=True))
         elif isinstance(value, list):
             per_sample[name] = [item for part in values for item in part]
         else:
@@ -183,6 +185,12 @@ def _alike(value: Any, other: Any) -> bool:
             and value.shape[1:] == other.shape[1:]
             and value.dtype == other.dtype
             and value.device == other.device
+        )
+    if isinstance(value, tuple):
+        return (
+            isinstance(other, tuple)
+            and len(value) == len(other)
+            and all(_alike(item, other_item) for item, other_item in zip(value, other, strict=True))
         )
     if isinstance(value, list):
         return isinstance(other, list)
@@ -291,6 +299,18 @@ class FamilyAdapter(ABC):
             for index, output in zip(group, outputs, strict=True):
                 predictions[index] = self.network_output(output, x)
         return [predictions[index] for index in range(len(calls))]
+
+    def controlnet_mismatch(self, widths: tuple[int, ...], text_dim: int) -> str | None:
+        """Why a ControlNet with level ``widths`` attending to text of ``text_dim`` cannot drive this network (None
+        when it can). By default none can: ControlNets add residuals to UNets."""
+        return f"ControlNets drive Stable Diffusion 1.5 and AnimateDiff UNets, not {self.describe()}"
+
+    def controlnet_arguments(
+        self, x: torch.Tensor, timestep: torch.Tensor, entry: ConditioningEntry, dtype: torch.dtype
+    ) -> dict[str, torch.Tensor]:
+        """A ControlNet's ``sample``, ``timestep`` and ``encoder_hidden_states`` for the network input ``x`` at
+        ``timestep`` under ``entry``, in ``dtype`` (only for networks ``controlnet_mismatch`` accepts)."""
+        raise NotImplementedError(f"{self.describe()} takes no ControlNet")
 
     def known_state(
         self, sampling: ModelSampling, sigma: torch.Tensor, noise: torch.Tensor, clean: torch.Tensor

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from models.families.base import ConditioningEntry, LatentShapeError, NetworkCall, batched
-from models.families.sd15.adapter import Sd15Adapter
+from models.families.sd15.adapter import Sd15Adapter, with_control_residuals
 from models.families.sd15.unet_checkpoint import Sd15UnetSpec, sd15_spec_from_config
 
 __all__ = ["WEIGHTING_SCHEMES", "AnimateDiffAdapter", "ContextWindows", "adapter_from_motion_config"]
@@ -78,7 +78,7 @@ class AnimateDiffAdapter(Sd15Adapter):
             # text embeddings per frame, as AnimateDiffPipeline repeats them
             "encoder_hidden_states": embeds.repeat_interleave(x.shape[2], dim=0),
         }
-        return NetworkCall(per_sample, {})
+        return NetworkCall(with_control_residuals(per_sample, entry), {})
 
     def network_output(self, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return output.float()  # already [B, C, T, H, W], not SD1.5's frames as batch

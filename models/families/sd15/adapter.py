@@ -9,8 +9,11 @@ an SD1.5 checkpoint). Sampling: DDPM-discrete epsilon prediction on the ``scaled
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
+from models.controlnet.application import CONTROL_RESIDUALS
 from models.families.base import (
     ConditioningEntry,
     FamilyAdapter,
@@ -26,9 +29,23 @@ from models.memory_types import WorkEstimate
 from models.offload_policy import estimate_activation_bytes
 from models.sampling.model_sampling import EpsSampling
 
-__all__ = ["Sd15Adapter", "frames_as_batch"]
+__all__ = ["Sd15Adapter", "frames_as_batch", "with_control_residuals"]
 
 ACTIVATION_WIDTH_FACTOR = 4  # the widest level's channels over the first's, for the activation estimate
+
+
+def with_control_residuals(per_sample: dict[str, Any], entry: ConditioningEntry) -> dict[str, Any]:
+    """The UNet arguments ``per_sample`` with the ControlNet residuals of ``entry`` (``CONTROL_RESIDUALS``, set by
+    the sampling step while a control acts) added, cast to the sample's dtype."""
+    residuals = entry[1].get(CONTROL_RESIDUALS)
+    if residuals is None:
+        return per_sample
+    dtype = per_sample["sample"].dtype
+    return {
+        **per_sample,
+        "down_block_additional_residuals": tuple(tensor.to(dtype) for tensor in residuals.down),
+        "mid_block_additional_residual": residuals.middle.to(dtype),
+    }
 
 
 def frames_as_batch(x: torch.Tensor) -> torch.Tensor:
@@ -82,14 +99,28 @@ class Sd15Adapter(FamilyAdapter):
         dtype: torch.dtype,
         denoise_mask: torch.Tensor | None = None,
     ) -> NetworkCall:
+        return NetworkCall(with_control_residuals(self.controlnet_arguments(x, timestep, entry, dtype), entry), {})
+
+    def controlnet_mismatch(self, widths: tuple[int, ...], text_dim: int) -> str | None:
+        unet_widths = tuple(int(width) for width in self.spec.config["block_out_channels"])
+        if widths != unet_widths or text_dim != self.text_dim:
+            return (
+                f"made for a UNet of widths {'/'.join(map(str, widths))} attending to text {text_dim} wide, but "
+                f"{self.describe()} has widths {'/'.join(map(str, unet_widths))} and text {self.text_dim} wide"
+            )
+        return None
+
+    def controlnet_arguments(
+        self, x: torch.Tensor, timestep: torch.Tensor, entry: ConditioningEntry, dtype: torch.dtype
+    ) -> dict[str, torch.Tensor]:
+        """The UNet's own arguments: frames as batch, the text embeddings repeated per frame."""
         frames = x.shape[2]
         embeds = batched(entry[0], x).to(x.device, dtype)
-        per_sample = {
+        return {
             "sample": frames_as_batch(x).to(dtype),
             "timestep": timestep.to(x.device, torch.float32).repeat_interleave(frames),
             "encoder_hidden_states": embeds.repeat_interleave(frames, dim=0),
         }
-        return NetworkCall(per_sample, {})
 
     def network_output(self, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``[B * T, C, H, W]`` (frames as batch) -> ``[B, C, T, H, W]``."""
