@@ -1,7 +1,7 @@
-"""CogVideoX nodes of our own (ComfyUI core has none): the empty latent, and image-to-video conditioning from a
-start image. Both take the MODEL, since CogVideoX 1.5 patches two latent frames at once and its pipelines pad the
-latent with frames in front; the ``padding_frames`` output is what ``TrimVideoLatent`` cuts off before ``VAEDecode``,
-as the pipelines discard them."""
+"""CogVideoX nodes of our own (ComfyUI core has none): the empty latent, image-to-video conditioning from a start
+image, and CogVideoX-Fun control conditioning from a control video. All take the MODEL, since CogVideoX 1.5 patches
+two latent frames at once and its pipelines pad the latent with frames in front; the ``padding_frames`` output is what
+``TrimVideoLatent`` cuts off before ``VAEDecode``, as the pipelines discard them."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import torch
 
 from graph.context import current_context
 from models.diffusion_model import DiffusionModel
-from models.families.cogvideox.adapter import IMAGE_LATENTS, CogVideoXAdapter
+from models.families.cogvideox.adapter import CONTROL_LATENTS, IMAGE_LATENTS, CogVideoXAdapter
 from models.families.cogvideox.latents import CogVideoXLatentFormat
 from models.guidance import Conditioning, with_extras
 from models.memory import MODELS_SERVICE
+from models.pixels import resize_images
 from models.video_vae import VideoVAE
 from nodes.image import fit_frames
 from nodes.latent import MAX_SIZE, check_video_size
@@ -39,6 +40,25 @@ def _adapter(model: DiffusionModel) -> CogVideoXAdapter:
         described = adapter.describe() if adapter is not None else type(model).__name__
         raise ValueError(f"model: {described} is not a CogVideoX model; load a CogVideoX pipeline folder")
     return adapter
+
+
+def _latent_format(vae: VideoVAE) -> CogVideoXLatentFormat:
+    """The VAE's CogVideoX latent format; ``ValueError`` naming the input for another family's VAE."""
+    fmt = vae.latent_format
+    if not isinstance(fmt, CogVideoXLatentFormat):
+        raise ValueError(f"vae: {vae.name} codes the {fmt.name} latent, not CogVideoX's")
+    return fmt
+
+
+def resample_control_video(video: torch.Tensor, width: int, height: int, length: int) -> torch.Tensor:
+    """``video`` as exactly ``length`` frames of ``width`` x ``height``: frames picked evenly over its span (dropped
+    when it has more, repeated when fewer), then stretched to the size with Lanczos as the pipeline's
+    ``VideoProcessor`` resizes (no crop); unchanged when it already fits."""
+    frames = video.shape[0]
+    if frames != length:
+        picks = torch.linspace(0, frames - 1, length).round().long()
+        video = video[picks]
+    return resize_images(video, width, height, "lanczos")
 
 
 def _empty(adapter: CogVideoXAdapter, width: int, height: int, length: int, batch_size: int) -> tuple[Any, int]:
@@ -120,11 +140,11 @@ class CogVideoXImageToVideo:
         batch_size: int,
     ) -> tuple[list[list[Any]], list[list[Any]], dict[str, torch.Tensor], int]:
         adapter = _adapter(model)
+        if adapter.spec.control:
+            raise ValueError(f"model: {adapter.describe()} is a CogVideoX-Fun control model; use CogVideoXFunControl")
         if not adapter.spec.image_to_video:
             raise ValueError(f"model: {adapter.describe()} is a text-to-video model; use EmptyCogVideoXLatentVideo")
-        fmt = vae.latent_format
-        if not isinstance(fmt, CogVideoXLatentFormat):
-            raise ValueError(f"vae: {vae.name} codes the {fmt.name} latent, not CogVideoX's")
+        fmt = _latent_format(vae)
         latent, padding = _empty(adapter, width, height, length, batch_size)
         start = fit_frames(start_image, width, height, 1, "start_image")
         raw = vae.encode(current_context().service(MODELS_SERVICE), start)  # [1, C, 1, h, w]
@@ -139,11 +159,91 @@ class CogVideoXImageToVideo:
         )
 
 
+class CogVideoXFunControl:
+    """Structure control of a CogVideoX-Fun control model from a control video (pose, depth, edges...), and its
+    empty latent."""
+
+    FUNCTION = "encode"
+    CATEGORY = "conditioning/video_models"
+    RETURN_TYPES = ("CONDITIONING", "CONDITIONING", "LATENT", "INT")
+    RETURN_NAMES = ("positive", "negative", "latent", "padding_frames")
+    OUTPUT_TOOLTIPS = (
+        "The positive conditioning with the control video.",
+        "The negative conditioning with the control video.",
+        "The empty latent.",
+        PADDING_TOOLTIP,
+    )
+    DESCRIPTION = (
+        "Encodes a control video with the VAE into the control latents a CogVideoX-Fun control model "
+        "(CogVideoX-Fun-V1.1 Control / Pose) takes beside the noise, scaled by the VAE's scaling factor as "
+        "CogVideoXFunControlPipeline scales them, and gives the empty latent. A control video of another length is "
+        "resampled to `length` frames (frames picked evenly over it: dropped when longer, repeated when shorter); "
+        "one of another size is stretched to width x height (Lanczos, no crop, as the pipeline resizes)."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "positive": ("CONDITIONING", {}),
+                "negative": ("CONDITIONING", {}),
+                "vae": ("VAE", {}),
+                "model": ("MODEL", {"tooltip": "The CogVideoX-Fun control model the conditioning is for."}),
+                "control_video": (
+                    "IMAGE",
+                    {"tooltip": "The control frames (pose, depth, edges...); resampled to length and size."},
+                ),
+                **_size_inputs(49),
+            }
+        }
+
+    def encode(
+        self,
+        positive: Conditioning,
+        negative: Conditioning,
+        vae: VideoVAE,
+        model: DiffusionModel,
+        control_video: torch.Tensor,
+        width: int,
+        height: int,
+        length: int,
+        batch_size: int,
+    ) -> tuple[list[list[Any]], list[list[Any]], dict[str, torch.Tensor], int]:
+        adapter = _adapter(model)
+        if not adapter.spec.control:
+            raise ValueError(
+                f"CogVideoXFunControl: model: {adapter.describe()} is not a CogVideoX-Fun control model; load a "
+                "CogVideoX-Fun-V1.1 Control or Pose pipeline folder"
+            )
+        if not isinstance(control_video, torch.Tensor) or control_video.dim() != 4 or control_video.shape[-1] != 3:
+            shape = tuple(control_video.shape) if isinstance(control_video, torch.Tensor) else type(control_video)
+            raise ValueError(f"CogVideoXFunControl: control_video: expected IMAGE frames [N, H, W, 3], got {shape}")
+        fmt = _latent_format(vae)
+        latent, padding = _empty(adapter, width, height, length, batch_size)
+        if padding:
+            raise ValueError(
+                f"CogVideoXFunControl: length: {length} frames make {fmt.latent_frames(length)} latent frames; "
+                f"{adapter.describe()} patches {adapter.spec.patch_size_t} at once and its pipeline does not pad "
+                f"control videos: use {length + fmt.temporal_ratio}"
+            )
+        frames = resample_control_video(control_video, width, height, length)
+        raw = vae.encode(current_context().service(MODELS_SERVICE), frames)  # [1, C, T, h, w]
+        extras = {CONTROL_LATENTS: fmt.process_in(raw)}
+        return (
+            with_extras(positive, "positive", extras),
+            with_extras(negative, "negative", extras),
+            {"samples": latent},
+            padding,
+        )
+
+
 NODE_CLASS_MAPPINGS = {
     "EmptyCogVideoXLatentVideo": EmptyCogVideoXLatentVideo,
     "CogVideoXImageToVideo": CogVideoXImageToVideo,
+    "CogVideoXFunControl": CogVideoXFunControl,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "EmptyCogVideoXLatentVideo": "Empty CogVideoX Latent Video",
     "CogVideoXImageToVideo": "CogVideoX Image to Video",
+    "CogVideoXFunControl": "CogVideoX Fun Control",
 }

@@ -5,7 +5,10 @@ are laid out (``model_index.json``, one folder per component, safetensors only),
   frame per patch, VAE scaling factor 1.15258426, scheduler ``snr_shift_scale`` 3.0);
 - ``CogVideoX1.5-5B-I2V``: a ``CogVideoXImageToVideoPipeline`` shaped as the 1.5 image-to-video release (rotary
   embeddings, two frames per patch, the ``ofs`` embedding, 32 input channels, VAE scaling factor 0.7 with
-  ``invert_scale_latents``, scheduler ``snr_shift_scale`` 1.0).
+  ``invert_scale_latents``, scheduler ``snr_shift_scale`` 1.0);
+- ``CogVideoX-Fun-V1.1-2b-Control``: a ``CogVideoXFunControlPipeline`` shaped as alibaba-pai's 2B control release
+  (the 2B configuration with 32 input channels: the noise and the control video's latents; VAE and scheduler as
+  the 2B's).
 
 The networks are the real architectures, narrow and shallow (2 heads of 16, 2 layers); the VAE keeps the real
 compression (8x spatial, 4x temporal, 16 channels) with 16-channel stages. Its encoder's log-variance output is
@@ -29,6 +32,7 @@ from models.tiny.text_families import TINY_T5_CONFIG, tiny_t5, write_tiny_t5_tok
 
 __all__ = [
     "TINY_COGVIDEOX_PIPELINES",
+    "TINY_FUN_CONTROL_2B_TRANSFORMER",
     "TINY_I2V_15_TRANSFORMER",
     "TINY_T2V_2B_TRANSFORMER",
     "tiny_cogvideox_pipeline",
@@ -49,6 +53,7 @@ _COMMON = {
     "sample_frames": 9,
 }
 TINY_T2V_2B_TRANSFORMER = MappingProxyType({**_COMMON, "in_channels": 16})
+TINY_FUN_CONTROL_2B_TRANSFORMER = MappingProxyType({**_COMMON, "in_channels": 32})
 TINY_I2V_15_TRANSFORMER = MappingProxyType(
     {
         **_COMMON,
@@ -132,8 +137,22 @@ def _i2v_15(folder: Path, seed: int) -> Any:
     )
 
 
+def _fun_control_2b(folder: Path, seed: int) -> Any:
+    from diffusers import CogVideoXDDIMScheduler, CogVideoXFunControlPipeline, CogVideoXTransformer3DModel
+
+    return CogVideoXFunControlPipeline(
+        tokenizer=_tokenizer(folder / "tokenizer"),
+        text_encoder=tiny_t5(seed),
+        vae=_vae(1.15258426, False, seed),
+        transformer=_seeded(
+            lambda: CogVideoXTransformer3DModel(**TINY_FUN_CONTROL_2B_TRANSFORMER), "fun_control_2b", seed
+        ),
+        scheduler=CogVideoXDDIMScheduler(**_SCHEDULER, snr_shift_scale=3.0),
+    )
+
+
 TINY_COGVIDEOX_PIPELINES: Mapping[str, Callable[[Path, int], Any]] = MappingProxyType(
-    {"CogVideoX-2b": _t2v_2b, "CogVideoX1.5-5B-I2V": _i2v_15}
+    {"CogVideoX-2b": _t2v_2b, "CogVideoX1.5-5B-I2V": _i2v_15, "CogVideoX-Fun-V1.1-2b-Control": _fun_control_2b}
 )
 """Folder name (the public repo's name) -> the builder of its tiny pipeline."""
 

@@ -3,7 +3,9 @@
 
 Conditioning: T5-XXL embeddings ``[1, 226, 4096]`` (no mask: the network attends to the padding too). Image-to-video
 models also need ``IMAGE_LATENTS`` (``CogVideoXImageToVideo``): ``[1, C, T, H, W]`` in the network's space, the start
-image's latent then zeros, concatenated to the noise on the channels.
+image's latent then zeros, concatenated to the noise on the channels. CogVideoX-Fun control models need
+``CONTROL_LATENTS`` (``CogVideoXFunControl``) instead: the control video's latents, ``[1, C, T, H, W]`` in the
+network's space, concatenated to the noise on the channels as ``CogVideoXFunControlPipeline`` does.
 
 The network takes ``[B, F, C, H, W]``; the adapter permutes our ``[B, C, T, H, W]`` to it and back. Rotary position
 embeddings (5B and 1.5) are ``get_3d_rotary_pos_embed`` over the latent grid as the pipelines'
@@ -31,10 +33,12 @@ from models.memory_types import WorkEstimate
 from models.offload_policy import estimate_activation_bytes
 from models.sampling.model_sampling import ModelSampling
 
-__all__ = ["IMAGE_LATENTS", "OFS", "CogVideoXAdapter", "rotary_embeddings"]
+__all__ = ["CONTROL_LATENTS", "IMAGE_LATENTS", "OFS", "CogVideoXAdapter", "rotary_embeddings"]
 
 IMAGE_LATENTS = "cogvideox_image_latents"
 """The conditioning extra holding an image-to-video model's image latents (the network's space)."""
+CONTROL_LATENTS = "cogvideox_control_latents"
+"""The conditioning extra holding a CogVideoX-Fun control model's control video latents (the network's space)."""
 SCALING_2B = 1.15258426
 SCALING_5B = 0.7
 """The VAE scaling factors the releases pair with their transformers: 2B's (no rotary embeddings), and the 5B and
@@ -87,7 +91,7 @@ class CogVideoXAdapter(FamilyAdapter):
         )
         self.text_dim = int(config["text_embed_dim"])
         self.text_length = int(config["max_text_seq_length"])
-        if spec.image_to_video and int(config["in_channels"]) != 2 * channels:
+        if spec.takes_latents_beside_noise and int(config["in_channels"]) != 2 * channels:
             raise LatentShapeError(f"{spec.describe()}: {config['in_channels']} input channels for {channels} out")
 
     def describe(self) -> str:
@@ -119,6 +123,7 @@ class CogVideoXAdapter(FamilyAdapter):
             )
         self._check_latent(samples)
         self._check_image(extras.get(IMAGE_LATENTS), samples)
+        self._check_control(extras.get(CONTROL_LATENTS), samples)
 
     def _check_latent(self, samples: torch.Tensor) -> None:
         frames, height, width = samples.shape[2:]
@@ -144,7 +149,8 @@ class CogVideoXAdapter(FamilyAdapter):
     def _check_image(self, image: torch.Tensor | None, samples: torch.Tensor) -> None:
         if not self.spec.image_to_video:
             if image is not None:
-                raise ValueError(f"{self.describe()} is a text-to-video model; it takes no start image")
+                kind = "control" if self.spec.control else "text-to-video"
+                raise ValueError(f"{self.describe()} is a {kind} model; it takes no start image")
             return
         if image is None:
             raise ValueError(
@@ -158,6 +164,26 @@ class CogVideoXAdapter(FamilyAdapter):
                 f"{', '.join(map(str, expected))}] (make both with the same CogVideoXImageToVideo)"
             )
 
+    def _check_control(self, control: torch.Tensor | None, samples: torch.Tensor) -> None:
+        describe = self.describe()
+        if not self.spec.control:
+            if control is not None:
+                raise ValueError(
+                    f"{describe} is not a control model; it takes no control video (CogVideoXFunControl is for "
+                    "CogVideoX-Fun control models)"
+                )
+            return
+        if control is None:
+            raise ValueError(
+                f"{describe} is a CogVideoX-Fun control model: condition it on a control video with CogVideoXFunControl"
+            )
+        expected = (self.latent_format.channels, *samples.shape[2:])
+        if control.dim() != 5 or tuple(control.shape[1:]) != expected or control.shape[0] not in (1, samples.shape[0]):
+            raise LatentShapeError(
+                f"the control latents have shape {tuple(control.shape)}; the latent {tuple(samples.shape)} needs "
+                f"[batch, {', '.join(map(str, expected))}] (make both with the same CogVideoXFunControl)"
+            )
+
     def network_call(
         self,
         x: torch.Tensor,
@@ -168,9 +194,9 @@ class CogVideoXAdapter(FamilyAdapter):
     ) -> NetworkCall:
         embeds, extras = entry
         hidden = x
-        image = extras.get(IMAGE_LATENTS)
-        if self.spec.image_to_video and image is not None:
-            hidden = torch.cat([x, batched(image, x).to(x.device, x.dtype)], dim=1)
+        beside = extras.get(CONTROL_LATENTS if self.spec.control else IMAGE_LATENTS)
+        if self.spec.takes_latents_beside_noise and beside is not None:
+            hidden = torch.cat([x, batched(beside, x).to(x.device, x.dtype)], dim=1)
         frames, height, width = x.shape[2:]
         rotary = None
         if self.spec.config["use_rotary_positional_embeddings"]:

@@ -1,6 +1,8 @@
 """What the CogVideoX family contributes to the generic loaders: its transformers and VAEs from diffusers pipeline
-folders (THUDM/CogVideoX-2b, -5b, -5b-I2V, CogVideoX1.5-5B, -5B-I2V). The releases ship no single files in an
-original layout of their own, so single files never match."""
+folders (THUDM/CogVideoX-2b, -5b, -5b-I2V, CogVideoX1.5-5B, -5B-I2V; alibaba-pai/CogVideoX-Fun-V1.1-*-Control, whose
+transformer config marks it a control model, in folders naming ``CogVideoXPipeline`` as released or
+``CogVideoXFunControlPipeline`` as diffusers saves that pipeline). The releases ship no single files in an original
+layout of their own, so single files never match."""
 
 from __future__ import annotations
 
@@ -53,7 +55,7 @@ COGVIDEOX_VAES = VaeFamily(
     diffusers_classes=("AutoencoderKLCogVideoX",),
 )
 COGVIDEOX_PIPELINES = PipelineLayout(
-    pipelines=("CogVideoXPipeline", "CogVideoXImageToVideoPipeline"),
+    pipelines=("CogVideoXPipeline", "CogVideoXImageToVideoPipeline", "CogVideoXFunControlPipeline"),
     transformer=COGVIDEOX_TRANSFORMERS,
     vae=COGVIDEOX_VAES,
     text=COGVIDEOX_TEXT,

@@ -33,14 +33,34 @@ class CogVideoXTransformerSpec:
 
     @property
     def latent_channels(self) -> int:
-        """Channels of the noise latent: all input channels, or half of them for image-to-video."""
+        """Channels of the noise latent: all input channels, or half of them when latents go beside the noise."""
         channels = int(self.config["in_channels"])
-        return channels // 2 if self.image_to_video else channels
+        return channels // 2 if self.takes_latents_beside_noise else channels
+
+    @property
+    def takes_latents_beside_noise(self) -> bool:
+        """Whether the network takes conditioning latents concatenated to the noise (input channels twice the
+        output's): a start image's (image-to-video) or a control video's (CogVideoX-Fun control)."""
+        return int(self.config["in_channels"]) == 2 * int(self.config["out_channels"])
 
     @property
     def image_to_video(self) -> bool:
-        """Whether the network takes image latents beside the noise (input channels twice the output's)."""
-        return int(self.config["in_channels"]) == 2 * int(self.config["out_channels"])
+        """THUDM's image-to-video releases: latents beside the noise, and learned positions (CogVideoX-5B-I2V) or
+        the ``ofs`` embedding (CogVideoX1.5-5B-I2V), which no text-to-video model has."""
+        marked = bool(self.config["use_learned_positional_embeddings"]) or self.config["ofs_embed_dim"] is not None
+        return self.takes_latents_beside_noise and marked
+
+    @property
+    def control(self) -> bool:
+        """CogVideoX-Fun control releases (alibaba-pai's ``CogVideoX-Fun-V1.1-*-Control`` / ``-Pose``): latents
+        beside the noise without the image-to-video marks, as they are fine-tuned from the text-to-video models
+        (their ``model_index.json`` may name ``CogVideoXPipeline``, so the config decides)."""
+        return self.takes_latents_beside_noise and not self.image_to_video
+
+    @property
+    def kind(self) -> str:
+        """``"t2v"``, ``"i2v"`` or ``"control"``."""
+        return "i2v" if self.image_to_video else "control" if self.control else "t2v"
 
     @property
     def adds_position_embeddings(self) -> bool:
@@ -50,8 +70,7 @@ class CogVideoXTransformerSpec:
     def describe(self) -> str:
         """E.g. ``"CogVideoX 1.5 i2v, dim 3072, 42 layers"``."""
         version = "1.0" if self.patch_size_t is None else "1.5"
-        kind = "i2v" if self.image_to_video else "t2v"
-        return f"CogVideoX {version} {kind}, dim {self.hidden_size}, {self.config['num_layers']} layers"
+        return f"CogVideoX {version} {self.kind}, dim {self.hidden_size}, {self.config['num_layers']} layers"
 
 
 def cogvideox_spec_from_config(config: Mapping[str, Any]) -> CogVideoXTransformerSpec:

@@ -1,6 +1,6 @@
-"""The CogVideoX family through the generic pipeline-folder loaders: the tiny 2B-style and 1.5-style I2V folders load
-as MODEL, CLIP and VAE with the releases' latent statistics and schedules; conditioning that does not fit is refused
-before a step runs."""
+"""The CogVideoX family through the generic pipeline-folder loaders: the tiny 2B-style, 1.5-style I2V and 2B Fun
+control folders load as MODEL, CLIP and VAE with the releases' latent statistics and schedules; conditioning that
+does not fit is refused before a step runs."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from models.families.catalog import layout_for_pipeline, text_encoder_kind, tran
 from models.families.cogvideox.adapter import IMAGE_LATENTS, CogVideoXAdapter
 from models.families.cogvideox.family import COGVIDEOX_PIPELINES
 from models.families.cogvideox.latents import CogVideoXLatentFormat, latent_format_from_config
+from models.families.cogvideox.spec import cogvideox_spec_from_config
 from models.memory import MemoryConfig, ModelManager
 from models.pipeline_folder import (
     load_pipeline_text_encoder,
@@ -44,6 +45,7 @@ def _folder(tiny_models_dir: Path, name: str):
 def test_both_pipelines_read_as_cogvideox_folders() -> None:
     assert layout_for_pipeline("CogVideoXPipeline") is COGVIDEOX_PIPELINES
     assert layout_for_pipeline("CogVideoXImageToVideoPipeline") is COGVIDEOX_PIPELINES
+    assert layout_for_pipeline("CogVideoXFunControlPipeline") is COGVIDEOX_PIPELINES
     assert text_encoder_kind("cogvideox").parts[0].diffusers_classes == ("T5EncoderModel",)
 
 
@@ -73,6 +75,25 @@ def test_15_i2v_folder_loads_with_its_release_settings(tiny_models_dir: Path, ma
     assert [adapter.padding_frames(frames) for frames in (3, 4, 21)] == [1, 0, 1]
     vae = load_pipeline_vae(manager, folder)
     assert vae.latent_format.image_scale == pytest.approx(1 / 0.7)  # invert_scale_latents
+
+
+def test_fun_control_folder_loads_as_a_2b_control_model(tiny_models_dir: Path, manager: ModelManager) -> None:
+    model = load_pipeline_transformer(manager, _folder(tiny_models_dir, "CogVideoX-Fun-V1.1-2b-Control"))
+    spec = model.adapter.spec
+    assert (spec.control, spec.image_to_video, spec.latent_channels) == (True, False, 16)
+    assert model.adapter.describe() == "CogVideoX 1.0 control, dim 32, 2 layers"
+    assert model.sampling == ZeroSnrSampling(snr_shift_scale=3.0)
+    assert model.adapter.latent_format.std[0] == pytest.approx(1 / 1.15258426)
+
+
+@pytest.mark.parametrize(
+    ("marks", "kind"),
+    [({}, "control"), ({"use_learned_positional_embeddings": True}, "i2v"), ({"ofs_embed_dim": 512}, "i2v")],
+)
+def test_doubled_inputs_are_control_unless_image_to_video_marked(marks: dict[str, object], kind: str) -> None:
+    config = {"in_channels": 32, "out_channels": 16, "use_rotary_positional_embeddings": True, **marks}
+    assert cogvideox_spec_from_config(config).kind == kind
+    assert cogvideox_spec_from_config({"in_channels": 16}).kind == "t2v"
 
 
 def test_single_files_never_route_to_cogvideox(tiny_models_dir: Path) -> None:
