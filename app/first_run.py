@@ -74,6 +74,7 @@ def tiny_stand_in_names() -> frozenset[str]:
     from models.tiny.interpolation import TINY_INTERPOLATION_NAMES
     from models.tiny.pipelines import TINY_WAN_PIPELINES
     from models.tiny.sd15_lora import LORA_FILE as SD15_LORA_FILE
+    from models.tiny.sparsectrl import TINY_SPARSECTRL_NAMES
     from models.tiny.text import CLIP_VISION_FILE, UMT5_FP8_FILE, UMT5_FP16_FILE
     from models.tiny.upscale import TINY_UPSCALE_NAMES, UPSCALE_FOLDER
     from models.tiny.wan import DIFFUSION_MODELS_FOLDER, TINY_WAN_DIFFUSION_MODELS, TINY_WAN_VAES, VAE_FOLDER
@@ -96,7 +97,7 @@ def tiny_stand_in_names() -> frozenset[str]:
     names |= set(TINY_INTERPOLATION_NAMES)
     names |= {f"{UPSCALE_FOLDER}/{name}" for name in TINY_UPSCALE_NAMES}
     names |= {f"{DEPTH_FOLDER}/{name}" for name in TINY_DEPTH_MODELS}
-    names |= {f"{CONTROLNET_FOLDER}/{name}" for name in TINY_CONTROLNET_NAMES}
+    names |= {f"{CONTROLNET_FOLDER}/{name}" for name in (*TINY_CONTROLNET_NAMES, *TINY_SPARSECTRL_NAMES)}
     names |= {f"{DIFFUSERS_KEY}/{name}" for name in skyreels.TINY_SKYREELS_PIPELINES}
     text_files = (
         text_families.T5_FP16_FILE,

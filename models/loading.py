@@ -39,7 +39,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # Training checkpoints often keep the weights one level down, next to optimizer state or step counts.
-WRAPPER_KEYS = ("state_dict", "model", "module")
+WRAPPER_KEYS = ("state_dict", "model", "module", "controlnet")
 _MAX_UNWRAP = 3
 PIPELINE_MARKER = "model_index.json"
 COMPONENT_CONFIG = "config.json"
@@ -58,8 +58,8 @@ def load_state_dict(
     safetensors files are memory-mapped: on the CPU with ``dtype=None`` the tensors share a private (copy-on-write)
     map of the file rather than a copy. GGUF goes through diffusers' ``load_gguf_checkpoint``: quantized tensors stay
     ``GGUFParameter`` and are never cast. Pickles go through ``torch.load(weights_only=True)`` (memory-mapped when
-    zip); a wrapping ``{"state_dict": ...}``, ``{"model": ...}`` or ``{"module": ...}`` is unwrapped and entries that
-    are not tensors are dropped.
+    zip); a wrapping ``{"state_dict": ...}``, ``{"model": ...}``, ``{"module": ...}`` or ``{"controlnet": ...}`` (as
+    AnimateDiff's SparseCtrl loader accepts) is unwrapped and entries that are not tensors are dropped.
 
     Args:
         path: the weight file; its format is judged by content (``detect_weight_format``).

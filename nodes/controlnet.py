@@ -4,11 +4,13 @@ original ``control_v11*_sd15_*`` layout or diffusers') into the memory manager a
 strength and start/end percent. Applying another ControlNet to conditioning that has one chains them: both act.
 
 On video, the ControlNet runs on every frame with that frame's control picture (frames as the batch, as diffusers'
-``AnimateDiffControlNetPipeline``).
+``AnimateDiffControlNetPipeline``). AnimateDiff SparseCtrl files load through the same loader; ``SparseCtrlApply``
+conditions chosen frames on key pictures (as ``AnimateDiffSparseControlNetPipeline``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -39,8 +41,9 @@ class ControlNetLoader(ModelFolderBound):
     OUTPUT_TOOLTIPS = ("The ControlNet, for the Apply ControlNet nodes.",)
     DESCRIPTION = (
         f"Loads a Stable Diffusion 1.5 ControlNet from the {CONTROLNET_FOLDER} folder (.safetensors or .pth, in the "
-        "original control_v11 layout or diffusers'); its configuration is read from its weights. SDXL ControlNets and "
-        "T2I-Adapters are not supported yet."
+        "original control_v11 layout or diffusers') or an AnimateDiff SparseCtrl (v3_sd15_sparsectrl_rgb / "
+        "_scribble); its configuration is read from its weights. SDXL ControlNets and T2I-Adapters are not "
+        "supported yet."
     )
 
     @classmethod
@@ -77,23 +80,29 @@ def _applied(
 
 
 def _application(
-    node: str, control_net: ControlNet, image: torch.Tensor, strength: float, start: float, end: float
+    node: str,
+    control_net: ControlNet,
+    image: torch.Tensor,
+    strength: float,
+    window: tuple[float, float] = (0.0, 1.0),
+    **sparse: Any,
 ) -> Callable[[ControlApplication | None], ControlApplication]:
+    """What applies ``control_net`` after a previous control (checked now); ``sparse``: a SparseCtrl's
+    ``frame_indices`` and ``vae``."""
     if not isinstance(control_net, ControlNet):
         raise ValueError(f"{node}: control_net: expected a CONTROL_NET from ControlNetLoader, got {type(control_net)}")
     if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[-1] != 3 or image.shape[0] < 1:
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
         raise ValueError(f"{node}: image: expected IMAGE frames [N, H, W, 3], got {shape}")
-    if not 0.0 <= start <= end <= 1.0:
-        raise ValueError(f"{node}: start_percent ({start}) must not be above end_percent ({end})")
     frames = image.detach().to("cpu", torch.float32)
-    made: dict[int, ControlApplication] = {}
+    first = ControlApplication(control_net, frames, strength, *window, node=node, **sparse)
+    made: dict[int, ControlApplication] = {id(None): first}
 
     def make(previous: ControlApplication | None) -> ControlApplication:
         """One application per distinct previous control, shared by the entries that had it (as ComfyUI shares
         them), so that positive and negative run the same control."""
         if id(previous) not in made:
-            made[id(previous)] = ControlApplication(control_net, frames, strength, start, end, node, previous)
+            made[id(previous)] = dataclasses.replace(first, previous=previous)
         return made[id(previous)]
 
     return make
@@ -110,7 +119,8 @@ class ControlNetApplyAdvanced:
         "Applies a ControlNet with its control frames (one picture for every frame, or one per latent frame) to the "
         "positive and negative conditioning, acting from start_percent to end_percent of the sampling. Control "
         "frames of another size than the video are resized to it (bilinear, centre crop). Applied again, "
-        "ControlNets chain and all act. Strength 0 leaves the conditioning as it is."
+        "ControlNets chain and all act. Strength 0 leaves the conditioning as it is. A SparseCtrl gets its pictures "
+        "spread evenly over the video (Apply SparseCtrl chooses the frames); the RGB one needs the VAE."
     )
 
     @classmethod
@@ -140,7 +150,8 @@ class ControlNetApplyAdvanced:
         vae: Any = None,
     ) -> tuple[list[list[Any]], list[list[Any]]]:
         node = "ControlNetApplyAdvanced"
-        make = _application(node, control_net, image, strength, start_percent, end_percent)
+        sparse = {"vae": vae} if isinstance(control_net, ControlNet) and control_net.sparse else {}
+        make = _application(node, control_net, image, strength, (start_percent, end_percent), **sparse)
         if strength == 0:
             return [list(item) for item in positive], [list(item) for item in negative]
         return _applied(positive, "positive", make), _applied(negative, "negative", make)
@@ -172,10 +183,78 @@ class ControlNetApply:
     def apply_controlnet(
         self, conditioning: Conditioning, control_net: ControlNet, image: torch.Tensor, strength: float
     ) -> tuple[list[list[Any]]]:
-        make = _application("ControlNetApply", control_net, image, strength, 0.0, 1.0)
+        make = _application("ControlNetApply", control_net, image, strength)
         if strength == 0:
             return ([list(item) for item in conditioning],)
         return (_applied(conditioning, "conditioning", make),)
+
+
+class SparseCtrlApply:
+    """Condition chosen frames of an AnimateDiff video on key pictures with a SparseCtrl (RGB or scribble)."""
+
+    FUNCTION = "apply_sparsectrl"
+    CATEGORY = "conditioning/controlnet"
+    RETURN_TYPES = ("CONDITIONING", "CONDITIONING")
+    RETURN_NAMES = ("positive", "negative")
+    DESCRIPTION = (
+        "Applies an AnimateDiff SparseCtrl (v3_sd15_sparsectrl_rgb / _scribble, loaded with Load ControlNet Model) "
+        "to the positive and negative conditioning: each picture conditions one latent frame (frame_indices, e.g. "
+        "'0, 8, -1'; empty spreads them evenly from the first frame to the last) and its motion modules carry the "
+        "control to the other frames. The RGB SparseCtrl takes the pictures' latents: connect the video's VAE. "
+        "Pictures of another size than the video are resized to it (bilinear, centre crop)."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "positive": ("CONDITIONING",),
+                "negative": ("CONDITIONING",),
+                "control_net": (CONTROL_NET, {"tooltip": "A SparseCtrl file from Load ControlNet Model."}),
+                "image": ("IMAGE", {"tooltip": "The key pictures (RGB frames or scribbles), one per indexed frame."}),
+                "strength": _strength_input(),
+                "start_percent": _percent_input(0.0, "Where in the sampling it starts acting."),
+                "end_percent": _percent_input(1.0, "Where in the sampling it stops acting."),
+                "frame_indices": (
+                    "STRING",
+                    {"default": "", "tooltip": "Comma-separated latent frames, one per picture; empty: spread."},
+                ),
+            },
+            "optional": {"vae": ("VAE", {"tooltip": "Needed by the RGB SparseCtrl, which takes latents."})},
+        }
+
+    def apply_sparsectrl(
+        self,
+        positive: Conditioning,
+        negative: Conditioning,
+        control_net: ControlNet,
+        image: torch.Tensor,
+        strength: float,
+        start_percent: float,
+        end_percent: float,
+        frame_indices: str,
+        vae: Any = None,
+    ) -> tuple[list[list[Any]], list[list[Any]]]:
+        node = "SparseCtrlApply"
+        if isinstance(control_net, ControlNet) and not control_net.sparse:
+            raise ValueError(f"{node}: control_net: {control_net.describe()} is no SparseCtrl: use Apply ControlNet")
+        indices = _frame_indices(node, frame_indices)
+        window = (start_percent, end_percent)
+        make = _application(node, control_net, image, strength, window, frame_indices=indices, vae=vae)
+        if strength == 0:
+            return [list(item) for item in positive], [list(item) for item in negative]
+        return _applied(positive, "positive", make), _applied(negative, "negative", make)
+
+
+def _frame_indices(node: str, text: str) -> tuple[int, ...] | None:
+    """``"0, 8, -1"`` as ``(0, 8, -1)``; None for an empty text."""
+    parts = [part.strip() for part in text.replace(";", ",").split(",") if part.strip()]
+    if not parts:
+        return None
+    try:
+        return tuple(int(part) for part in parts)
+    except ValueError as error:
+        raise ValueError(f"{node}: frame_indices: {text!r} is not a comma-separated list of frame numbers") from error
 
 
 def _percent_input(default: float, tooltip: str) -> tuple[str, dict[str, Any]]:
@@ -186,9 +265,11 @@ NODE_CLASS_MAPPINGS = {
     "ControlNetLoader": ControlNetLoader,
     "ControlNetApplyAdvanced": ControlNetApplyAdvanced,
     "ControlNetApply": ControlNetApply,
+    "SparseCtrlApply": SparseCtrlApply,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "ControlNetLoader": "Load ControlNet Model",
     "ControlNetApplyAdvanced": "Apply ControlNet",
     "ControlNetApply": "Apply ControlNet (OLD)",
+    "SparseCtrlApply": "Apply SparseCtrl",
 }

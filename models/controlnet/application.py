@@ -16,6 +16,7 @@ import torch
 
 if TYPE_CHECKING:
     from models.controlnet.loading import ControlNet
+    from models.video_vae import VideoVAE
 
 __all__ = ["CONTROL", "CONTROL_RESIDUALS", "ControlApplication", "ControlResiduals"]
 
@@ -52,6 +53,9 @@ class ControlApplication:
         start_percent: where in the sampling it starts acting (0: from the first step).
         end_percent: where it stops (1: to the last step).
         node: the node that applied it, for messages.
+        frame_indices: a SparseCtrl's latent frames its pictures condition, in order, negative ones from the end
+            (None: spread evenly from the first frame to the last).
+        vae: the VAE that encodes a latent-conditioned SparseCtrl's pictures (the RGB one).
         previous: the ControlNet applied before it to the same conditioning, which acts too.
     """
 
@@ -61,6 +65,8 @@ class ControlApplication:
     start_percent: float = 0.0
     end_percent: float = 1.0
     node: str = "ControlNetApplyAdvanced"
+    frame_indices: tuple[int, ...] | None = None
+    vae: VideoVAE | None = None
     previous: ControlApplication | None = None
 
     def __post_init__(self) -> None:
@@ -71,6 +77,26 @@ class ControlApplication:
             )
         if self.image.dim() != 4 or self.image.shape[-1] != 3 or self.image.shape[0] < 1:
             raise ValueError(f"{self.node}: image: expected IMAGE frames [N, H, W, 3], got {tuple(self.image.shape)}")
+        if self.frame_indices is not None and len(self.frame_indices) != self.image.shape[0]:
+            raise ValueError(
+                f"{self.node}: frame_indices: {len(self.frame_indices)} frame indices for {self.image.shape[0]} "
+                f"pictures: give one index per picture"
+            )
+        if self.control_net.sparse and self.control_net.spec.condition_is_latent and self.vae is None:
+            raise ValueError(
+                f"{self.node}: vae: {self.control_net.describe()} is conditioned on latents: connect the video's VAE"
+            )
+
+    def sparse_frames(self, frames: int) -> tuple[int, ...]:
+        """The latent frames a SparseCtrl's pictures condition in a video of ``frames`` frames: ``frame_indices``
+        (negative ones count from the end), or the pictures spread evenly over the video (one picture: the first
+        frame)."""
+        if self.frame_indices is not None:
+            return tuple(index + frames if index < 0 else index for index in self.frame_indices)
+        count = self.image.shape[0]
+        if count == 1:
+            return (0,)
+        return tuple(round(index * (frames - 1) / (count - 1)) for index in range(count))
 
     def chain(self) -> Iterator[ControlApplication]:
         """This application and those applied before it, the first applied first."""

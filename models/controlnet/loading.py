@@ -1,6 +1,7 @@
 """ControlNet files (``controlnet``) as the ``CONTROL_NET`` socket value: detected from their shapes (no weights
-read), then loaded into the memory manager as diffusers' ``ControlNetModel``, which the manager moves, offloads and
-unloads like any other model (and reloads from the file).
+read), then loaded into the memory manager as diffusers' ``ControlNetModel`` (or ``SparseControlNetModel`` for
+AnimateDiff SparseCtrl files), which the manager moves, offloads and unloads like any other model (and reloads from
+the file).
 
 Files whose name ends in ``_shuffle`` (or ``_shuffle_fp16``), as ControlNet 1.1's shuffle model, average their
 outputs over the picture (``global_pool_conditions``): the weights do not say so, so the name does, as in ComfyUI.
@@ -22,6 +23,7 @@ from models.controlnet.checkpoint import (
     controlnet_from_state_dict,
     detect_controlnet,
 )
+from models.controlnet.sparsectrl import SparseCtrlSpec, detect_sparsectrl, is_sparsectrl, sparsectrl_from_state_dict
 from models.errors import CorruptModelFileError, StateDictError
 from models.loading import load_state_dict
 from models.memory import ModelManager, file_key
@@ -50,8 +52,13 @@ class ControlNet:
 
     name: str
     handle: ModelHandle
-    spec: ControlNetSpec
+    spec: ControlNetSpec | SparseCtrlSpec
     compute_dtype: torch.dtype
+
+    @property
+    def sparse(self) -> bool:
+        """Whether it is an AnimateDiff SparseCtrl (conditions a few frames of a video; see ``SparseCtrlSpec``)."""
+        return isinstance(self.spec, SparseCtrlSpec)
 
     def describe(self) -> str:
         """E.g. ``"control_v11p_sd15_openpose_fp16.safetensors: Stable Diffusion 1.5 ControlNet (LDM layout), ..."``."""
@@ -68,14 +75,22 @@ def load_controlnet(manager: ModelManager, path: Path) -> ControlNet:
     ``CorruptModelFileError`` for a damaged ControlNet), loaded into ``manager`` in the compute dtype."""
     path = Path(path)
     shapes = read_shapes(path)
-    spec = _named(path, lambda: detect_controlnet(shapes.tensors))
-    if pools_globally(path.name):
-        spec = spec.with_global_pooling()
+    spec: ControlNetSpec | SparseCtrlSpec
+    if is_sparsectrl(shapes.tensors):
+        spec = _named(path, lambda: detect_sparsectrl(shapes.tensors))
+    else:
+        spec = _named(path, lambda: detect_controlnet(shapes.tensors))
+        if pools_globally(path.name):
+            spec = spec.with_global_pooling()
     compute = compute_dtype_for(manager.compute_device)
 
     def load() -> torch.nn.Module:
         state = load_state_dict(path)
-        return _named(path, lambda: controlnet_from_state_dict(state, compute, spec)).requires_grad_(False)
+        if isinstance(spec, SparseCtrlSpec):
+            module = _named(path, lambda: sparsectrl_from_state_dict(state, compute, spec))
+        else:
+            module = _named(path, lambda: controlnet_from_state_dict(state, compute, spec))
+        return module.requires_grad_(False)
 
     size = _size_at(shapes.tensors, spec.prefix, compute)
     handle = manager.load(file_key(CONTROLNET_KIND, path), load, size_hint=size)

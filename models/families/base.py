@@ -300,16 +300,23 @@ class FamilyAdapter(ABC):
                 predictions[index] = self.network_output(output, x)
         return [predictions[index] for index in range(len(calls))]
 
-    def controlnet_mismatch(self, widths: tuple[int, ...], text_dim: int) -> str | None:
-        """Why a ControlNet with level ``widths`` attending to text of ``text_dim`` cannot drive this network (None
-        when it can). By default none can: ControlNets add residuals to UNets."""
+    def controlnet_mismatch(self, widths: tuple[int, ...], text_dim: int, sparse: bool) -> str | None:
+        """Why a ControlNet (a SparseCtrl when ``sparse``) with level ``widths`` attending to text of ``text_dim``
+        cannot drive this network (None when it can). By default none can: ControlNets add residuals to UNets."""
         return f"ControlNets drive Stable Diffusion 1.5 and AnimateDiff UNets, not {self.describe()}"
 
     def controlnet_arguments(
-        self, x: torch.Tensor, timestep: torch.Tensor, entry: ConditioningEntry, dtype: torch.dtype
+        self,
+        x: torch.Tensor,
+        timestep: torch.Tensor,
+        entry: ConditioningEntry,
+        dtype: torch.dtype,
+        *,
+        whole_video: bool = False,
     ) -> dict[str, torch.Tensor]:
         """A ControlNet's ``sample``, ``timestep`` and ``encoder_hidden_states`` for the network input ``x`` at
-        ``timestep`` under ``entry``, in ``dtype`` (only for networks ``controlnet_mismatch`` accepts)."""
+        ``timestep`` under ``entry``, in ``dtype`` (only for networks ``controlnet_mismatch`` accepts); with
+        ``whole_video`` the sample is the video ``[B, C, T, H, W]`` (a SparseCtrl's), else its frames as batch."""
         raise NotImplementedError(f"{self.describe()} takes no ControlNet")
 
     def known_state(

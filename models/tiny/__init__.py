@@ -21,6 +21,7 @@ from models.tiny.mochi import write_tiny_mochi_files
 from models.tiny.pipelines import write_tiny_pipelines
 from models.tiny.sd15_lora import write_tiny_sd15_loras
 from models.tiny.skyreels import write_tiny_skyreels_files
+from models.tiny.sparsectrl import write_tiny_sparsectrl_files
 from models.tiny.svd import write_tiny_svd_files
 from models.tiny.text import write_tiny_clip_vision, write_tiny_umt5_files
 from models.tiny.text_families import write_tiny_text_family_files
@@ -53,4 +54,5 @@ def write_tiny_models(models_dir: Path, seed: int = 0) -> list[Path]:
     written += write_tiny_upscale_models(models_dir, seed)
     written += write_tiny_depth_models(models_dir, seed)
     written += write_tiny_controlnet_files(models_dir, seed)
+    written += write_tiny_sparsectrl_files(models_dir, seed)
     return written

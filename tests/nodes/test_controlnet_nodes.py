@@ -58,7 +58,12 @@ def test_sockets_match_comfyui(controlnet_models: ModelFolders) -> None:
     choices, _options = inputs["required"]["control_net_name"]
     assert sorted(choices) == sorted([*TINY_CONTROLNET_NAMES, UNET_FILE, NOT_A_MODEL])
     assert (loader.RETURN_TYPES, loader.CATEGORY, loader.FUNCTION) == (("CONTROL_NET",), "loaders", "load_controlnet")
-    assert set(controlnet.NODE_CLASS_MAPPINGS) == {"ControlNetLoader", "ControlNetApplyAdvanced", "ControlNetApply"}
+    assert set(controlnet.NODE_CLASS_MAPPINGS) == {
+        "ControlNetLoader",
+        "ControlNetApplyAdvanced",
+        "ControlNetApply",
+        "SparseCtrlApply",
+    }
 
 
 @pytest.mark.parametrize(("name", "layout"), [(LDM_FILE, "LDM layout"), (DIFFUSERS_FILE, "diffusers layout")])

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from models.families.base import ConditioningEntry, LatentShapeError, NetworkCall, batched
+from models.families.base import ConditioningEntry, LatentShapeError, NetworkCall
 from models.families.sd15.adapter import Sd15Adapter, with_control_residuals
 from models.families.sd15.unet_checkpoint import Sd15UnetSpec, sd15_spec_from_config
 
@@ -44,6 +44,7 @@ class AnimateDiffAdapter(Sd15Adapter):
     """An SD1.5 UNet with motion modules of ``max_frames`` frames, optionally with context windows."""
 
     family = "animatediff"
+    has_motion_modules = True
 
     def __init__(self, spec: Sd15UnetSpec, max_frames: int, context: ContextWindows | None = None) -> None:
         super().__init__(spec)
@@ -71,13 +72,8 @@ class AnimateDiffAdapter(Sd15Adapter):
         dtype: torch.dtype,
         denoise_mask: torch.Tensor | None = None,
     ) -> NetworkCall:
-        embeds = batched(entry[0], x).to(x.device, dtype)
-        per_sample = {
-            "sample": x.to(dtype),
-            "timestep": timestep.to(x.device, torch.float32),
-            # text embeddings per frame, as AnimateDiffPipeline repeats them
-            "encoder_hidden_states": embeds.repeat_interleave(x.shape[2], dim=0),
-        }
+        # the whole video, text embeddings per frame, as AnimateDiffPipeline calls it
+        per_sample = self.controlnet_arguments(x, timestep, entry, dtype, whole_video=True)
         return NetworkCall(with_control_residuals(per_sample, entry), {})
 
     def network_output(self, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

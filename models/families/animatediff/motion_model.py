@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from models.checkpoint_files import read_shapes
+from models.controlnet.sparsectrl import is_sparsectrl
 from models.errors import CorruptModelFileError, read_naming_file
 from models.families.animatediff.adapter import ContextWindows
 from models.families.animatediff.motion_checkpoint import (
@@ -23,6 +24,7 @@ from models.families.animatediff.motion_checkpoint import (
 from models.families.animatediff.motion_lora import motion_lora_weights
 from models.loading import load_state_dict
 from models.lora import lora_suffix, merge_lora
+from models.model_loaders import WrongModelKindError
 
 if TYPE_CHECKING:
     from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
@@ -69,6 +71,8 @@ class MotionModule:
 def read_motion_module(path: Path) -> MotionModule:
     """The motion module file ``path`` (shapes only, no weights yet); ``CorruptModelFileError`` for another kind."""
     shapes = read_shapes(path)
+    if is_sparsectrl(shapes.tensors):
+        raise WrongModelKindError(path, "this is an AnimateDiff SparseCtrl: load it with ControlNetLoader")
     if not is_motion_module(shapes.tensors):
         sample = ", ".join(list(shapes.tensors)[:3]) or "no tensors"
         raise CorruptModelFileError(path, f"not an AnimateDiff motion module (its first tensors: {sample})")

@@ -57,6 +57,7 @@ class Sd15Adapter(FamilyAdapter):
     """One SD1.5 UNet (from ``detect_sd15_unet`` or a diffusers config); frames are denoised independently."""
 
     family = "sd15"
+    has_motion_modules = False
 
     def __init__(self, spec: Sd15UnetSpec) -> None:
         self.spec = spec
@@ -101,7 +102,9 @@ class Sd15Adapter(FamilyAdapter):
     ) -> NetworkCall:
         return NetworkCall(with_control_residuals(self.controlnet_arguments(x, timestep, entry, dtype), entry), {})
 
-    def controlnet_mismatch(self, widths: tuple[int, ...], text_dim: int) -> str | None:
+    def controlnet_mismatch(self, widths: tuple[int, ...], text_dim: int, sparse: bool) -> str | None:
+        if sparse and not self.has_motion_modules:
+            return f"a SparseCtrl drives AnimateDiff, not {self.describe()}: apply an AnimateDiff motion module first"
         unet_widths = tuple(int(width) for width in self.spec.config["block_out_channels"])
         if widths != unet_widths or text_dim != self.text_dim:
             return (
@@ -111,14 +114,21 @@ class Sd15Adapter(FamilyAdapter):
         return None
 
     def controlnet_arguments(
-        self, x: torch.Tensor, timestep: torch.Tensor, entry: ConditioningEntry, dtype: torch.dtype
+        self,
+        x: torch.Tensor,
+        timestep: torch.Tensor,
+        entry: ConditioningEntry,
+        dtype: torch.dtype,
+        *,
+        whole_video: bool = False,
     ) -> dict[str, torch.Tensor]:
-        """The UNet's own arguments: frames as batch, the text embeddings repeated per frame."""
+        """The UNet's own arguments: frames as batch (or the video whole), the text embeddings repeated per frame."""
         frames = x.shape[2]
         embeds = batched(entry[0], x).to(x.device, dtype)
+        timestep = timestep.to(x.device, torch.float32)
         return {
-            "sample": frames_as_batch(x).to(dtype),
-            "timestep": timestep.to(x.device, torch.float32).repeat_interleave(frames),
+            "sample": x.to(dtype) if whole_video else frames_as_batch(x).to(dtype),
+            "timestep": timestep if whole_video else timestep.repeat_interleave(frames),
             "encoder_hidden_states": embeds.repeat_interleave(frames, dim=0),
         }
 
