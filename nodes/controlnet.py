@@ -79,6 +79,18 @@ def _applied(
     return out
 
 
+def _applied_to_both(
+    positive: Conditioning,
+    negative: Conditioning,
+    make: Callable[[ControlApplication | None], ControlApplication],
+    strength: float,
+) -> tuple[list[list[Any]], list[list[Any]]]:
+    """Positive and negative with the control applied; as they are (copied) at strength 0, as ComfyUI does."""
+    if strength == 0:
+        return [list(item) for item in positive], [list(item) for item in negative]
+    return _applied(positive, "positive", make), _applied(negative, "negative", make)
+
+
 def _application(
     node: str,
     control_net: ControlNet,
@@ -152,9 +164,7 @@ class ControlNetApplyAdvanced:
         node = "ControlNetApplyAdvanced"
         sparse = {"vae": vae} if isinstance(control_net, ControlNet) and control_net.sparse else {}
         make = _application(node, control_net, image, strength, (start_percent, end_percent), **sparse)
-        if strength == 0:
-            return [list(item) for item in positive], [list(item) for item in negative]
-        return _applied(positive, "positive", make), _applied(negative, "negative", make)
+        return _applied_to_both(positive, negative, make, strength)
 
 
 class ControlNetApply:
@@ -241,9 +251,7 @@ class SparseCtrlApply:
         indices = _frame_indices(node, frame_indices)
         window = (start_percent, end_percent)
         make = _application(node, control_net, image, strength, window, frame_indices=indices, vae=vae)
-        if strength == 0:
-            return [list(item) for item in positive], [list(item) for item in negative]
-        return _applied(positive, "positive", make), _applied(negative, "negative", make)
+        return _applied_to_both(positive, negative, make, strength)
 
 
 def _frame_indices(node: str, text: str) -> tuple[int, ...] | None:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LDM_CONTROLNET_PREFIX",
     "ControlNetSpec",
+    "DrivesUnet",
     "NotAControlNetError",
     "controlnet_from_state_dict",
     "controlnet_to_original",
@@ -81,8 +82,24 @@ class NotAControlNetError(StateDictError):
     """The tensors are another kind of model (or a ControlNet for another base model); the message says which."""
 
 
+class DrivesUnet:
+    """What a ControlNet-like config says of the UNet it drives (mixed into the spec dataclasses)."""
+
+    config: Mapping[str, Any]
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """The channel widths of its levels (those of the UNet it drives)."""
+        return tuple(int(width) for width in self.config["block_out_channels"])
+
+    @property
+    def text_dim(self) -> int:
+        """The width of the text embeddings it attends to."""
+        return int(self.config["cross_attention_dim"])
+
+
 @dataclass(frozen=True)
-class ControlNetSpec:
+class ControlNetSpec(DrivesUnet):
     """A ControlNet file's ``ControlNetModel`` kwargs, and where its tensors sit in the file.
 
     Attributes:
@@ -94,16 +111,6 @@ class ControlNetSpec:
     config: Mapping[str, Any]
     layout: Layout
     prefix: str
-
-    @property
-    def widths(self) -> tuple[int, ...]:
-        """The channel widths of its levels (those of the UNet it drives)."""
-        return tuple(int(width) for width in self.config["block_out_channels"])
-
-    @property
-    def text_dim(self) -> int:
-        """The width of the text embeddings it attends to."""
-        return int(self.config["cross_attention_dim"])
 
     @property
     def hint_channels(self) -> int:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
-from models.controlnet.checkpoint import NotAControlNetError, detect_controlnet
+from models.controlnet.checkpoint import DrivesUnet, NotAControlNetError, detect_controlnet
 from models.errors import StateDictError
 from models.families.animatediff.motion_checkpoint import is_motion_module, to_diffusers_names
 from models.families.catalog import text_part_of, transformer_family_of, vae_family_of
@@ -73,7 +73,7 @@ _TO_ORIGINAL = (
 
 
 @dataclass(frozen=True)
-class SparseCtrlSpec:
+class SparseCtrlSpec(DrivesUnet):
     """A SparseCtrl file's ``SparseControlNetModel`` kwargs, and where its tensors sit in the file.
 
     Attributes:
@@ -85,16 +85,6 @@ class SparseCtrlSpec:
     config: Mapping[str, Any]
     layout: Layout
     prefix: str
-
-    @property
-    def widths(self) -> tuple[int, ...]:
-        """The channel widths of its levels (those of the UNet it drives)."""
-        return tuple(int(width) for width in self.config["block_out_channels"])
-
-    @property
-    def text_dim(self) -> int:
-        """The width of the text embeddings it attends to."""
-        return int(self.config["cross_attention_dim"])
 
     @property
     def condition_is_latent(self) -> bool:

@@ -1,7 +1,7 @@
 """ControlNets on AnimateDiff at the node level: CheckpointLoaderSimple + AnimateDiffLoader + AnimateDiffApply +
 CLIPTextEncode x2 + ControlNetLoader + ControlNetApplyAdvanced (chained for two) + EmptyAnimateDiffLatent + KSampler
 (euler, simple) + VAEDecode reproduce ``AnimateDiffControlNetPipeline`` for the same tiny files, control frames,
-prompts and seed, in float32.
+prompts and seed, in float32; the SD1.5 checkpoint alone (one frame) reproduces ``StableDiffusionControlNetPipeline``.
 
 ComfyUI's start/end percents pick steps by sigma and diffusers' ``control_guidance_start``/``_end`` by step index; on
 the 4-step ``simple`` schedule (timesteps 999, 749, 499, 249) the windows tested select the same steps in both."""
@@ -14,48 +14,28 @@ from typing import Any
 
 import pytest
 import torch
-from diffusers import AnimateDiffControlNetPipeline, EulerDiscreteScheduler
+from diffusers import AnimateDiffControlNetPipeline, StableDiffusionControlNetPipeline
 from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
 
 from models.guidance import Conditioning
 from models.tiny.controlnet import DIFFUSERS_FILE, LDM_FILE
-from nodes.animatediff import AnimateDiffApply, AnimateDiffLoader, EmptyAnimateDiffLatent
+from nodes.animatediff import EmptyAnimateDiffLatent
 from nodes.controlnet import ControlNetApplyAdvanced, ControlNetLoader
-from nodes.loaders import CheckpointLoaderSimple
 from tests.nodes import fidelity
+from tests.nodes.animatediff.chain import (
+    CFG,
+    LENGTH,
+    NEGATIVE,
+    PROMPT,
+    SEED,
+    SIZE,
+    STEPS,
+    loaded_chain,
+    pipeline_scheduler,
+    random_pictures,
+    sampled,
+)
 from tests.nodes.node_runner import NodeRunner
-
-CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"
-MOTION_MODULE = "mm_sd_v15_v2.ckpt"
-PROMPT = "a red car on the beach in snow"
-NEGATIVE = "a dog"
-SEED, STEPS, CFG = 42, 4, 7.5
-SIZE, LENGTH = 32, 6
-
-
-def _control_frames(seed: int, frames: int = LENGTH) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.rand(frames, SIZE, SIZE, 3, generator=generator)
-
-
-def _loaded(runner: NodeRunner) -> tuple[Any, Any, Any, Conditioning, Conditioning]:
-    model, clip, vae = runner.call(CheckpointLoaderSimple, ckpt_name=CHECKPOINT)
-    (motion,) = runner.call(AnimateDiffLoader, model_name=MOTION_MODULE)
-    (model,) = runner.call(
-        AnimateDiffApply,
-        model=model,
-        motion_model=motion,
-        context_length=0,
-        context_stride=4,
-        context_weighting="pyramid",
-    )
-    return model, clip, vae, *fidelity.encode_prompts(runner, clip, PROMPT, NEGATIVE)
-
-
-def _sampled(runner: NodeRunner, model: Any, vae: Any, positive: Conditioning, negative: Conditioning) -> torch.Tensor:
-    (latent,) = runner.call(EmptyAnimateDiffLatent, width=SIZE, height=SIZE, length=LENGTH, batch_size=1)
-    output = fidelity.ksample(runner, model, positive, negative, latent, seed=SEED, steps=STEPS, cfg=CFG)
-    return fidelity.decoded(runner, output, vae)
 
 
 def _applied(
@@ -96,9 +76,7 @@ def _pipeline(model: Any, clip: Any, vae: Any, control_nets: Sequence[Any]) -> I
             unet=unet,
             motion_adapter=None,
             controlnet=modules[0] if len(modules) == 1 else MultiControlNetModel(modules),
-            scheduler=EulerDiscreteScheduler(
-                beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", timestep_spacing="trailing"
-            ),
+            scheduler=pipeline_scheduler(),
         )
         pipeline.set_progress_bar_config(disable=True)
         yield pipeline
@@ -140,11 +118,11 @@ def _reference(model: Any, clip: Any, vae: Any, controls: Sequence[tuple[Any, to
 def test_controlnet_matches_animatediff_controlnet_pipeline(
     runner: NodeRunner, file: str, frames: int, strength: float, window: tuple[float, float]
 ) -> None:
-    model, clip, vae, positive, negative = _loaded(runner)
-    uncontrolled = _sampled(runner, model, vae, positive, negative)
-    image = _control_frames(1, frames)
+    model, clip, vae, positive, negative = loaded_chain(runner)
+    uncontrolled = sampled(runner, model, vae, positive, negative)
+    image = random_pictures(frames, 1)
     control_net, positive, negative = _applied(runner, positive, negative, file, image, strength, window)
-    ours = _sampled(runner, model, vae, positive, negative)
+    ours = sampled(runner, model, vae, positive, negative)
     reference = _reference(model, clip, vae, [(control_net, image, strength, window)])
     difference = fidelity.max_difference(ours, reference)
     print(f"controlnet {file} {frames} frames strength {strength} window {window}: max difference {difference:.3g}")
@@ -153,8 +131,8 @@ def test_controlnet_matches_animatediff_controlnet_pipeline(
 
 
 def test_chained_controlnets_match_multicontrolnet(runner: NodeRunner) -> None:
-    model, clip, vae, positive, negative = _loaded(runner)
-    first, second = _control_frames(2), _control_frames(3)
+    model, clip, vae, positive, negative = loaded_chain(runner)
+    first, second = random_pictures(LENGTH, 2), random_pictures(LENGTH, 3)
     controls = []
     for file, image, strength, window in (
         (LDM_FILE, first, 0.6, (0.0, 1.0)),
@@ -162,8 +140,45 @@ def test_chained_controlnets_match_multicontrolnet(runner: NodeRunner) -> None:
     ):
         control_net, positive, negative = _applied(runner, positive, negative, file, image, strength, window)
         controls.append((control_net, image, strength, window))
-    ours = _sampled(runner, model, vae, positive, negative)
+    ours = sampled(runner, model, vae, positive, negative)
     reference = _reference(model, clip, vae, controls)
     difference = fidelity.max_difference(ours, reference)
     print(f"two chained controlnets: max difference {difference:.3g}")
+    assert difference < 1e-4, difference
+
+
+def test_controlnet_on_sd15_matches_stable_diffusion_controlnet_pipeline(runner: NodeRunner) -> None:
+    """A picture (one latent frame) from the SD1.5 checkpoint alone, with a ControlNet and half the sampling."""
+    model, clip, vae, positive, negative = loaded_chain(runner, motion=False)
+    image = random_pictures(1, 5)
+    control_net, positive, negative = _applied(runner, positive, negative, LDM_FILE, image, 0.9, (0.0, 0.5))
+    (latent,) = runner.call(EmptyAnimateDiffLatent, width=SIZE, height=SIZE, length=1, batch_size=1)
+    output = fidelity.ksample(runner, model, positive, negative, latent, seed=SEED, steps=STEPS, cfg=CFG)
+    ours = fidelity.decoded(runner, output, vae)
+    inputs = fidelity.pipeline_inputs(
+        PROMPT, NEGATIVE, height=SIZE, width=SIZE, frames=1, steps=STEPS, guidance=CFG, seed=SEED
+    )
+    del inputs["num_frames"]
+    with ExitStack() as stack:
+        pipeline = StableDiffusionControlNetPipeline(
+            vae=stack.enter_context(vae.handle.use()),
+            text_encoder=stack.enter_context(clip.handles[0].use()),
+            tokenizer=clip.tokenizers[0],
+            unet=stack.enter_context(model.handle.use()),
+            controlnet=stack.enter_context(control_net.handle.use()),
+            scheduler=pipeline_scheduler(),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+        pipeline.set_progress_bar_config(disable=True)
+        reference = pipeline(
+            **inputs,
+            image=image.movedim(-1, 1),
+            controlnet_conditioning_scale=0.9,
+            control_guidance_start=0.0,
+            control_guidance_end=0.5,
+        ).images
+    difference = fidelity.max_difference(ours, reference.permute(0, 2, 3, 1).float())
+    print(f"controlnet on SD1.5: max difference {difference:.3g}")
     assert difference < 1e-4, difference

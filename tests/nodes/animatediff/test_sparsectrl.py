@@ -14,50 +14,29 @@ from typing import Any
 
 import pytest
 import torch
-from diffusers import AnimateDiffSparseControlNetPipeline, EulerDiscreteScheduler
+from diffusers import AnimateDiffSparseControlNetPipeline
 
 from models.families.animatediff.motion_model import read_motion_module
-from models.guidance import Conditioning
 from models.model_loaders import WrongModelKindError
 from models.tiny.sparsectrl import RGB_FILE, SCRIBBLE_FILE
-from nodes.animatediff import AnimateDiffApply, AnimateDiffLoader, EmptyAnimateDiffLatent
 from nodes.controlnet import ControlNetApplyAdvanced, ControlNetLoader, SparseCtrlApply
-from nodes.loaders import CheckpointLoaderSimple
 from tests.nodes import fidelity
+from tests.nodes.animatediff.chain import (
+    CFG,
+    LENGTH,
+    NEGATIVE,
+    PROMPT,
+    SEED,
+    SIZE,
+    STEPS,
+    loaded_chain,
+    pipeline_scheduler,
+    random_pictures,
+    sampled,
+)
 from tests.nodes.node_runner import NodeRunner
 
-CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"
-MOTION_MODULE = "mm_sd_v15_v2.ckpt"
-PROMPT = "a red car on the beach in snow"
-NEGATIVE = "a dog"
-SEED, STEPS, CFG = 42, 4, 7.5
-SIZE, LENGTH = 32, 6
 LOGVAR_CLAMP_SHIFT = 60.0  # moves the posterior's log-variance below diffusers' clamp (-30): std 3e-7
-
-
-def _pictures(count: int, seed: int = 1) -> torch.Tensor:
-    return torch.rand(count, SIZE, SIZE, 3, generator=torch.Generator().manual_seed(seed))
-
-
-def _loaded(runner: NodeRunner, motion: bool = True) -> tuple[Any, Any, Any, Conditioning, Conditioning]:
-    model, clip, vae = runner.call(CheckpointLoaderSimple, ckpt_name=CHECKPOINT)
-    if motion:
-        (module,) = runner.call(AnimateDiffLoader, model_name=MOTION_MODULE)
-        (model,) = runner.call(
-            AnimateDiffApply,
-            model=model,
-            motion_model=module,
-            context_length=0,
-            context_stride=4,
-            context_weighting="pyramid",
-        )
-    return model, clip, vae, *fidelity.encode_prompts(runner, clip, PROMPT, NEGATIVE)
-
-
-def _sampled(runner: NodeRunner, model: Any, vae: Any, positive: Conditioning, negative: Conditioning) -> torch.Tensor:
-    (latent,) = runner.call(EmptyAnimateDiffLatent, width=SIZE, height=SIZE, length=LENGTH, batch_size=1)
-    output = fidelity.ksample(runner, model, positive, negative, latent, seed=SEED, steps=STEPS, cfg=CFG)
-    return fidelity.decoded(runner, output, vae)
 
 
 def _narrow_posterior(vae: Any) -> None:
@@ -76,9 +55,7 @@ def _pipeline(model: Any, clip: Any, vae: Any, control_net: Any) -> Iterator[Ani
             unet=stack.enter_context(model.handle.use()),
             motion_adapter=None,
             controlnet=stack.enter_context(control_net.handle.use()),
-            scheduler=EulerDiscreteScheduler(
-                beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", timestep_spacing="trailing"
-            ),
+            scheduler=pipeline_scheduler(),
         )
         pipeline.set_progress_bar_config(disable=True)
         yield pipeline
@@ -96,10 +73,10 @@ def _pipeline(model: Any, clip: Any, vae: Any, control_net: Any) -> Iterator[Ani
 def test_sparsectrl_matches_animatediff_sparse_controlnet_pipeline(
     runner: NodeRunner, file: str, count: int, indices: str, expected_frames: list[int], strength: float
 ) -> None:
-    model, clip, vae, positive, negative = _loaded(runner)
+    model, clip, vae, positive, negative = loaded_chain(runner)
     _narrow_posterior(vae)
-    uncontrolled = _sampled(runner, model, vae, positive, negative)
-    pictures = _pictures(count)
+    uncontrolled = sampled(runner, model, vae, positive, negative)
+    pictures = random_pictures(count, 1)
     (control_net,) = runner.call(ControlNetLoader, control_net_name=file)
     assert control_net.sparse
     controlled = runner.call(
@@ -114,7 +91,7 @@ def test_sparsectrl_matches_animatediff_sparse_controlnet_pipeline(
         frame_indices=indices,
         vae=vae,
     )
-    ours = _sampled(runner, model, vae, *controlled)
+    ours = sampled(runner, model, vae, *controlled)
     inputs = fidelity.pipeline_inputs(
         PROMPT, NEGATIVE, height=SIZE, width=SIZE, frames=LENGTH, steps=STEPS, guidance=CFG, seed=SEED
     )
@@ -132,20 +109,20 @@ def test_sparsectrl_matches_animatediff_sparse_controlnet_pipeline(
 
 
 def test_apply_controlnet_spreads_a_sparsectrl_and_equals_explicit_indices(runner: NodeRunner) -> None:
-    model, _clip, vae, positive, negative = _loaded(runner)
+    model, _clip, vae, positive, negative = loaded_chain(runner)
     (control_net,) = runner.call(ControlNetLoader, control_net_name=SCRIBBLE_FILE)
-    pictures = _pictures(3, seed=4)
+    pictures = random_pictures(3, 4)
     common = {"control_net": control_net, "image": pictures, "strength": 1.0, "start_percent": 0.0}
     spread = runner.call(ControlNetApplyAdvanced, positive=positive, negative=negative, end_percent=1.0, **common)
     explicit = runner.call(
         SparseCtrlApply, positive=positive, negative=negative, end_percent=1.0, frame_indices="0, 2, 5", **common
     )
-    assert torch.allclose(_sampled(runner, model, vae, *spread), _sampled(runner, model, vae, *explicit), atol=1e-6)
+    assert torch.allclose(sampled(runner, model, vae, *spread), sampled(runner, model, vae, *explicit), atol=1e-6)
 
 
 def _apply_sparse(runner: NodeRunner, positive: Any, negative: Any, file: str, **options: Any) -> tuple[Any, Any]:
     (control_net,) = runner.call(ControlNetLoader, control_net_name=file)
-    settings = {"image": _pictures(2), "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0, **options}
+    settings = {"image": random_pictures(2, 1), "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0, **options}
     settings.setdefault("frame_indices", "")
     return runner.call(SparseCtrlApply, positive=positive, negative=negative, control_net=control_net, **settings)
 
@@ -159,7 +136,7 @@ def _apply_sparse(runner: NodeRunner, positive: Any, negative: Any, file: str, *
     ],
 )
 def test_bad_sparsectrl_inputs_name_the_node_and_input(runner: NodeRunner, options: dict, message: str) -> None:
-    _model, _clip, _vae, positive, negative = _loaded(runner, motion=False)
+    _model, _clip, _vae, positive, negative = loaded_chain(runner, motion=False)
     with pytest.raises(ValueError, match=message):
         _apply_sparse(runner, positive, negative, RGB_FILE, **options)
 
@@ -174,22 +151,22 @@ def test_bad_sparsectrl_inputs_name_the_node_and_input(runner: NodeRunner, optio
 def test_frames_outside_the_video_are_refused_before_sampling(
     runner: NodeRunner, frame_indices: str, message: str
 ) -> None:
-    model, _clip, vae, positive, negative = _loaded(runner)
+    model, _clip, vae, positive, negative = loaded_chain(runner)
     controlled = _apply_sparse(runner, positive, negative, SCRIBBLE_FILE, frame_indices=frame_indices)
     with pytest.raises(ValueError, match=message):
-        _sampled(runner, model, vae, *controlled)
+        sampled(runner, model, vae, *controlled)
     assert runner.progress == []
 
 
 def test_a_sparsectrl_needs_the_motion_modules(runner: NodeRunner) -> None:
-    model, _clip, vae, positive, negative = _loaded(runner, motion=False)
+    model, _clip, vae, positive, negative = loaded_chain(runner, motion=False)
     controlled = _apply_sparse(runner, positive, negative, SCRIBBLE_FILE)
     with pytest.raises(ValueError, match=r"SparseCtrlApply: control_net: .*apply an AnimateDiff motion module first"):
-        _sampled(runner, model, vae, *controlled)
+        sampled(runner, model, vae, *controlled)
 
 
 def test_a_plain_controlnet_is_refused_by_sparsectrl_apply(runner: NodeRunner) -> None:
-    _model, _clip, _vae, positive, negative = _loaded(runner, motion=False)
+    _model, _clip, _vae, positive, negative = loaded_chain(runner, motion=False)
     with pytest.raises(ValueError, match=r"SparseCtrlApply: control_net: .* is no SparseCtrl: use Apply ControlNet"):
         _apply_sparse(runner, positive, negative, "control_v11p_sd15_openpose_fp16.safetensors")
 
