@@ -16,7 +16,8 @@ import torch.nn.functional as F
 
 from graph.context import current_context
 from models.clip_vision import ClipVisionOutput
-from models.guidance import Conditioning, with_extras
+from models.families.wan.adapter import VACE_CONTROL
+from models.guidance import Conditioning, conditioning_entries, with_extras
 from models.memory import MODELS_SERVICE
 from models.video_vae import VideoVAE
 from nodes.image import fit_frames, resize_images
@@ -336,6 +337,13 @@ class WanVaceToVideo:
         control_masks: torch.Tensor | None = None,
         reference_image: torch.Tensor | None = None,
     ) -> tuple[list[list[Any]], list[list[Any]], dict[str, torch.Tensor], int]:
+        for name, conditioning in (("positive", positive), ("negative", negative)):
+            if any(VACE_CONTROL in extras for _, extras in conditioning_entries(conditioning, name)):
+                raise ValueError(
+                    f"WanVaceToVideo: {name}: already carries a VACE control from another WanVaceToVideo; several "
+                    "VACE controls on one conditioning are not supported yet (the second would replace the first): "
+                    "combine them into one control video and mask"
+                )
         fmt = vae.latent_format
         check_video_size(width, height, length, fmt.spatial_ratio)
         manager = current_context().service(MODELS_SERVICE)
@@ -354,7 +362,7 @@ class WanVaceToVideo:
             control = torch.cat([torch.cat([reference, torch.zeros_like(reference)], dim=1), control], dim=2)
             mask = torch.cat([torch.zeros_like(mask[:, :, :1]), mask], dim=2)
             trim = reference.shape[2]
-        extras = {"vace_control": torch.cat([control, mask], dim=1), "vace_strength": float(strength)}
+        extras = {VACE_CONTROL: torch.cat([control, mask], dim=1), "vace_strength": float(strength)}
         frames = control.shape[2]
         latent = torch.zeros(batch_size, fmt.channels, frames, height // fmt.spatial_ratio, width // fmt.spatial_ratio)
         return (

@@ -46,13 +46,15 @@ from models.memory_types import WorkEstimate
 from models.offload_policy import estimate_activation_bytes
 from models.sampling.model_sampling import FlowSampling, ModelSampling
 
-__all__ = ["DEFAULT_SHIFT", "WanAdapter"]
+__all__ = ["DEFAULT_SHIFT", "VACE_CONTROL", "WanAdapter"]
 
 DEFAULT_SHIFT = 5.0
 """The flow shift of the published Wan sampling settings (text-to-video 14B and 5B); ``ModelSamplingSD3`` sets
 another."""
 
 MASK_CHANNELS = 4  # the VAE codes four frames per latent frame: one keep-mask channel each
+VACE_CONTROL = "vace_control"
+"""The conditioning extra holding a VACE model's control latents and mask (``WanVaceToVideo``; ComfyUI's key)."""
 
 
 class WanAdapter(FamilyAdapter):
@@ -171,7 +173,7 @@ class WanAdapter(FamilyAdapter):
             self._check_vace(extras, samples)
 
     def _check_vace(self, extras: Mapping[str, Any], samples: torch.Tensor) -> None:
-        control = extras.get("vace_control")
+        control = extras.get(VACE_CONTROL)
         if control is None:
             raise ValueError(f"{self.describe()} is a VACE model: condition it with WanVaceToVideo")
         channels = int(self.spec.config["vace_in_channels"])
@@ -214,7 +216,7 @@ class WanAdapter(FamilyAdapter):
             camera = extras.get("camera_conditions")
             per_sample["camera_embedding"] = None if camera is None else batched(camera, x).to(x.device, dtype)
         if self.vace:
-            per_sample["control_hidden_states"] = batched(extras["vace_control"], x).to(x.device, dtype)
+            per_sample["control_hidden_states"] = batched(extras[VACE_CONTROL], x).to(x.device, dtype)
             hints = len(self.spec.config["vace_layers"])
             strength = float(extras.get("vace_strength", 1.0))
             shared["control_hidden_states_scale"] = torch.full((hints,), strength, device=x.device, dtype=dtype)

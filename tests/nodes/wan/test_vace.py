@@ -169,3 +169,13 @@ def test_control_inputs_of_another_size_or_length_are_fitted(runner: NodeRunner)
         runner.call(
             WanVaceToVideo, **common, length=LENGTH, batch_size=1, strength=1.0, control_video=torch.rand(4, 8, 8)
         )
+
+
+def test_a_second_vace_control_is_refused_rather_than_replacing_the_first(runner: NodeRunner) -> None:
+    _, _, vae, positive, negative = _parts(runner)
+    common = {"vae": vae, "width": SIZE, "height": SIZE, "length": LENGTH, "batch_size": 1, "strength": 1.0}
+    once_positive, once_negative, _, _ = runner.call(WanVaceToVideo, positive=positive, negative=negative, **common)
+    with pytest.raises(ValueError, match=r"WanVaceToVideo: positive: already carries a VACE control"):
+        runner.call(WanVaceToVideo, positive=once_positive, negative=negative, **common)
+    with pytest.raises(ValueError, match=r"WanVaceToVideo: negative: already carries a VACE control"):
+        runner.call(WanVaceToVideo, positive=positive, negative=once_negative, **common)
