@@ -37,7 +37,14 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import filter_repo_objects
 
 from graph.safe_paths import UnsafePathError, check_relative_part, resolve_inside
-from models.folders import DIFFUSERS_KEY, DIFFUSERS_MARKER, TOKENIZERS_KEY, ModelFolders, UnknownModelFolderError
+from models.folders import (
+    DEPTH_KEY,
+    DIFFUSERS_KEY,
+    DIFFUSERS_MARKER,
+    TOKENIZERS_KEY,
+    ModelFolders,
+    UnknownModelFolderError,
+)
 from models.requirements import HubFile
 
 logger = logging.getLogger(__name__)
@@ -52,7 +59,8 @@ PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"})
 # Tokenizer files (configs, tokenizer.json, sentencepiece models such as spiece.model, vocabularies and merges): what
 # the ``tokenizers`` folder fetches by default.
 TOKENIZER_PATTERNS = ("*.json", "*.model", "*.txt")
-KEEP_LAYOUT_KEYS = frozenset({DIFFUSERS_KEY, TOKENIZERS_KEY})  # folders where a repo keeps its layout under its name
+# folders where a repo keeps its layout under its name (pipeline, depth-estimation and tokenizer folders)
+KEEP_LAYOUT_KEYS = frozenset({DIFFUSERS_KEY, DEPTH_KEY, TOKENIZERS_KEY})
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 _TRUE_VALUES = frozenset({"1", "ON", "YES", "TRUE"})
 _STAGING_PREFIX = ".download-"

@@ -84,6 +84,21 @@ def test_whole_repo_keeps_its_layout_in_the_diffusers_folder(hub: FakeHub, folde
     assert folders.list_files("diffusers") == ["tiny-pipe"]
 
 
+def test_a_depth_model_repo_keeps_its_layout_in_the_depth_folder(hub: FakeHub, folders: ModelFolders) -> None:
+    files = {
+        "config.json": b'{"model_type": "depth_anything"}',
+        "preprocessor_config.json": b"{}",
+        "model.safetensors": tensors(3),
+        "README.md": b"# depth",
+    }
+    hub.add_repo("org/tiny-depth", files)
+    download_repo("org/tiny-depth", folders, "depth_estimation")
+    assert files_under(folders.folder("depth_estimation") / "tiny-depth") == {
+        name: data for name, data in files.items() if name != "README.md"
+    }
+    assert folders.list_files("depth_estimation") == ["tiny-depth"]
+
+
 def test_a_pattern_puts_the_files_directly_in_the_folder(hub: FakeHub, folders: ModelFolders) -> None:
     result = download_repo(SPLIT, folders, "vae", include=["*vae*"])
     vae = folders.folder("vae")
