@@ -8,30 +8,27 @@ over the ATI result come out as second videos, checked too."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import pytest
 
-import main
 from graph.registry import NodeRegistry
 from graph.workflow_file import LoadedWorkflow, load_workflow
-from models.folders import ModelFolders
-from models.requirements import required_models
-from nodes import register_builtin_nodes
-from nodes.folders import Folders
+from tests.workflows.shipped import (
+    WORKFLOWS,
+    builtin_registry,
+    check_listed_models,
+    check_settings_and_wiring,
+    run_headless,
+)
 
-REPO = Path(__file__).resolve().parents[2]
-WORKFLOWS = REPO / "workflows"
-INPUT = REPO / "input"
 VACE = "wan2.1_vace_1.3B_fp16.safetensors"
 ATI = "Wan2_1-I2V-ATI-14B_fp8_e4m3fn.safetensors"
 WIDTH, HEIGHT, FRAMES, STEPS, FPS = 64, 48, 9, 2, 16  # not square, so a swapped width and height shows
 MODEL_INPUTS = ("unet_name", "clip_name", "vae_name")
-SIZE_PRIMITIVES = ("--set=60.value={w}", "--set=61.value={h}", "--set=62.value={n}", "--set=3.steps={s}")
+SIZE_PRIMITIVES = ("60.value={w}", "61.value={h}", "62.value={n}", "3.steps={s}")
 
 
 @dataclass(frozen=True)
@@ -126,7 +123,7 @@ CONTROLS = {
     "ati": Control(
         "wan2.1_ati_tracks.json",
         ("wan2.1_ati", "wan2.1_ati_tracks_check"),
-        ("--set=50.width={w}", "--set=50.height={h}", "--set=62.value={n}", "--set=3.steps={s}"),
+        ("50.width={w}", "50.height={h}", "62.value={n}", "3.steps={s}"),
         ("reelgraph_wan_start.jpg",),
         {
             "37": {"unet_name": ATI},
@@ -148,75 +145,36 @@ CONTROLS = {
 }
 
 
+def _load(control: Control, registry: NodeRegistry) -> LoadedWorkflow:
+    return load_workflow(WORKFLOWS / control.file, registry)
+
+
 @pytest.fixture(scope="module")
 def registry(tiny_models_dir: Path) -> NodeRegistry:
-    """The built-in nodes, listing the repo's input folder and the tiny model files."""
-    registry = NodeRegistry()
-    register_builtin_nodes(registry, Folders.under(REPO), ModelFolders(tiny_models_dir))
-    return registry
+    return builtin_registry(tiny_models_dir)
 
 
 def _load(control: Control, registry: NodeRegistry) -> LoadedWorkflow:
     return load_workflow(WORKFLOWS / control.file, registry)
 
 
+def _run(control: Control, models_dir: Path, out: Path) -> dict[str, np.ndarray]:
+    """Run the workflow headless, sized down through its overrides."""
+    overrides = dict(item.format(w=WIDTH, h=HEIGHT, n=FRAMES, s=STEPS).split("=", 1) for item in control.overrides)
+    return run_headless(control.file, models_dir, out, overrides, control.prefixes, (WIDTH, HEIGHT, FRAMES, FPS))
+
+
 @pytest.mark.parametrize("name", sorted(CONTROLS))
 def test_control_workflow_keeps_its_settings_and_wiring(name: str, registry: NodeRegistry) -> None:
     control = CONTROLS[name]
-    loaded = _load(control, registry)
-    assert loaded.ui is not None and loaded.ui["version"] == 0.4
-    for node_id, expected in control.settings.items():
-        inputs = loaded.api[node_id]["inputs"]
-        assert {key: inputs.get(key) for key in expected} == expected, node_id
-    savers = [body["inputs"]["filename_prefix"] for body in loaded.api.values() if body["class_type"] == "SaveVideo"]
-    assert sorted(savers) == sorted(f"video/{prefix}" for prefix in control.prefixes)
-    loaded_files = {
-        body["inputs"].get("image") or body["inputs"].get("video")
-        for body in loaded.api.values()
-        if body["class_type"] in ("LoadImage", "LoadVideoFrames")
-    }
-    assert loaded_files == set(control.inputs)
-    assert all((INPUT / file).is_file() for file in loaded_files)  # the example inputs of a fresh clone
+    check_settings_and_wiring(_load(control, registry), control.settings, control.prefixes, control.inputs)
 
 
 @pytest.mark.parametrize("name", sorted(CONTROLS))
 def test_control_workflow_lists_every_model_its_loaders_name(
     name: str, registry: NodeRegistry, tiny_models_dir: Path
 ) -> None:
-    loaded = _load(CONTROLS[name], registry)
-    listed = required_models(loaded.ui)
-    named = {value for body in loaded.api.values() for key, value in body["inputs"].items() if key in MODEL_INPUTS}
-    assert {entry.name for entry in listed} == named
-    assert all(entry.url and entry.url.startswith("https://huggingface.co/") for entry in listed)
-    assert all((tiny_models_dir / entry.folder / entry.name).is_file() for entry in listed)
-    notes = [node for node in loaded.ui["nodes"] if node["type"] == "MarkdownNote"]
-    assert len(notes) == 1 and str(notes[0]["id"]) not in loaded.api  # shown in the editor, never run
-    assert all(entry.name in notes[0]["widgets_values"][0] for entry in listed)
-
-
-def _frames(path: Path) -> tuple[tuple[int, int, Fraction], np.ndarray, bool]:
-    """(width, height, frame rate), the decoded frames ``[N, H, W, 3]`` uint8, and whether the graph is embedded."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        frames = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(stream)])
-        return (stream.width, stream.height, Fraction(stream.average_rate)), frames, "workflow" in container.metadata
-
-
-def _run(control: Control, models_dir: Path, out: Path) -> dict[str, np.ndarray]:
-    """Run the workflow headless, sized down; the frames of each saved video by prefix, after checking its facts."""
-    overrides = [item.format(w=WIDTH, h=HEIGHT, n=FRAMES, s=STEPS) for item in control.overrides]
-    args = [str(WORKFLOWS / control.file), "--models-dir", str(models_dir), "--output-dir", str(out / "out")]
-    args += ["--temp-dir", str(out / "temp"), "--input-dir", str(INPUT), "--no-progress", "--cpu", *overrides]
-    assert main.main(["run", *args]) == 0
-    videos = {}
-    for prefix in control.prefixes:
-        (mp4,) = (out / "out" / "video").glob(f"{prefix}_[0-9]*_.mp4")
-        facts, frames, has_workflow = _frames(mp4)
-        assert facts == (WIDTH, HEIGHT, Fraction(FPS)), prefix
-        assert frames.shape[0] == FRAMES, prefix
-        assert has_workflow  # dropping it on the editor restores the graph
-        videos[prefix] = frames
-    return videos
+    check_listed_models(_load(CONTROLS[name], registry), tiny_models_dir, MODEL_INPUTS)
 
 
 @pytest.mark.parametrize("name", ["canny", "pose", "camera_v2v"])

@@ -7,25 +7,23 @@ count; the pose video and the edge video come out as second videos, checked too.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import pytest
 
-import main
 from graph.registry import NodeRegistry
 from graph.workflow_file import LoadedWorkflow, load_workflow
-from models.folders import ModelFolders
 from models.requirements import required_models
-from nodes import register_builtin_nodes
-from nodes.folders import Folders
+from tests.workflows.shipped import (
+    WORKFLOWS,
+    builtin_registry,
+    check_listed_models,
+    check_settings_and_wiring,
+    run_headless,
+)
 
-REPO = Path(__file__).resolve().parents[2]
-WORKFLOWS = REPO / "workflows"
-INPUT = REPO / "input"
 MODEL_INPUTS = ("ckpt_name", "model_name", "control_net_name", "model_path")
 WIDTH, HEIGHT, STEPS, FPS = 64, 48, 2, 8  # not square, so a swapped width and height shows
 
@@ -130,12 +128,13 @@ SHIPPED = {
 }
 
 
+def _load(shipped: Shipped, registry: NodeRegistry) -> LoadedWorkflow:
+    return load_workflow(WORKFLOWS / shipped.file, registry)
+
+
 @pytest.fixture(scope="module")
 def registry(tiny_models_dir: Path) -> NodeRegistry:
-    """The built-in nodes, listing the repo's input folder and the tiny model files."""
-    registry = NodeRegistry()
-    register_builtin_nodes(registry, Folders.under(REPO), ModelFolders(tiny_models_dir))
-    return registry
+    return builtin_registry(tiny_models_dir)
 
 
 def _load(shipped: Shipped, registry: NodeRegistry) -> LoadedWorkflow:
@@ -145,34 +144,13 @@ def _load(shipped: Shipped, registry: NodeRegistry) -> LoadedWorkflow:
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_workflow_keeps_its_settings_and_wiring(name: str, registry: NodeRegistry) -> None:
     shipped = SHIPPED[name]
-    loaded = _load(shipped, registry)
-    assert loaded.ui is not None and loaded.ui["version"] == 0.4
-    for node_id, expected in shipped.settings.items():
-        inputs = loaded.api[node_id]["inputs"]
-        assert {key: inputs.get(key) for key in expected} == expected, node_id
-    savers = [body["inputs"]["filename_prefix"] for body in loaded.api.values() if body["class_type"] == "SaveVideo"]
-    assert sorted(savers) == sorted(f"video/{prefix}" for prefix in shipped.prefixes)
-    loaded_files = {
-        body["inputs"].get("image") or body["inputs"].get("video")
-        for body in loaded.api.values()
-        if body["class_type"] in ("LoadImage", "LoadVideoFrames")
-    }
-    assert loaded_files == set(shipped.inputs)
-    assert all((INPUT / file).is_file() for file in loaded_files)  # the example inputs of a fresh clone
+    check_settings_and_wiring(_load(shipped, registry), shipped.settings, shipped.prefixes, shipped.inputs)
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_workflow_lists_every_model_its_loaders_name(name: str, registry: NodeRegistry, tiny_models_dir: Path) -> None:
-    loaded = _load(SHIPPED[name], registry)
-    listed = required_models(loaded.ui)
-    named = {value for body in loaded.api.values() for key, value in body["inputs"].items() if key in MODEL_INPUTS}
-    assert {entry.name for entry in listed} == named
-    assert all(entry.url and entry.url.startswith("https://huggingface.co/") for entry in listed)
+    listed = check_listed_models(_load(SHIPPED[name], registry), tiny_models_dir, MODEL_INPUTS)
     assert all(entry.repo_id is not None for entry in listed)
-    assert all((tiny_models_dir / entry.folder / entry.name).exists() for entry in listed)  # a file or a folder
-    notes = [node for node in loaded.ui["nodes"] if node["type"] == "MarkdownNote"]
-    assert len(notes) == 1 and str(notes[0]["id"]) not in loaded.api  # shown in the editor, never run
-    assert all(entry.name in notes[0]["widgets_values"][0] for entry in listed)
 
 
 def test_cogvideox_workflow_lists_its_pipeline_folder(registry: NodeRegistry, tiny_models_dir: Path) -> None:
@@ -181,38 +159,16 @@ def test_cogvideox_workflow_lists_its_pipeline_folder(registry: NodeRegistry, ti
     assert (tiny_models_dir / "diffusers" / listed.name / "model_index.json").is_file()
 
 
-def _frames(path: Path) -> tuple[tuple[int, int, Fraction], np.ndarray, bool]:
-    """(width, height, frame rate), the decoded frames ``[N, H, W, 3]`` uint8, and whether the graph is embedded."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        frames = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(stream)])
-        return (stream.width, stream.height, Fraction(stream.average_rate)), frames, "workflow" in container.metadata
-
-
-def _run(shipped: Shipped, models_dir: Path, out: Path) -> dict[str, np.ndarray]:
-    """Run the workflow headless, sized down; the frames of each saved video by prefix, after checking its facts."""
-    sizes = {"60.value": WIDTH, "61.value": HEIGHT, "62.value": shipped.frames, "7.steps": STEPS}
-    args = [str(WORKFLOWS / shipped.file), "--models-dir", str(models_dir), "--output-dir", str(out / "out")]
-    args += ["--temp-dir", str(out / "temp"), "--input-dir", str(INPUT), "--no-progress", "--cpu"]
-    args += [f"--set={key}={value}" for key, value in sizes.items()]
-    assert main.main(["run", *args]) == 0
-    videos = {}
-    for prefix in shipped.prefixes:
-        (mp4,) = (out / "out" / "video").glob(f"{prefix}_[0-9]*_.mp4")
-        facts, frames, has_workflow = _frames(mp4)
-        assert facts == (WIDTH, HEIGHT, Fraction(FPS)), prefix
-        assert frames.shape[0] == shipped.frames, prefix
-        assert has_workflow  # dropping it on the editor restores the graph
-        videos[prefix] = frames
-    return videos
-
-
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_workflow_runs_headless_to_an_mp4(name: str, tiny_models_dir: Path, tmp_path: Path) -> None:
     """The result is decoded pictures; a second video is the control itself (the pose skeleton, the edges): mostly
     black with bright strokes on every frame, changing from frame to frame as the stride or the filmed scene moves."""
     shipped = SHIPPED[name]
-    result, *controls = _run(shipped, tiny_models_dir, tmp_path).values()
+    sizes = {"60.value": WIDTH, "61.value": HEIGHT, "62.value": shipped.frames, "7.steps": STEPS}
+    expected = (WIDTH, HEIGHT, shipped.frames, FPS)
+    result, *controls = run_headless(
+        shipped.file, tiny_models_dir, tmp_path, sizes, shipped.prefixes, expected
+    ).values()
     assert result.std() > 0  # not an empty stream
     for control in (frames.astype(np.float32) / 255.0 for frames in controls):
         bright = control.max(axis=-1) > 0.5  # [frames, H, W]
