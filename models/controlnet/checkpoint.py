@@ -37,6 +37,8 @@ __all__ = [
     "controlnet_from_state_dict",
     "controlnet_to_original",
     "detect_controlnet",
+    "encoder_config",
+    "hint_widths",
 ]
 
 Layout = Literal["ldm", "diffusers"]
@@ -205,39 +207,47 @@ def _ldm_layers_per_block(tensors: Mapping[str, torch.Tensor]) -> int:
 def _config_from_shapes(tensors: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     """``ControlNetModel`` kwargs from the shapes of diffusers-named ControlNet tensors."""
     shapes = StateShapes(tensors, "", LABEL)
+    return {
+        **encoder_config(tensors, LABEL, ("CrossAttnDownBlock2D", "DownBlock2D")),
+        "conditioning_channels": shapes.get(f"{HINT}.conv_in.weight", 4)[1],
+        "conditioning_embedding_out_channels": hint_widths(tensors, LABEL),
+        "global_pool_conditions": False,
+    }
+
+
+def encoder_config(tensors: Mapping[str, torch.Tensor], label: str, block_types: tuple[str, str]) -> dict[str, Any]:
+    """The kwargs of the SD1.5 UNet encoder copy that ControlNets and SparseCtrls (``label``) share, from the shapes
+    of their diffusers-named tensors; ``block_types`` names the attending and the plain down block classes."""
+    shapes = StateShapes(tensors, "", label)
     base_width, in_channels = shapes.get("conv_in.weight", 4)[:2]
     levels = shapes.count("down_blocks")
     widths = [shapes.get(f"down_blocks.{level}.resnets.0.conv1.weight", 4)[0] for level in range(levels)]
     attending = [level for level in range(levels) if shapes.has(f"down_blocks.{level}.attentions.0.proj_in.weight")]
     if not attending:
-        raise StateDictError(f"a {LABEL} attends at its first level; this one does not attend at all")
+        raise StateDictError(f"{label} attends at its first level; this one does not attend at all")
     if base_width != widths[0]:
         raise StateDictError(f"conv_in makes {base_width} channels but the first level is {widths[0]} wide")
     attention = f"down_blocks.{attending[0]}.attentions.0"
     if tensors[f"{attention}.proj_in.weight"].dim() != 4:
-        raise NotAControlNetError("this is a Stable Diffusion 2.x ControlNet (linear projections): not supported")
+        raise NotAControlNetError(f"this is a Stable Diffusion 2.x ControlNet (linear projections), not a {label}")
     return {
         "in_channels": in_channels,
-        "conditioning_channels": shapes.get(f"{HINT}.conv_in.weight", 4)[1],
-        "down_block_types": tuple(
-            "CrossAttnDownBlock2D" if level in attending else "DownBlock2D" for level in range(levels)
-        ),
+        "down_block_types": tuple(block_types[0] if level in attending else block_types[1] for level in range(levels)),
         "block_out_channels": tuple(widths),
         "layers_per_block": shapes.count("down_blocks.0.resnets"),
         "cross_attention_dim": shapes.get(f"{attention}.transformer_blocks.0.attn2.to_k.weight", 2)[1],
         "transformer_layers_per_block": shapes.count(f"{attention}.transformer_blocks"),
         "attention_head_dim": NUM_HEADS,
         "use_linear_projection": False,
-        "conditioning_embedding_out_channels": _hint_widths(shapes),
-        "global_pool_conditions": False,
     }
 
 
-def _hint_widths(shapes: StateShapes) -> tuple[int, ...]:
+def hint_widths(tensors: Mapping[str, torch.Tensor], label: str) -> tuple[int, ...]:
     """The hint encoder's widths: its first convolution's, then each stride-2 convolution's (every second block)."""
+    shapes = StateShapes(tensors, "", label)
     blocks = shapes.count(f"{HINT}.blocks")
     if blocks % 2:
-        raise StateDictError(f"the hint encoder has {blocks} blocks; a {LABEL}'s come in pairs")
+        raise StateDictError(f"the hint encoder has {blocks} blocks; a {label}'s come in pairs")
     first = shapes.get(f"{HINT}.conv_in.weight", 4)[0]
     return (first, *(shapes.get(f"{HINT}.blocks.{index}.weight", 4)[0] for index in range(1, blocks, 2)))
 

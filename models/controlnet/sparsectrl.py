@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
-from models.controlnet.checkpoint import DrivesUnet, NotAControlNetError, detect_controlnet
+from models.controlnet.checkpoint import DrivesUnet, NotAControlNetError, detect_controlnet, encoder_config, hint_widths
 from models.errors import StateDictError
 from models.families.animatediff.motion_checkpoint import is_motion_module, to_diffusers_names
 from models.families.catalog import text_part_of, transformer_family_of, vae_family_of
@@ -200,33 +200,14 @@ def _max_frames(tensors: Mapping[str, torch.Tensor]) -> int:
 def _config_from_shapes(tensors: Mapping[str, torch.Tensor], max_frames: int) -> dict[str, Any]:
     """``SparseControlNetModel`` kwargs from the shapes of diffusers-named SparseCtrl tensors."""
     shapes = StateShapes(tensors, "", LABEL)
-    base_width, in_channels = shapes.get("conv_in.weight", 4)[:2]
-    levels = shapes.count("down_blocks")
-    widths = [shapes.get(f"down_blocks.{level}.resnets.0.conv1.weight", 4)[0] for level in range(levels)]
-    attending = [level for level in range(levels) if shapes.has(f"down_blocks.{level}.attentions.0.proj_in.weight")]
-    if not attending:
-        raise StateDictError(f"an {LABEL} attends at its first level; this one does not attend at all")
-    if base_width != widths[0]:
-        raise StateDictError(f"conv_in makes {base_width} channels but the first level is {widths[0]} wide")
-    attention = f"down_blocks.{attending[0]}.attentions.0"
-    if tensors[f"{attention}.proj_in.weight"].dim() != 4:
-        raise StateDictError(f"this {LABEL} projects its attention linearly (Stable Diffusion 2.x): not supported")
+    encoder = encoder_config(tensors, LABEL, ("CrossAttnDownBlockMotion", "DownBlockMotion"))
     simplified = shapes.has(f"{HINT}.weight")
-    condition_channels, concat_mask = _condition_channels(shapes, simplified, in_channels)
+    condition_channels, concat_mask = _condition_channels(shapes, simplified, encoder["in_channels"])
     return {
-        "in_channels": in_channels,
+        **encoder,
         "conditioning_channels": condition_channels,
-        "down_block_types": tuple(
-            "CrossAttnDownBlockMotion" if level in attending else "DownBlockMotion" for level in range(levels)
-        ),
-        "block_out_channels": tuple(widths),
-        "layers_per_block": shapes.count("down_blocks.0.resnets"),
-        "cross_attention_dim": shapes.get(f"{attention}.transformer_blocks.0.attn2.to_k.weight", 2)[1],
-        "transformer_layers_per_block": shapes.count(f"{attention}.transformer_blocks"),
         "temporal_transformer_layers_per_block": shapes.count(f"down_blocks.0.{MOTION}.0.transformer_blocks"),
-        "attention_head_dim": NUM_HEADS,
-        "use_linear_projection": False,
-        "conditioning_embedding_out_channels": None if simplified else _hint_widths(shapes),
+        "conditioning_embedding_out_channels": None if simplified else hint_widths(tensors, LABEL),
         "motion_max_seq_length": max_frames,
         "motion_num_attention_heads": NUM_HEADS,
         "concat_conditioning_mask": concat_mask,
@@ -246,15 +227,6 @@ def _condition_channels(shapes: StateShapes, simplified: bool, latent_channels: 
             f"the condition encoder takes {taken} channels; an {LABEL}'s takes {kind} {condition} (plus 1 for the mask)"
         )
     return condition, taken == condition + 1
-
-
-def _hint_widths(shapes: StateShapes) -> tuple[int, ...]:
-    """The hint encoder's widths: its first convolution's, then each stride-2 convolution's (every second block)."""
-    blocks = shapes.count(f"{HINT}.blocks")
-    if blocks % 2:
-        raise StateDictError(f"the condition encoder has {blocks} blocks; an {LABEL}'s come in pairs")
-    first = shapes.get(f"{HINT}.conv_in.weight", 4)[0]
-    return (first, *(shapes.get(f"{HINT}.blocks.{index}.weight", 4)[0] for index in range(1, blocks, 2)))
 
 
 def _positional_encodings(spec: SparseCtrlSpec, tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
