@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from models.accelerate.caches import FirstBlockCache
 from models.families.base import FamilyAdapter
 from models.model_handle import ModelHandle
 from models.sampling.model_sampling import ModelSampling
@@ -28,6 +29,7 @@ class DiffusionModel:
         offload: the offload policy to force when it runs (``auto`` lets the manager choose).
         video_min_cfg: ``VideoLinearCFGGuidance``: the CFG scale at the first latent frame, rising linearly to the
             sampler's ``cfg`` at the last; ``None`` guides every frame at ``cfg``.
+        cache: a feature cache enabled on the network while it samples (``FirstBlockCache`` node); None: none.
     """
 
     name: str
@@ -37,6 +39,7 @@ class DiffusionModel:
     compute_dtype: torch.dtype
     offload: str = "auto"
     video_min_cfg: float | None = None
+    cache: FirstBlockCache | None = None
 
     def with_sampling(self, sampling: ModelSampling) -> DiffusionModel:
         return dataclasses.replace(self, sampling=sampling)

@@ -14,10 +14,12 @@ every x0 estimate, and the result keeps that region's latent unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 
+from models.accelerate.caches import CacheRun, applied_cache, check_cacheable
 from models.controlnet.control_step import ControlStep, placed_controls
 from models.families.base import LatentShapeError
 from models.guidance import Guider
@@ -87,25 +89,33 @@ def sample_latent(
             on_step(step + 1, total, fmt.process_out(denoised))
 
     def denoiser(
-        network: torch.nn.Module, controls: ControlStep | None
+        network: torch.nn.Module, controls: ControlStep | None, cache: CacheRun | None
     ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        if mask is None:
-            return lambda state, sigma: guider.denoise(network, state, sigma, controls=controls)
+        def denoise(state: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            with cache.step(float(sigma.reshape(-1)[0])) if cache is not None else nullcontext():
+                if mask is None:
+                    return guider.denoise(network, state, sigma, controls=controls)
+                known = model.adapter.known_state(model.sampling, sigma, start_noise, clean)
+                denoised = guider.denoise(network, state * mask + known * (1.0 - mask), sigma, mask, controls)
+                return denoised * mask + clean * (1.0 - mask)
 
-        def masked(state: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-            known = model.adapter.known_state(model.sampling, sigma, start_noise, clean)
-            denoised = guider.denoise(network, state * mask + known * (1.0 - mask), sigma, mask, controls)
-            return denoised * mask + clean * (1.0 - mask)
-
-        return masked
+        return denoise
 
     work = model.adapter.work_estimate(latent_image, guider.streams)
     with placed_controls(manager, model.adapter, model.sampling, guider.entries(), latent_image) as controls:
 
         def run(network: torch.nn.Module) -> torch.Tensor:
-            return sampler.sample(
-                denoiser(network, controls), x, sigmas, model.sampling, generator=generator, callback=step_done
-            )
+            if model.cache is not None:
+                check_cacheable(type(network), model.adapter.describe())
+            with applied_cache(network, model.cache, model.sampling) as cache:
+                return sampler.sample(
+                    denoiser(network, controls, cache),
+                    x,
+                    sigmas,
+                    model.sampling,
+                    generator=generator,
+                    callback=step_done,
+                )
 
         out = run_with_oom_recovery(manager, model.handle, run, work, policy=model.offload)
     samples = fmt.process_out(model.sampling.inverse_noise_scaling(sigmas[-1], out)).cpu()

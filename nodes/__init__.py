@@ -46,6 +46,7 @@ BUILTIN_MODULES = (
     "nodes.wan_camera",
     "nodes.depth",
     "nodes.controlnet",
+    "nodes.accelerate",
 )
 
 

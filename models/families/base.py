@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from models.accelerate.caches import cache_context
 from models.memory_types import WorkEstimate
 from models.sampling.model_sampling import ModelSampling
 
@@ -295,7 +296,8 @@ class FamilyAdapter(ABC):
         for group in groups:
             merged = merged_call([calls[index] for index in group])
             assert merged is not None  # the group was formed of mergeable calls
-            outputs = self.run_network(network, merged).tensor_split(len(group))
+            with cache_context(network, f"entries-{'-'.join(map(str, group))}"):
+                outputs = self.run_network(network, merged).tensor_split(len(group))
             for index, output in zip(group, outputs, strict=True):
                 predictions[index] = self.network_output(output, x)
         return [predictions[index] for index in range(len(calls))]

@@ -1,0 +1,2 @@
+"""Accelerators: training-free speed-ups of the diffusion network (feature caches, sparse attention), applied
+for one sampling run."""
