@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from models.accelerate.caches import FirstBlockCache
+from models.accelerate.acceleration import Acceleration
 from models.families.base import FamilyAdapter
 from models.model_handle import ModelHandle
 from models.sampling.model_sampling import ModelSampling
@@ -29,7 +29,7 @@ class DiffusionModel:
         offload: the offload policy to force when it runs (``auto`` lets the manager choose).
         video_min_cfg: ``VideoLinearCFGGuidance``: the CFG scale at the first latent frame, rising linearly to the
             sampler's ``cfg`` at the last; ``None`` guides every frame at ``cfg``.
-        cache: a feature cache enabled on the network while it samples (``FirstBlockCache`` node); None: none.
+        accelerations: accelerators applied to the network while it samples (caches, sparse attention), in order.
     """
 
     name: str
@@ -39,7 +39,12 @@ class DiffusionModel:
     compute_dtype: torch.dtype
     offload: str = "auto"
     video_min_cfg: float | None = None
-    cache: FirstBlockCache | None = None
+    accelerations: tuple[Acceleration, ...] = ()
 
     def with_sampling(self, sampling: ModelSampling) -> DiffusionModel:
         return dataclasses.replace(self, sampling=sampling)
+
+    def with_acceleration(self, acceleration: Acceleration) -> DiffusionModel:
+        """A copy also applying ``acceleration``; one of the same kind it had is replaced (set again, not stacked)."""
+        kept = tuple(old for old in self.accelerations if type(old) is not type(acceleration))
+        return dataclasses.replace(self, accelerations=(*kept, acceleration))

@@ -14,12 +14,11 @@ every x0 estimate, and the result keeps that region's latent unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 
-from models.accelerate.caches import CacheRun, applied_cache, check_cacheable
+from models.accelerate.acceleration import AppliedAcceleration, accelerated_step, applied_accelerations
 from models.controlnet.control_step import ControlStep, placed_controls
 from models.families.base import LatentShapeError
 from models.guidance import Guider
@@ -89,10 +88,10 @@ def sample_latent(
             on_step(step + 1, total, fmt.process_out(denoised))
 
     def denoiser(
-        network: torch.nn.Module, controls: ControlStep | None, cache: CacheRun | None
+        network: torch.nn.Module, controls: ControlStep | None, accelerations: list[AppliedAcceleration]
     ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         def denoise(state: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-            with cache.step(float(sigma.reshape(-1)[0])) if cache is not None else nullcontext():
+            with accelerated_step(accelerations, float(sigma.reshape(-1)[0])):
                 if mask is None:
                     return guider.denoise(network, state, sigma, controls=controls)
                 known = model.adapter.known_state(model.sampling, sigma, start_noise, clean)
@@ -105,11 +104,10 @@ def sample_latent(
     with placed_controls(manager, model.adapter, model.sampling, guider.entries(), latent_image) as controls:
 
         def run(network: torch.nn.Module) -> torch.Tensor:
-            if model.cache is not None:
-                check_cacheable(type(network), model.adapter.describe())
-            with applied_cache(network, model.cache, model.sampling) as cache:
+            description = model.adapter.describe()
+            with applied_accelerations(network, model.accelerations, model.sampling, description) as accelerations:
                 return sampler.sample(
-                    denoiser(network, controls, cache),
+                    denoiser(network, controls, accelerations),
                     x,
                     sigmas,
                     model.sampling,

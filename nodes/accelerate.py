@@ -4,7 +4,6 @@ Block Cache, the dynamic caching of TeaCache's family)."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from models.accelerate.caches import FirstBlockCache
@@ -51,7 +50,7 @@ class ApplyFirstBlockCache:
             cache = FirstBlockCache(threshold, start_percent, end_percent)
         except ValueError as error:
             raise ValueError(f"{node}: {error}") from error
-        return (dataclasses.replace(model, cache=cache),)
+        return (model.with_acceleration(cache),)
 
 
 NODE_CLASS_MAPPINGS = {"ApplyFirstBlockCache": ApplyFirstBlockCache}

@@ -18,7 +18,7 @@ import torch
 
 from models.sampling.model_sampling import ModelSampling
 
-__all__ = ["CacheRun", "FirstBlockCache", "applied_cache", "cache_context", "check_cacheable"]
+__all__ = ["CacheRun", "FirstBlockCache", "cache_context"]
 
 _ALWAYS_COMPUTE = -1.0  # a threshold no relative difference (>= 0) stays under
 
@@ -44,20 +44,30 @@ class FirstBlockCache:
     def describe(self) -> str:
         return f"First Block Cache (threshold {self.threshold:g}, {self.start_percent:g}-{self.end_percent:g})"
 
+    def check(self, network_class: type, model: str) -> None:
+        """Only networks with diffusers' cache hooks (``CacheMixin``) take it."""
+        from diffusers.models.cache_utils import CacheMixin
 
-def check_cacheable(network_class: type, describe: str) -> None:
-    """``ValueError`` when diffusers' cache hooks cannot run on networks of ``network_class``."""
-    from diffusers.models.cache_utils import CacheMixin
+        if not issubclass(network_class, CacheMixin):
+            raise ValueError(
+                f"ApplyFirstBlockCache: model: {model} has no diffusers cache hooks (transformer models such as Wan "
+                "take them)"
+            )
 
-    if not issubclass(network_class, CacheMixin):
-        raise ValueError(
-            f"ApplyFirstBlockCache: model: {describe} has no diffusers cache hooks (transformer models such as Wan "
-            "take them)"
-        )
+    @contextmanager
+    def applied(self, network: torch.nn.Module, sampling: ModelSampling) -> Iterator[CacheRun]:
+        """Enabled on ``network`` while the block runs, then removed."""
+        from diffusers.hooks import FirstBlockCacheConfig
+
+        network.enable_cache(FirstBlockCacheConfig(threshold=self.threshold))
+        try:
+            yield CacheRun(network, self, sampling)
+        finally:
+            network.disable_cache()
 
 
 class CacheRun:
-    """A cache enabled on one placed network for one run; ``step(sigma)`` opens each step's window."""
+    """First Block Cache enabled on one placed network for one run; ``step(sigma)`` opens each step's window."""
 
     def __init__(self, network: torch.nn.Module, cache: FirstBlockCache, sampling: ModelSampling) -> None:
         self._cache = cache
@@ -71,23 +81,6 @@ class CacheRun:
         inside = self._sigma_end <= sigma <= self._sigma_start
         self._head.threshold = self._cache.threshold if inside else _ALWAYS_COMPUTE
         yield
-
-
-@contextmanager
-def applied_cache(
-    network: torch.nn.Module, cache: FirstBlockCache | None, sampling: ModelSampling
-) -> Iterator[CacheRun | None]:
-    """``cache`` enabled on ``network`` while the block runs (None: nothing to do), then removed."""
-    if cache is None:
-        yield None
-        return
-    from diffusers.hooks import FirstBlockCacheConfig
-
-    network.enable_cache(FirstBlockCacheConfig(threshold=cache.threshold))
-    try:
-        yield CacheRun(network, cache, sampling)
-    finally:
-        network.disable_cache()
 
 
 @contextmanager

@@ -99,8 +99,9 @@ def sample_diffusion_forcing(
             f"model: diffusion forcing needs a SkyReels-V2 model (a diffusers SkyReels-V2 folder or a single file with "
             f"the fps embedding); {model.name} is {adapter.describe()}"
         )
-    if model.cache is not None:
-        raise ValueError(f"model: {model.cache.describe()}: the diffusion-forcing sampler takes no cache yet")
+    if model.accelerations:
+        names = ", ".join(acceleration.describe() for acceleration in model.accelerations)
+        raise ValueError(f"model: {names}: the diffusion-forcing sampler takes no accelerator yet")
     fmt = adapter.latent_format
     fmt.check(latent, "latent_image")
     fps = {"fps": settings.fps}

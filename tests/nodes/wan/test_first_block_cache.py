@@ -104,3 +104,12 @@ def test_bad_settings_and_models_without_cache_hooks_are_refused(runner: NodeRun
     (latent,) = runner.call(EmptyAnimateDiffLatent, width=32, height=32, length=1, batch_size=1)
     with pytest.raises(ValueError, match=r"ApplyFirstBlockCache: model: .* has no diffusers cache hooks"):
         _sampled(runner, _cached(runner, sd15, 0.1), positive, negative, latent)
+
+
+def test_applying_again_replaces_the_cache_settings(runner: NodeRunner, parts: tuple[Any, ...]) -> None:
+    model, *_ = parts
+    twice = _cached(runner, _cached(runner, model, 0.3), 0.05)
+    assert [acceleration.describe() for acceleration in twice.accelerations] == [
+        "First Block Cache (threshold 0.05, 0-1)"
+    ]
+    assert model.accelerations == ()
