@@ -14,6 +14,9 @@ from models.folders import DIFFUSERS_KEY, FOLDER_KEYS, ModelFolders
 from models.memory_types import MemoryConfig
 from server.config import DEFAULT_PORT, MIB, ServerConfig
 
+IMPORT_NOISE_LOGGERS = ("torchao", "torch.utils._pytree", "diffusers.quantizers.torchao.torchao_quantizer")
+"""Loggers that warn at import about things that do not concern a user (torchao's CUDA-only kernels on a CPU
+machine, deprecations inside torchao, diffusers' safe globals for older torchao classes); only errors are shown."""
 
 def _add_model_folder_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -231,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    for noisy in IMPORT_NOISE_LOGGERS:
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
         config = app_config_from_args(args)
     except ExtraPathsError as exc:

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import torch
+from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
 from models.memory_types import Location, WorkEstimate, format_bytes
 from models.placement import forced_policy
@@ -18,9 +19,17 @@ if TYPE_CHECKING:
 
 
 def module_nbytes(module: torch.nn.Module) -> int:
-    """Bytes held by a module's parameters and buffers (tied parameters counted once)."""
-    tensors = [*module.parameters(), *module.buffers()]
-    return sum(tensor.numel() * tensor.element_size() for tensor in tensors)
+    """Bytes held by a module's parameters and buffers (tied parameters counted once); a quantized tensor (a
+    wrapper subclass such as torchao's) counts its inner tensors (int8 data, scales), not the size it stands for."""
+    return sum(tensor_nbytes(tensor) for tensor in (*module.parameters(), *module.buffers()))
+
+
+def tensor_nbytes(tensor: torch.Tensor) -> int:
+    """Bytes a tensor holds in memory (a wrapper subclass: the sum of its inner tensors)."""
+    if is_traceable_wrapper_subclass(tensor):
+        inner_names, _attributes = tensor.__tensor_flatten__()
+        return sum(tensor_nbytes(getattr(tensor, name)) for name in inner_names)
+    return tensor.numel() * tensor.element_size()
 
 
 class ModelHandle:

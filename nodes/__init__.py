@@ -47,6 +47,7 @@ BUILTIN_MODULES = (
     "nodes.depth",
     "nodes.controlnet",
     "nodes.accelerate",
+    "nodes.quantize",
 )
 
 

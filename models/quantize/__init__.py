@@ -1,0 +1,1 @@
+"""Post-training quantization of loaded diffusion networks (torchao), and their quantized files."""

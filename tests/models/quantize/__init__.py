@@ -1,0 +1,1 @@
+"""Tests of the torchao quantizers and their files."""
