@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.accelerate import PSNR_CAP_DB, REFERENCE, main, psnr_per_frame, ssim_per_frame, variants_for
+from bench.accelerators import PSNR_CAP_DB, REFERENCE, main, psnr_per_frame, ssim_per_frame, variants_for
 
 TINY = ["--steps", "6", "--frames", "5", "--width", "32", "--height", "32", "--prompts", "1", "--repeats", "1"]
 
 
 def test_benchmark_writes_every_variants_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "accelerate.json"
+    out = tmp_path / "accelerators.json"
     assert main([*TINY, "--out", str(out)]) == 0
     results = json.loads(out.read_text())
     variants = results["variants"]

@@ -26,9 +26,9 @@ bfloat16 files (``bench.sampling_models``, loaded by ``UNETLoader`` as released 
 block's output changes between steps, which trained weights decide: the fidelity figures are the real model's only
 with real weights.
 
-    python bench/accelerate.py                                    # tiny, CPU
-    python bench/accelerate.py --threads 1 --repeats 5
-    python bench/accelerate.py --size real --device cuda --prompts 2 --repeats 2
+    python bench/accelerators.py                                    # tiny, CPU
+    python bench/accelerators.py --threads 1 --repeats 5
+    python bench/accelerators.py --size real --device cuda --prompts 2 --repeats 2
 """
 
 from __future__ import annotations
@@ -48,38 +48,32 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)  # run as a script: this file's folder first on the path would shadow the ``accelerate`` package
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import torch
+from safetensors.torch import save_file
 
-import torch  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
-
-from bench.offload import PeakRss  # noqa: E402
-from bench.plot import draw_line_chart, side_by_side  # noqa: E402
-from bench.report import format_table, load_average, torch_machine_info  # noqa: E402
-from bench.sampling_models import TINY_STEMS, write_model_set  # noqa: E402
-from bench.timing import Stopwatch  # noqa: E402
-from graph.context import InterruptFlag, NodeContext, node_context  # noqa: E402
-from models.devices import DeviceProbe  # noqa: E402
-from models.diffusion_model import DiffusionModel  # noqa: E402
-from models.families.wan.checkpoint import ORIGINAL_PREFIX, wan_transformer_to_original  # noqa: E402
-from models.families.wan.vae_checkpoint import wan_vae_to_original  # noqa: E402
-from models.folders import ModelFolders  # noqa: E402
-from models.memory import MODELS_SERVICE, MemoryConfig, ModelManager  # noqa: E402
-from models.pixels import LUMA_WEIGHTS  # noqa: E402
-from models.tiny.text import write_tiny_umt5_files  # noqa: E402
-from models.tiny.wan import DIFFUSION_MODELS_FOLDER, VAE_DTYPE, VAE_FOLDER, tiny_wan_transformer, tiny_wan_vae  # noqa: E402
-from nodes.accelerate import ApplyFirstBlockCache, ApplySparseAttention  # noqa: E402
-from nodes.conditioning import CLIPTextEncode  # noqa: E402
-from nodes.latent import EmptyHunyuanLatentVideo  # noqa: E402
-from nodes.loaders import CLIPLoader, UNETLoader, VAELoader  # noqa: E402
-from nodes.model_files import MODEL_FOLDERS_SERVICE  # noqa: E402
-from nodes.quantize import QuantizeModel  # noqa: E402
-from nodes.sampling import KSampler  # noqa: E402
-from nodes.vae import VAEDecode  # noqa: E402
+from bench.offload import PeakRss
+from bench.plot import draw_line_chart, side_by_side
+from bench.report import format_table, load_average, torch_machine_info
+from bench.sampling_models import TINY_STEMS, write_model_set
+from bench.timing import Stopwatch
+from graph.context import InterruptFlag, NodeContext, node_context
+from models.devices import DeviceProbe
+from models.diffusion_model import DiffusionModel
+from models.families.wan.checkpoint import ORIGINAL_PREFIX, wan_transformer_to_original
+from models.families.wan.vae_checkpoint import wan_vae_to_original
+from models.folders import ModelFolders
+from models.memory import MODELS_SERVICE, MemoryConfig, ModelManager
+from models.pixels import LUMA_WEIGHTS
+from models.tiny.text import write_tiny_umt5_files
+from models.tiny.wan import DIFFUSION_MODELS_FOLDER, VAE_DTYPE, VAE_FOLDER, tiny_wan_transformer, tiny_wan_vae
+from nodes.accelerate import ApplyFirstBlockCache, ApplySparseAttention
+from nodes.conditioning import CLIPTextEncode
+from nodes.latent import EmptyHunyuanLatentVideo
+from nodes.loaders import CLIPLoader, UNETLoader, VAELoader
+from nodes.model_files import MODEL_FOLDERS_SERVICE
+from nodes.quantize import QuantizeModel
+from nodes.sampling import KSampler
+from nodes.vae import VAEDecode
 
 RESULTS = Path(__file__).parent / "results"
 PROMPTS = (
@@ -516,7 +510,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--out", type=Path, default=RESULTS / "accelerate.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "accelerators.json")
     args = parser.parse_args(argv)
     if not 1 <= args.prompts <= len(PROMPTS):
         parser.error(f"--prompts must be 1..{len(PROMPTS)}")
@@ -549,7 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     memory = MemoryConfig(mode="cpu") if device.type == "cpu" else MemoryConfig()
     manager = ModelManager(memory, DeviceProbe())
     try:
-        with tempfile.TemporaryDirectory(prefix="reelgraph-accelerate-bench-") as temp:
+        with tempfile.TemporaryDirectory(prefix="reelgraph-accelerators-bench-") as temp:
             files = write_models(args.size, Path(temp) / "models", SEED)
             _progress(f"models written under {files.models_dir}")
             bench = Bench(Nodes(manager, files.models_dir), device, files, preset, prompts)
@@ -557,7 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         manager.free()
     results = {
-        "benchmark": "accelerate",
+        "benchmark": "accelerators",
         "settings": {
             "size": args.size,
             "width": preset.width,
