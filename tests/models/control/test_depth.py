@@ -5,7 +5,6 @@ over the clip."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +19,8 @@ from models.control.depth import (
     load_depth_model,
     normalise_per_clip,
 )
-from models.devices import DeviceProbe
 from models.errors import CorruptModelFileError
-from models.memory import MemoryConfig, ModelManager
+from models.memory import ModelManager
 from models.tiny.depth import DEPTH_ANYTHING_V2_SMALL, DEPTH_FOLDER, write_tiny_depth_models
 
 EIGHT_BIT_STEP = 1 / 255
@@ -32,13 +30,6 @@ EIGHT_BIT_STEP = 1 / 255
 def depth_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (folder,) = write_tiny_depth_models(tmp_path_factory.mktemp("depth_weights"))
     return folder
-
-
-@pytest.fixture
-def manager() -> Iterator[ModelManager]:
-    manager = ModelManager(MemoryConfig(mode="cpu"), DeviceProbe())
-    yield manager
-    manager.free()
 
 
 @pytest.fixture

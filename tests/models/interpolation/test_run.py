@@ -8,7 +8,6 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from models.devices import DeviceProbe
 from models.interpolation.base import FrameInterpolator
 from models.interpolation.classical import FlowBlendInterpolator
 from models.interpolation.run import interpolate_clip, interpolate_stream
@@ -18,13 +17,6 @@ from models.memory_types import WorkEstimate
 from models.oom import ModelOutOfMemoryError
 from tests.models.interpolation.synthetic import moving_square_clip, two_scene_clip
 from tests.models.test_memory import FakeProbe
-
-
-@pytest.fixture
-def manager() -> Iterator[ModelManager]:
-    manager = ModelManager(MemoryConfig(mode="cpu"), DeviceProbe())
-    yield manager
-    manager.free()
 
 
 class BlendNetwork(torch.nn.Module):

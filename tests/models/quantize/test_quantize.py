@@ -18,10 +18,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from models.devices import DeviceProbe
 from models.errors import CorruptModelFileError
-from models.folders import ModelFolders
-from models.memory import MODELS_SERVICE, MemoryConfig, ModelManager
 from models.model_handle import module_nbytes
 from models.quantize.torchao_quant import (
     QUANTIZED_METADATA_KEY,
@@ -30,10 +27,8 @@ from models.quantize.torchao_quant import (
     parse_skip_patterns,
     quantize_network,
 )
-from nodes.folders import Folders
 from nodes.latent import EmptyHunyuanLatentVideo
 from nodes.loaders import CLIPLoader, UNETLoader
-from nodes.model_files import MODEL_FOLDERS_SERVICE
 from nodes.quantize import LoadQuantizedModel, QuantizeModel, SaveQuantizedModel
 from tests.nodes import fidelity
 from tests.nodes.node_runner import NodeRunner
@@ -73,16 +68,9 @@ def quantized_names(network: torch.nn.Module) -> set[str]:
 
 
 @pytest.fixture
-def manager() -> Iterator[ModelManager]:
-    manager = ModelManager(MemoryConfig(mode="cpu"), DeviceProbe())
-    yield manager
-    manager.free()
-
-
-@pytest.fixture
-def runner(tmp_path: Path, tiny_models_dir: Path, manager: ModelManager) -> Iterator[NodeRunner]:
-    services = {MODELS_SERVICE: manager, MODEL_FOLDERS_SERVICE: ModelFolders(tiny_models_dir)}
-    yield NodeRunner(Folders.under(tmp_path), services=services)
+def runner(runner: NodeRunner, tiny_models_dir: Path) -> Iterator[NodeRunner]:
+    """The shared runner; the quantized files a test saves among the tiny models are removed after it."""
+    yield runner
     shutil.rmtree(tiny_models_dir / "diffusion_models" / SAVED_FOLDER, ignore_errors=True)
 
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from models.devices import DeviceProbe
-from models.memory import MemoryConfig, ModelManager
 from models.tiny.upscale import UPSCALE_FOLDER, write_tiny_upscale_models
 
 
@@ -23,10 +20,3 @@ def upscale_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def upscale_folder(upscale_models_dir: Path) -> Path:
     return upscale_models_dir / UPSCALE_FOLDER
-
-
-@pytest.fixture
-def manager() -> Iterator[ModelManager]:
-    manager = ModelManager(MemoryConfig(mode="cpu"), DeviceProbe())
-    yield manager
-    manager.free()
