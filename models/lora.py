@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from models.checkpoint_files import read_shapes
-from models.families.catalog import PIPELINE_LAYOUTS, TRANSFORMER_FAMILIES
+from models.families.catalog import family_of_network_class, network_families
 from models.families.kinds import TransformerFamily
 from models.loading import load_state_dict
 from models.lora_weights import (
@@ -116,15 +116,10 @@ def _is_text_encoder(key: str) -> bool:
     return key.startswith(TEXT_ENCODER_PREFIXES)
 
 
-def _families() -> tuple[TransformerFamily, ...]:
-    """Every diffusion-network family, those of pipeline folders only (AnimateDiff's motion UNet) included."""
-    return (*TRANSFORMER_FAMILIES, *(layout.transformer for layout in PIPELINE_LAYOUTS))
-
-
 def _family_of(path: Path, module: torch.nn.Module) -> tuple[TransformerFamily, LoraFormat]:
     """The family of ``module``'s class and its LoRA layouts; ``LoraError`` when it has none."""
     class_name = type(module).__name__
-    family = next((family for family in _families() if class_name in family.diffusers_classes), None)
+    family = family_of_network_class(class_name)
     if family is None:
         raise LoraError(path, f"Reelgraph cannot merge LoRAs into a {class_name} network")
     if family.lora is None:
@@ -135,7 +130,7 @@ def _family_of(path: Path, module: torch.nn.Module) -> tuple[TransformerFamily, 
 def _not_claimed(family: TransformerFamily, names: list[str]) -> str:
     """Why ``family`` does not take a LoRA with these diffusion-model keys: the family whose layout they are, if
     any."""
-    owner = next((other for other in _families() if other.lora is not None and other.lora.claims(names)), None)
+    owner = next((other for other in network_families() if other.lora is not None and other.lora.claims(names)), None)
     if owner is not None:
         return f"this LoRA is for {owner.label}, not for {family.label} (the model it was given)"
     sample = ", ".join(names[:MAX_LISTED])

@@ -13,13 +13,13 @@ import torch
 
 from graph.context import current_context
 from models.diffusion_model import DiffusionModel
-from models.errors import ModelLoadError
 from models.families.animatediff.adapter import WEIGHTING_SCHEMES, AnimateDiffAdapter, ContextWindows
 from models.families.animatediff.free_noise import ShuffledContextNoise
 from models.families.animatediff.motion_model import MotionModule, read_motion_module, with_motion_module
 from models.families.sd15.adapter import Sd15Adapter
 from models.families.sd15.latents import SD15_LATENT
 from models.memory import MODELS_SERVICE, ModelManager
+from nodes.errors import named_model_errors
 from nodes.model_files import ModelFolderBound, resolve_model_file
 from nodes.sampling import seed_input
 
@@ -47,11 +47,8 @@ class AnimateDiffLoader(ModelFolderBound):
 
     def load(self, model_name: str) -> tuple[MotionModule]:
         path = resolve_model_file(MOTION_FOLDER, model_name, "model_name")
-        try:
+        with named_model_errors("model_name"):
             return (read_motion_module(path),)
-        except ModelLoadError as exc:
-            exc.args = (f"model_name: {exc}", *exc.args[1:])
-            raise
 
 
 class AnimateDiffMotionLoRA(ModelFolderBound):

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from types import MappingProxyType
@@ -22,7 +21,6 @@ import torch
 from graph.context import current_context
 from models.diffusion_model import DiffusionModel
 from models.encoders import TextEncoder
-from models.errors import ModelLoadError
 from models.lora import (
     LoraError,
     apply_lora_to_diffusion_model,
@@ -32,6 +30,7 @@ from models.lora import (
 )
 from models.memory import MODELS_SERVICE, ModelManager
 from models.model_handle import ModelHandle
+from nodes.errors import named_model_errors
 from nodes.model_files import ModelFolderBound, resolve_model_file
 
 logger = logging.getLogger(__name__)
@@ -66,7 +65,7 @@ class LoraLoaderModelOnly(ModelFolderBound):
         if strength_model == 0:
             return (model,)
         path = resolve_model_file("loras", lora_name, LORA_NAME)
-        with _named_input(LORA_NAME):
+        with named_model_errors(LORA_NAME):
             contents = inspect_lora(path)
             if not contents.diffusion_model:
                 raise LoraError(
@@ -115,7 +114,7 @@ class LoraLoader(ModelFolderBound):
         if strength_model == 0 and strength_clip == 0:
             return (model, clip)
         path = resolve_model_file("loras", lora_name, LORA_NAME)
-        with _named_input(LORA_NAME):
+        with named_model_errors(LORA_NAME):
             contents = inspect_lora(path)
             if contents.diffusion_model and strength_model != 0:
                 model = _patched_model(model, path, strength_model)
@@ -142,16 +141,6 @@ def _derived(
     """The manager's handle of ``handle``'s network with the LoRA merged at ``strength`` (merged now)."""
     manager: ModelManager = current_context().service(MODELS_SERVICE)
     return manager.derive(handle, lora_suffix(path, strength), partial(apply, path=path, strength=strength))
-
-
-@contextmanager
-def _named_input(input_name: str) -> Iterator[None]:
-    """Re-raise a model file's error with the input it came from in front (``lora_name: FILE: reason``), same type."""
-    try:
-        yield
-    except ModelLoadError as exc:
-        exc.args = (f"{input_name}: {exc}", *exc.args[1:])
-        raise
 
 
 NODE_CLASS_MAPPINGS = {

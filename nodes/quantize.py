@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,6 @@ import torch
 
 from graph.context import current_context
 from models.diffusion_model import DiffusionModel
-from models.errors import ModelLoadError
 from models.folders import ModelFolders
 from models.memory import MODELS_SERVICE, ModelManager, file_key
 from models.memory_types import format_bytes
@@ -40,7 +37,7 @@ from models.quantize.torchao_quant import (
     read_quantized_info,
     save_quantized_network,
 )
-from nodes.errors import named_errors
+from nodes.errors import named_errors, named_model_errors
 from nodes.io import claim_numbered_file, resolve_save_path
 from nodes.model_files import MODEL_FOLDERS_SERVICE, ModelFolderBound, resolve_model_file
 
@@ -172,7 +169,7 @@ class LoadQuantizedModel(ModelFolderBound):
             if offload not in OFFLOAD_CHOICES:
                 raise ValueError(f"offload: {offload!r} is not one of {', '.join(OFFLOAD_CHOICES)}")
             path = resolve_model_file(MODELS_KEY, model_name, "model_name")
-        with _named_input("LoadQuantizedModel: model_name"):
+        with named_model_errors("LoadQuantizedModel: model_name"):
             info = read_quantized_info(path)
             adapter = quantized_adapter(path, info)
             handle = _manager().load(
@@ -207,16 +204,6 @@ def _write_or_remove(network: torch.nn.Module, path: Path, info: QuantizedFileIn
         save_quantized_network(network, path, info)
     except BaseException:
         path.unlink(missing_ok=True)
-        raise
-
-
-@contextmanager
-def _named_input(prefix: str) -> Iterator[None]:
-    """Re-raise a model file's error with the node and input in front (``prefix: FILE: reason``), same type."""
-    try:
-        yield
-    except ModelLoadError as exc:
-        exc.args = (f"{prefix}: {exc}", *exc.args[1:])
         raise
 
 

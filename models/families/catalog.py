@@ -24,7 +24,9 @@ __all__ = [
     "TEXT_ENCODER_KINDS",
     "TRANSFORMER_FAMILIES",
     "VAE_FAMILIES",
+    "family_of_network_class",
     "layout_for_pipeline",
+    "network_families",
     "text_encoder_kind",
     "text_part_of",
     "transformer_family_of",
@@ -100,3 +102,13 @@ def text_encoder_kind(name: str) -> TextEncoderKind:
 def layout_for_pipeline(class_name: object) -> PipelineLayout | None:
     """The layout of diffusers pipeline class ``class_name``, if Reelgraph reads it."""
     return next((layout for layout in PIPELINE_LAYOUTS if class_name in layout.pipelines), None)
+
+
+def network_families() -> tuple[TransformerFamily, ...]:
+    """Every diffusion-network family, those of pipeline folders only (AnimateDiff's motion UNet) included."""
+    return (*TRANSFORMER_FAMILIES, *(layout.transformer for layout in PIPELINE_LAYOUTS))
+
+
+def family_of_network_class(class_name: str) -> TransformerFamily | None:
+    """The family whose diffusers network classes include ``class_name``, if any."""
+    return next((family for family in network_families() if class_name in family.diffusers_classes), None)

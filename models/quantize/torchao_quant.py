@@ -32,8 +32,7 @@ from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
 from models.errors import CorruptModelFileError
 from models.families.base import FamilyAdapter
-from models.families.catalog import TRANSFORMER_FAMILIES
-from models.families.kinds import TransformerFamily
+from models.families.catalog import family_of_network_class
 from models.model_handle import module_nbytes
 
 __all__ = [
@@ -225,7 +224,7 @@ def load_quantized_network(path: Path, info: QuantizedFileInfo) -> torch.nn.Modu
 def quantized_adapter(path: Path, info: QuantizedFileInfo) -> FamilyAdapter:
     """The family adapter of the network ``info`` (from ``read_quantized_info(path)``) describes, from its config;
     ``CorruptModelFileError`` when the config does not fit its family."""
-    family = _family_of_class(info.class_name)
+    family = family_of_network_class(info.class_name)
     assert family is not None  # read_quantized_info checked the class
     try:
         return family.adapter_from_config(json.loads(info.config))
@@ -292,13 +291,9 @@ def _method_of_tensor(tensor: torch.Tensor) -> str:
     raise ValueError(f"model: its weights are quantized as {kind}, which QuantizeModel does not make")
 
 
-def _family_of_class(class_name: str) -> TransformerFamily | None:
-    return next((family for family in TRANSFORMER_FAMILIES if class_name in family.diffusers_classes), None)
-
-
 def _diffusers_class(class_name: str) -> type | None:
     """The diffusers class ``class_name`` if a family lists it (only those are ever built from a file's header)."""
-    if _family_of_class(class_name) is None:
+    if family_of_network_class(class_name) is None:
         return None
     import diffusers
 
