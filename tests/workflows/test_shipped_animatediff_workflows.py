@@ -11,10 +11,7 @@ import pytest
 import main
 from graph.registry import NodeRegistry
 from graph.workflow_file import load_workflow
-from models.folders import ModelFolders
 from models.requirements import required_models
-from nodes import register_builtin_nodes
-from nodes.folders import Folders
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOW = REPO / "workflows" / "animatediff_t2v.json"
@@ -30,13 +27,6 @@ SETTINGS = {
     "10": {"filename_prefix": "video/animatediff_t2v"},
 }
 WIDTH, HEIGHT, LENGTH, FPS = 64, 48, 8, 8
-
-
-@pytest.fixture(scope="module")
-def registry(tiny_models_dir: Path) -> NodeRegistry:
-    registry = NodeRegistry()
-    register_builtin_nodes(registry, Folders.under(REPO), ModelFolders(tiny_models_dir))
-    return registry
 
 
 def test_the_workflow_keeps_its_settings_and_lists_its_models(registry: NodeRegistry, tiny_models_dir: Path) -> None:

@@ -12,10 +12,7 @@ import pytest
 import main
 from graph.registry import NodeRegistry
 from graph.workflow_file import load_workflow
-from models.folders import ModelFolders
 from models.requirements import required_models
-from nodes import register_builtin_nodes
-from nodes.folders import Folders
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / "workflows"
@@ -40,13 +37,6 @@ SHIPPED = {
     },
 }
 SIZE = (64, 48, 9)  # width, height, frames for the runs: 3 latent frames, padded to 4 for 1.5
-
-
-@pytest.fixture(scope="module")
-def registry(tiny_models_dir: Path) -> NodeRegistry:
-    registry = NodeRegistry()
-    register_builtin_nodes(registry, Folders.under(REPO), ModelFolders(tiny_models_dir))
-    return registry
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))

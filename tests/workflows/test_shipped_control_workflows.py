@@ -18,7 +18,6 @@ from graph.registry import NodeRegistry
 from graph.workflow_file import LoadedWorkflow, load_workflow
 from tests.workflows.shipped import (
     WORKFLOWS,
-    builtin_registry,
     check_listed_models,
     check_settings_and_wiring,
     run_headless,
@@ -143,15 +142,6 @@ CONTROLS = {
         },
     ),
 }
-
-
-def _load(control: Control, registry: NodeRegistry) -> LoadedWorkflow:
-    return load_workflow(WORKFLOWS / control.file, registry)
-
-
-@pytest.fixture(scope="module")
-def registry(tiny_models_dir: Path) -> NodeRegistry:
-    return builtin_registry(tiny_models_dir)
 
 
 def _load(control: Control, registry: NodeRegistry) -> LoadedWorkflow:

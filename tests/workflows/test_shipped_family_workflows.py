@@ -14,10 +14,7 @@ import pytest
 import main
 from graph.registry import NodeRegistry
 from graph.workflow_file import load_workflow
-from models.folders import ModelFolders
 from models.requirements import required_models
-from nodes import register_builtin_nodes
-from nodes.folders import Folders
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / "workflows"
@@ -155,14 +152,6 @@ SHIPPED = {
         size=(96, 64, 7),
     ),
 }
-
-
-@pytest.fixture(scope="module")
-def registry(tiny_models_dir: Path) -> NodeRegistry:
-    """The built-in nodes, listing the repo's input folder and the tiny model files."""
-    registry = NodeRegistry()
-    register_builtin_nodes(registry, Folders.under(REPO), ModelFolders(tiny_models_dir))
-    return registry
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))

@@ -15,10 +15,7 @@ import pytest
 import main
 from graph.registry import NodeRegistry
 from graph.workflow_file import load_workflow
-from models.folders import ModelFolders
 from models.requirements import required_models
-from nodes import register_builtin_nodes
-from nodes.folders import Folders
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / "workflows"
@@ -29,13 +26,6 @@ FINISHING = {
     "upscale": {"model_name": "RealESRGAN_x2plus.pth"},
 }
 CLIP_FRAMES, CLIP_FPS, CLIP_SIZE = 7, 12, (64, 48)
-
-
-@pytest.fixture(scope="module")
-def registry(tiny_models_dir: Path) -> NodeRegistry:
-    registry = NodeRegistry()
-    register_builtin_nodes(registry, Folders.under(REPO), ModelFolders(tiny_models_dir))
-    return registry
 
 
 @pytest.mark.parametrize("name", [GENERATE, FINISH])

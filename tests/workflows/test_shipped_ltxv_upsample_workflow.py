@@ -12,15 +12,11 @@ import pytest
 import main
 from graph.registry import NodeRegistry
 from graph.workflow_file import load_workflow
-from models.folders import ModelFolders
 from models.requirements import required_models
-from nodes import register_builtin_nodes
-from nodes.folders import Folders
 from tests.workflows.test_shipped_family_workflows import (
     LTX_LOADERS,
     LTX_SCHEDULE,
     MODEL_INPUTS,
-    REPO,
     WORKFLOWS,
     Shipped,
     _check_video,
@@ -49,14 +45,6 @@ SHIPPED = Shipped(
     size=(64, 64, 9),
     scale=2,
 )
-
-
-@pytest.fixture(scope="module")
-def registry(tiny_models_dir: Path) -> NodeRegistry:
-    """The built-in nodes, listing the repo's input folder and the tiny model files."""
-    registry = NodeRegistry()
-    register_builtin_nodes(registry, Folders.under(REPO), ModelFolders(tiny_models_dir))
-    return registry
 
 
 def test_the_workflow_keeps_its_settings_and_lists_its_models(registry: NodeRegistry, tiny_models_dir: Path) -> None:

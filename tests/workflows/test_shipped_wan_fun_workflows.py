@@ -18,7 +18,6 @@ from graph.workflow_file import LoadedWorkflow, load_workflow
 from models.requirements import required_models
 from tests.workflows.shipped import (
     WORKFLOWS,
-    builtin_registry,
     check_listed_models,
     check_settings_and_wiring,
     run_headless,
@@ -119,15 +118,6 @@ SHIPPED = {
         },
     ),
 }
-
-
-def _load(shipped: Shipped, registry: NodeRegistry) -> LoadedWorkflow:
-    return load_workflow(WORKFLOWS / shipped.file, registry)
-
-
-@pytest.fixture(scope="module")
-def registry(tiny_models_dir: Path) -> NodeRegistry:
-    return builtin_registry(tiny_models_dir)
 
 
 def _load(shipped: Shipped, registry: NodeRegistry) -> LoadedWorkflow:

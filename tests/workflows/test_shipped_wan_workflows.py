@@ -19,10 +19,7 @@ from graph.prompt import Prompt
 from graph.registry import NodeRegistry
 from graph.validation import validate_prompt
 from graph.workflow_file import load_workflow
-from models.folders import ModelFolders
 from models.requirements import required_models
-from nodes import register_builtin_nodes
-from nodes.folders import Folders
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / "workflows"
@@ -154,14 +151,6 @@ SHIPPED = {
         images=("reelgraph_wan_start.jpg",),
     ),
 }
-
-
-@pytest.fixture(scope="module")
-def registry(tiny_models_dir: Path) -> NodeRegistry:
-    """The built-in nodes, listing the repo's input folder and the tiny model files."""
-    registry = NodeRegistry()
-    register_builtin_nodes(registry, Folders.under(REPO), ModelFolders(tiny_models_dir))
-    return registry
 
 
 def _skip_unless_registered(shipped: Shipped, registry: NodeRegistry) -> None:
