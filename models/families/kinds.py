@@ -17,7 +17,7 @@ import torch
 from models.families.base import FamilyAdapter, LatentFormat
 from models.lora_weights import LoraFormat
 from models.sampling.model_sampling import ModelSampling
-from models.vae_tiling import TileSettings, tiled_decoding
+from models.vae_tiling import TileSettings, tiled_coding
 
 __all__ = [
     "PartRunner",
@@ -79,8 +79,13 @@ class VaeCodec:
 
     def decode_tiled(self, module: torch.nn.Module, latent: torch.Tensor, tiles: TileSettings) -> torch.Tensor:
         """``decode`` with the VAE's own tiling on (``ValueError`` for a VAE without)."""
-        with tiled_decoding(module, tiles):
+        with tiled_coding(module, tiles):
             return self.decode(module, latent)
+
+    def encode_tiled(self, module: torch.nn.Module, video: torch.Tensor, tiles: TileSettings) -> torch.Tensor:
+        """``encode`` with the VAE's own tiling on (``ValueError`` for a VAE without)."""
+        with tiled_coding(module, tiles):
+            return self.encode(module, video)
 
 
 @dataclass(frozen=True)

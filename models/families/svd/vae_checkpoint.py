@@ -119,6 +119,10 @@ class SvdCodec(VaeCodec):
         chunks = [self.decode(module, part) for part in latent.split(tiles.frames, dim=2)]
         return torch.cat(chunks, dim=2)
 
+    def encode_tiled(self, module: torch.nn.Module, video: torch.Tensor, tiles: TileSettings) -> torch.Tensor:
+        """The encoder cannot tile space either: ``tiles.frames`` frames at a time, whole frames each."""
+        return torch.cat([self.encode(module, part) for part in video.split(tiles.frames, dim=2)], dim=2)
+
 
 def is_svd_vae(state_dict: Mapping[str, torch.Tensor]) -> bool:
     """Whether the tensors hold an SVD VAE in the SGM layout: a temporal decoder (``mix_factor`` in its resnets,
